@@ -1,0 +1,44 @@
+# Two commands matter: `make run` and `make test`. Both install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+
+.PHONY: install run test lint generate seed clean
+
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e clients/python -e '.[dev]'
+	touch $@
+
+$(BUF):
+	npm install --prefix .tools --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
+
+install: $(INSTALLED) $(BUF)
+
+## Serve on 127.0.0.1:50051 with embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
+run: $(INSTALLED)
+	$(BIN)/socialhub serve
+
+## Lint, type-check, buf lint, generated-code freshness and the whole pytest suite.
+test: lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BUF) lint
+
+## Regenerate clients/python/socialhub from protos/.
+generate: $(INSTALLED)
+	$(BIN)/python clients/python/generate.py
+
+seed: $(INSTALLED)
+	$(BIN)/socialhub seed --profiles 100000
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,53 @@
+"""Generate the Python client package from protos/ (run by `make generate`).
+
+The same function writes into a scratch folder for the test that fails when
+the committed code is stale, so both paths produce byte-identical output.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from grpc_tools import protoc
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROTO_ROOT = REPO_ROOT / "protos"
+PACKAGE_ROOT = Path(__file__).resolve().parent
+GENERATED_PACKAGE = "socialhub"
+
+
+def proto_files() -> list[Path]:
+    return sorted(PROTO_ROOT.rglob("*.proto"))
+
+
+def generate(out_dir: Path) -> None:
+    """Write the generated package `socialhub/` under `out_dir`, replacing any old one."""
+    shutil.rmtree(out_dir / GENERATED_PACKAGE, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    well_known = resources.files("grpc_tools") / "_proto"
+    plugin_dir = Path(sys.executable).parent
+    args = [
+        "grpc_tools.protoc",
+        f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={well_known}",
+        f"--plugin=protoc-gen-mypy={plugin_dir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={plugin_dir / 'protoc-gen-mypy_grpc'}",
+        f"--python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        f"--mypy_out={out_dir}",
+        f"--mypy_grpc_out={out_dir}",
+        *(str(path.relative_to(PROTO_ROOT)) for path in proto_files()),
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+    for package_dir in [out_dir / GENERATED_PACKAGE, *(out_dir / GENERATED_PACKAGE).rglob("*/")]:
+        if package_dir.is_dir():
+            (package_dir / "__init__.py").touch()
+    (out_dir / GENERATED_PACKAGE / "py.typed").touch()
+
+
+if __name__ == "__main__":
+    generate(PACKAGE_ROOT)

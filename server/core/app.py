@@ -1,0 +1,106 @@
+"""Builds the gRPC server with every service and owns its lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
+from socialhub.v1 import profile_pb2, profile_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.core.cache import Cache
+from server.core.config import Settings
+from server.core.db import create_engine
+from server.core.health import HealthMonitor
+from server.core.interceptors import InFlightLimit, RpcInterceptor
+from server.core.pagination import PageTokens
+from server.profiles.service import ProfileService
+from server.profiles.servicer import ProfileServicer
+
+log = logging.getLogger("socialhub.server")
+
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass
+class Application:
+    """One server process: engine, Redis, gRPC server and health, started and stopped together."""
+
+    settings: Settings
+    database_url: str
+    redis_url: str
+    engine: AsyncEngine | None = None
+    redis: Redis | None = None
+    cache: Cache | None = None
+    server: grpc.aio.Server | None = None
+    health: HealthMonitor | None = None
+    port: int = 0
+
+    async def start(self) -> int:
+        settings = self.settings
+        self.engine = create_engine(settings, self.database_url)
+        self.redis = Redis.from_url(
+            self.redis_url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            health_check_interval=30,
+        )
+        self.cache = Cache(self.redis, retry_after_s=settings.redis_retry_after_s)
+        tokens = PageTokens(settings.page_token_secret)
+
+        self.server = grpc.aio.server(
+            interceptors=[RpcInterceptor(InFlightLimit(settings.max_concurrent_rpcs))],
+            options=SERVER_OPTIONS,
+        )
+        profiles = ProfileService(self.engine, self.cache, tokens, settings)
+        profile_pb2_grpc.add_ProfileServiceServicer_to_server(
+            ProfileServicer(profiles), self.server
+        )
+        service_names = [profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name]
+
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
+        reflection.enable_server_reflection(
+            [
+                *service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(settings.address)
+        self.health = HealthMonitor(
+            health_servicer,
+            self.engine,
+            self.cache,
+            service_names,
+            settings.health_check_interval_s,
+        )
+        await self.health.start()
+        await self.server.start()
+        return self.port
+
+    async def stop(self) -> None:
+        """Flip health to NOT_SERVING, refuse new calls, let in-flight ones finish, close pools."""
+        if self.health is not None:
+            await self.health.stop()
+        if self.server is not None:
+            await self.server.stop(self.settings.shutdown_grace_s)
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+        log.info("server stopped")
+
+    async def wait(self) -> None:
+        assert self.server is not None
+        await self.server.wait_for_termination()

@@ -1,0 +1,171 @@
+"""Read-through Redis cache with tag versions, single-flight, and graceful degradation.
+
+Invalidation works by version tags instead of deleting keys: an entry is stored
+under `<key>@<version of its tag>`, and a write bumps the tag's version once it
+has committed. A reader that started before the commit stores its (old) answer
+under the old version, which no later reader looks at, so a reader that starts
+after a write returns can never see data from before it. List-style entries
+share one tag per domain, so one INCR invalidates all of them, bulk deletes
+included.
+
+If Redis fails, calls go straight to the database for `retry_after_s` and
+errors are counted; a failed invalidation schedules a wipe of the cache
+namespace for when Redis answers again, so no stale entry survives an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+log = logging.getLogger("socialhub.cache")
+
+REDIS_FAILURES = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+
+# One round trip for a read: the tag's version, then the entry stored under it.
+_READ_SCRIPT = """
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. '@' .. version)}
+"""
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    bypassed: int = 0
+
+
+class Cache:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = "sh",
+        retry_after_s: float = 1.0,
+        tag_ttl_s: int = 7 * 24 * 3600,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._retry_after_s = retry_after_s
+        # A tag must outlive every entry stored under it, or an old version could be reused.
+        self._tag_ttl_s = tag_ttl_s
+        self._down_until = 0.0
+        self._wipe_pending = False
+        self._inflight: dict[str, asyncio.Task[bytes]] = {}
+        self._read = redis.register_script(_READ_SCRIPT)
+        self.stats = CacheStats()
+
+    @property
+    def degraded(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    async def read_through(
+        self, key: str, *, tag: str, ttl_s: int, load: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """Return the cached bytes for `key`, or `load()` them once and cache them."""
+        if not await self._usable():
+            self.stats.bypassed += 1
+            return await load()
+        full_key = f"{self._prefix}:{key}"
+        try:
+            version, cached = await self._read(keys=[self._tag_key(tag)], args=[full_key])
+        except REDIS_FAILURES as error:
+            self._record_failure("read", error)
+            return await load()
+        if cached is not None:
+            self.stats.hits += 1
+            return bytes(cached)
+        self.stats.misses += 1
+        entry = f"{full_key}@{version.decode()}"
+        # Concurrent misses of the same entry (same version) share one load.
+        flight = self._inflight.get(entry)
+        if flight is None:
+            flight = asyncio.create_task(self._load_and_store(entry, ttl_s, load))
+            self._inflight[entry] = flight
+            flight.add_done_callback(lambda done: self._finish_flight(entry, done))
+        return await asyncio.shield(flight)
+
+    async def invalidate(self, *tags: str) -> None:
+        """Bump the version of each tag. Call after the write has committed."""
+        if not tags:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for tag in tags:
+                    pipe.incr(self._tag_key(tag))
+                    pipe.expire(self._tag_key(tag), self._tag_ttl_s)
+                await pipe.execute()
+        except REDIS_FAILURES as error:
+            self._wipe_pending = True
+            self._record_failure("invalidate", error)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except REDIS_FAILURES:
+            return False
+
+    def _tag_key(self, tag: str) -> str:
+        return f"{self._prefix}:tag:{tag}"
+
+    async def _usable(self) -> bool:
+        if self.degraded:
+            return False
+        if self._wipe_pending:
+            try:
+                await self._wipe()
+            except REDIS_FAILURES as error:
+                self._record_failure("wipe", error)
+                return False
+        return True
+
+    async def _wipe(self) -> None:
+        """Drop every entry and tag: an invalidation may have been lost while Redis was away."""
+        async for batch in self._scan_batches(f"{self._prefix}:*"):
+            await self._redis.unlink(*batch)
+        self._wipe_pending = False
+        log.warning("cache namespace wiped after a failed invalidation")
+
+    async def _scan_batches(self, pattern: str) -> Any:
+        batch: list[bytes] = []
+        async for key in self._redis.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def _load_and_store(
+        self, entry: str, ttl_s: int, load: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        value = await load()
+        try:
+            await self._redis.set(entry, value, ex=ttl_s)
+        except REDIS_FAILURES as error:
+            self._record_failure("store", error)
+        return value
+
+    def _finish_flight(self, entry: str, done: asyncio.Task[bytes]) -> None:
+        self._inflight.pop(entry, None)
+        if not done.cancelled():
+            done.exception()  # every waiter sees it; this only marks it as retrieved
+
+    def _record_failure(self, operation: str, error: BaseException) -> None:
+        self.stats.errors += 1
+        was_up = not self.degraded
+        self._down_until = time.monotonic() + self._retry_after_s
+        if was_up:
+            log.warning(
+                "redis unavailable; serving from the database",
+                extra={"operation": operation, "error": repr(error), "errors": self.stats.errors},
+            )

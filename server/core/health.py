@@ -1,0 +1,88 @@
+"""Health: each service is SERVING only while PostgreSQL answers.
+
+Redis is a cache, so its outage leaves services SERVING; it is logged once per
+transition and counted in the cache's stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from grpc_health.v1 import health, health_pb2
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.core.cache import Cache
+
+log = logging.getLogger("socialhub.health")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+OVERALL = ""
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        servicer: health.aio.HealthServicer,
+        engine: AsyncEngine,
+        cache: Cache,
+        service_names: Sequence[str],
+        interval_s: float,
+    ) -> None:
+        self.servicer = servicer
+        self._engine = engine
+        self._cache = cache
+        self._names = [OVERALL, *service_names]
+        self._interval_s = interval_s
+        self._database_up: bool | None = None
+        self._redis_up: bool | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.check_once()
+        self._task = asyncio.create_task(self._run(), name="health-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.servicer.enter_graceful_shutdown()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.check_once()
+
+    async def check_once(self) -> None:
+        database_up = await self._database_answers()
+        if database_up != self._database_up:
+            self._database_up = database_up
+            for name in self._names:
+                await self.servicer.set(name, SERVING if database_up else NOT_SERVING)
+            log.log(
+                logging.INFO if database_up else logging.ERROR,
+                "database is up" if database_up else "database is unreachable",
+            )
+        redis_up = await self._cache.ping()
+        if redis_up != self._redis_up:
+            self._redis_up = redis_up
+            if not redis_up:
+                self._cache.stats.errors += 1
+            log.log(
+                logging.INFO if redis_up else logging.WARNING,
+                "redis is up" if redis_up else "redis is unreachable; caching is off",
+            )
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(max(self._interval_s, 1.0)):
+                async with self._engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any failure to answer means not serving
+            return False

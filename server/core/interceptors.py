@@ -1,0 +1,231 @@
+"""Per-RPC logging and the one place where errors become gRPC statuses."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.core import errors
+from server.core.db import is_database_unavailable
+
+log = logging.getLogger("socialhub.rpc")
+
+ERROR_DOMAIN = "socialhub.v1"
+DATABASE_RETRY_AFTER_S = 1.0
+OVERLOAD_RETRY_AFTER_S = 0.1
+
+_CODES: dict[type[errors.DomainError], int] = {
+    errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    errors.NotFound: code_pb2.NOT_FOUND,
+    errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
+    errors.Aborted: code_pb2.ABORTED,
+    errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+}
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _retry_info(seconds: float) -> any_pb2.Any:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(seconds * 1e9))
+    return _packed(error_details_pb2.RetryInfo(retry_delay=delay))
+
+
+def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
+    """Translate any exception into a google.rpc.Status with typed details."""
+    info = error_details_pb2.ErrorInfo(domain=ERROR_DOMAIN, metadata={"request_id": request_id})
+    if isinstance(exc, errors.DomainError):
+        code = next(c for cls, c in _CODES.items() if isinstance(exc, cls))
+        info.reason = exc.reason
+        details = [_packed(info)]
+        if isinstance(exc, errors.InvalidArgument):
+            bad_request = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in exc.violations
+                ]
+            )
+            details.append(_packed(bad_request))
+        if isinstance(exc, errors.ResourceExhausted):
+            details.append(_retry_info(exc.retry_after_s))
+        return status_pb2.Status(code=code, message=exc.message, details=details)
+    if is_database_unavailable(exc):
+        info.reason = "DATABASE_UNAVAILABLE"
+        return status_pb2.Status(
+            code=code_pb2.UNAVAILABLE,
+            message="the database is unavailable; retry later",
+            details=[_packed(info), _retry_info(DATABASE_RETRY_AFTER_S)],
+        )
+    info.reason = "INTERNAL"
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=f"internal error (request_id={request_id})",
+        details=[_packed(info)],
+    )
+
+
+def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class InFlightLimit:
+    """Sheds load with RESOURCE_EXHAUSTED + RetryInfo instead of queueing without bound."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.current = 0
+
+    def enter(self) -> None:
+        if self.current >= self.maximum:
+            raise errors.ResourceExhausted(
+                "the server is at its limit of concurrent calls; retry shortly",
+                retry_after_s=OVERLOAD_RETRY_AFTER_S,
+            )
+        self.current += 1
+
+    def exit(self) -> None:
+        self.current -= 1
+
+
+class _Unlimited(InFlightLimit):
+    def enter(self) -> None:
+        pass
+
+    def exit(self) -> None:
+        pass
+
+
+class RpcInterceptor(grpc.aio.ServerInterceptor):
+    """Logs one line per RPC and maps exceptions to statuses; never leaks a traceback.
+
+    Calls to socialhub services count against `limit`; health and reflection never do,
+    so an overloaded server still answers its probes.
+    """
+
+    def __init__(self, limit: InFlightLimit) -> None:
+        self._limit = limit
+        self._unlimited = _Unlimited(0)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        limit = self._limit if method.startswith("/socialhub.") else self._unlimited
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method, limit),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method, limit),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _fail(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, started: float, exc: BaseException
+) -> None:
+    request_id = _request_id(context)
+    status = status_for(exc, request_id)
+    level = logging.ERROR if status.code == code_pb2.INTERNAL else logging.INFO
+    log.log(
+        level,
+        "rpc failed",
+        exc_info=exc if status.code == code_pb2.INTERNAL else None,
+        extra=_fields(context, method, started, code_pb2.Code.Name(status.code), request_id),
+    )
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+def _fields(
+    context: grpc.aio.ServicerContext[Any, Any],
+    method: str,
+    started: float,
+    code: str,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "method": method,
+        "code": code,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "peer": context.peer(),
+    }
+    if request_id is not None:
+        fields["request_id"] = request_id
+    return fields
+
+
+def _wrap_unary(behavior: Any, method: str, limit: InFlightLimit) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            limit.enter()
+            try:
+                response = await behavior(request, context)
+            finally:
+                limit.exit()
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _fail(context, method, started, exc)
+            raise  # unreachable: abort raises
+        if log.isEnabledFor(logging.INFO):
+            log.info("rpc", extra=_fields(context, method, started, "OK"))
+        return response
+
+    return unary
+
+
+def _wrap_stream(behavior: Any, method: str, limit: InFlightLimit) -> Any:
+    if not inspect.isasyncgenfunction(behavior):
+        # Handlers that write with `await context.write()` (health Watch) return a coroutine.
+        return _wrap_unary(behavior, method, limit)
+
+    async def stream(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        try:
+            limit.enter()
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            finally:
+                limit.exit()
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _fail(context, method, started, exc)
+            raise
+        log.info("rpc", extra=_fields(context, method, started, "OK"))
+
+    return stream

@@ -1,0 +1,54 @@
+"""Database rows -> protobuf messages of the profiles domain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from socialhub.v1 import profile_pb2
+
+from server.core.names import format_name
+from server.profiles.tables import PLATFORMS
+
+COLLECTION = "profiles"
+_OPTIONAL_TEXT = (
+    "username",
+    "designation",
+    "zone",
+    "party_district",
+    "constituency",
+    "email",
+    "phone",
+    "bio",
+)
+
+
+def _timestamp(value: Any) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def profile_from_row(row: Any) -> profile_pb2.Profile:
+    data = row._mapping
+    profile = profile_pb2.Profile(
+        name=format_name(COLLECTION, data["id"]),
+        display_name=data["display_name"],
+        total_followers=data["total_followers"],
+        create_time=_timestamp(data["created_at"]),
+        update_time=_timestamp(data["updated_at"]),
+        **{column: data[column] for column in _OPTIONAL_TEXT if data[column] is not None},
+    )
+    if data["date_of_birth"] is not None:
+        profile.date_of_birth = data["date_of_birth"].isoformat()
+    for platform in PLATFORMS:
+        if data[f"{platform}_handle"] is not None:
+            getattr(profile, platform).CopyFrom(
+                profile_pb2.PlatformPresence(
+                    handle=data[f"{platform}_handle"],
+                    followers=data[f"{platform}_followers"],
+                    active=data[f"{platform}_active"],
+                    verified=data[f"{platform}_verified"],
+                )
+            )
+    return profile

@@ -1,0 +1,158 @@
+"""Every SQL statement of the profiles domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, delete, func, literal_column, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.core.pagination import KeyValue
+from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
+from server.profiles.tables import FILTER_COLUMNS, PROFILE_COLUMNS, profiles
+
+SEARCH_CONFIG: ColumnElement[Any] = literal_column("'simple'::regconfig")
+
+
+def _conditions(profile_filter: ProfileFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [
+        profiles.c[column] == getattr(profile_filter, column)
+        for column in FILTER_COLUMNS
+        if getattr(profile_filter, column) is not None
+    ]
+    for status in profile_filter.platform_statuses:
+        if status.active is not None:
+            conditions.append(profiles.c[f"{status.platform}_active"].is_(status.active))
+        if status.verified is not None:
+            conditions.append(profiles.c[f"{status.platform}_verified"].is_(status.verified))
+    return conditions
+
+
+def _after(
+    key: ColumnElement[Any], position: Sequence[KeyValue] | None, descending: bool
+) -> list[ColumnElement[bool]]:
+    """Keyset condition as a row comparison, which PostgreSQL turns into one index range."""
+    if position is None:
+        return []
+    row = tuple_(key, profiles.c.id)
+    return [row < tuple(position) if descending else row > tuple(position)]
+
+
+async def insert(conn: AsyncConnection, values: ProfileValues) -> Row[Any]:
+    result = await conn.execute(profiles.insert().values(values).returning(*PROFILE_COLUMNS))
+    return result.one()
+
+
+async def get(
+    conn: AsyncConnection, profile_id: int, *, for_update: bool = False
+) -> Row[Any] | None:
+    statement = select(*PROFILE_COLUMNS).where(profiles.c.id == profile_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await conn.execute(statement)).first()
+
+
+async def update_values(conn: AsyncConnection, profile_id: int, values: ProfileValues) -> Row[Any]:
+    result = await conn.execute(
+        update(profiles)
+        .where(profiles.c.id == profile_id)
+        .values({**values, "updated_at": func.now()})
+        .returning(*PROFILE_COLUMNS)
+    )
+    return result.one()
+
+
+async def delete_many(conn: AsyncConnection, profile_ids: Sequence[int]) -> list[int]:
+    result = await conn.execute(
+        delete(profiles).where(profiles.c.id.in_(profile_ids)).returning(profiles.c.id)
+    )
+    return [row.id for row in result]
+
+
+async def list_page(
+    conn: AsyncConnection,
+    profile_filter: ProfileFilter,
+    order: ProfileOrder,
+    position: Sequence[KeyValue] | None,
+    limit: int,
+) -> Sequence[Any]:
+    key = profiles.c[order.column]
+    ordering = (key.desc(), profiles.c.id.desc()) if order.descending else (key, profiles.c.id)
+    statement = (
+        select(*PROFILE_COLUMNS)
+        .where(*_conditions(profile_filter), *_after(key, position, order.descending))
+        .order_by(*ordering)
+        .limit(limit)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def count(conn: AsyncConnection, profile_filter: ProfileFilter) -> int:
+    statement = select(func.count()).select_from(profiles).where(*_conditions(profile_filter))
+    return int((await conn.execute(statement)).scalar_one())
+
+
+async def search_page(
+    conn: AsyncConnection,
+    query: str,
+    profile_filter: ProfileFilter,
+    position: Sequence[KeyValue] | None,
+    limit: int,
+) -> Sequence[Any]:
+    ts_query = func.websearch_to_tsquery(SEARCH_CONFIG, query)
+    rank = func.ts_rank(profiles.c.search_vector, ts_query)
+    statement = (
+        select(*PROFILE_COLUMNS, rank.label("rank"))
+        .where(
+            profiles.c.search_vector.op("@@")(ts_query),
+            *_conditions(profile_filter),
+            *_after(rank, position, descending=True),
+        )
+        .order_by(rank.desc(), profiles.c.id.desc())
+        .limit(limit)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def top(conn: AsyncConnection, column: str, limit: int) -> Sequence[Any]:
+    key = profiles.c[column]
+    statement = select(*PROFILE_COLUMNS).order_by(key.desc(), profiles.c.id.desc()).limit(limit)
+    return (await conn.execute(statement)).all()
+
+
+async def filter_options(conn: AsyncConnection) -> dict[str, list[tuple[str, int]]]:
+    """Counts per distinct value of every filter column, in one pass over the table."""
+    columns = [profiles.c[name] for name in FILTER_COLUMNS]
+    grouping = func.grouping(*columns).label("grouping_id")
+    statement = (
+        select(*columns, grouping, func.count().label("n"))
+        .group_by(func.grouping_sets(*columns))
+        .order_by(literal_column("n").desc())
+    )
+    options: dict[str, list[tuple[str, int]]] = {name: [] for name in FILTER_COLUMNS}
+    for row in await conn.execute(statement):
+        # GROUPING() has a 1 bit for each column not grouped in this row's set.
+        for index, name in enumerate(FILTER_COLUMNS):
+            bit = 1 << (len(FILTER_COLUMNS) - 1 - index)
+            if not row.grouping_id & bit and row[index] is not None:
+                options[name].append((row[index], row.n))
+    return options
+
+
+async def copy_rows(
+    conn: AsyncConnection, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+) -> None:
+    """Bulk load with COPY: an order of magnitude faster than INSERT for seeding."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table("profiles", records=records, columns=list(columns))
+
+
+async def is_empty(conn: AsyncConnection) -> bool:
+    return (await conn.execute(select(profiles.c.id).limit(1))).first() is None
+
+
+async def max_id(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.coalesce(func.max(profiles.c.id), 0)))).scalar_one())

@@ -1,0 +1,221 @@
+"""Profile use cases: transactions, idempotency and cache policy."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+
+from socialhub.v1 import profile_pb2
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.core import idempotency
+from server.core.cache import Cache
+from server.core.config import Settings
+from server.core.db import unique_violation
+from server.core.errors import AlreadyExists, InvalidArgument, NotFound
+from server.core.names import format_name
+from server.core.pagination import PageTokens, next_token
+from server.profiles import repository
+from server.profiles.mapping import COLLECTION, profile_from_row
+from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
+from server.profiles.tables import FILTER_COLUMNS, PLATFORMS
+
+# Every cached listing (top, filter options, counts) hangs off this tag.
+LISTINGS_TAG = "profiles"
+CREATE_SCOPE = "CreateProfile"
+
+
+def _profile_tag(profile_id: int) -> str:
+    return f"profile:{profile_id}"
+
+
+def _not_found(profile_id: int) -> NotFound:
+    return NotFound(f"{format_name(COLLECTION, profile_id)} does not exist")
+
+
+def _raise_if_username_taken(error: exc.IntegrityError) -> None:
+    if unique_violation(error) == "uq_profiles_username":
+        raise AlreadyExists("that username is taken", reason="USERNAME_TAKEN") from None
+
+
+class ProfileService:
+    def __init__(
+        self, engine: AsyncEngine, cache: Cache, tokens: PageTokens, settings: Settings
+    ) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._tokens = tokens
+        self._settings = settings
+
+    async def create(
+        self, values: ProfileValues, request_id: uuid.UUID | None, request_digest: str
+    ) -> profile_pb2.Profile:
+        async with self._engine.begin() as conn:
+            if request_id is not None:
+                earlier_id = await idempotency.claim(conn, CREATE_SCOPE, request_id, request_digest)
+                if earlier_id is not None:
+                    earlier = await repository.get(conn, earlier_id)
+                    if earlier is None:
+                        raise _not_found(earlier_id)
+                    return profile_from_row(earlier)
+            try:
+                row = await repository.insert(conn, values)
+            except exc.IntegrityError as error:
+                _raise_if_username_taken(error)
+                raise
+            if request_id is not None:
+                await idempotency.record(conn, CREATE_SCOPE, request_id, row.id)
+        await self._cache.invalidate(LISTINGS_TAG)
+        return profile_from_row(row)
+
+    async def get(self, profile_id: int) -> profile_pb2.Profile:
+        async def load() -> bytes:
+            async with self._engine.connect() as conn:
+                row = await repository.get(conn, profile_id)
+            if row is None:
+                raise _not_found(profile_id)
+            return profile_from_row(row).SerializeToString()
+
+        payload = await self._cache.read_through(
+            f"profile:{profile_id}",
+            tag=_profile_tag(profile_id),
+            ttl_s=self._settings.profile_cache_ttl_s,
+            load=load,
+        )
+        return profile_pb2.Profile.FromString(payload)
+
+    async def update(self, profile_id: int, values: ProfileValues) -> profile_pb2.Profile:
+        async with self._engine.begin() as conn:
+            current = await repository.get(conn, profile_id, for_update=True)
+            if current is None:
+                raise _not_found(profile_id)
+            merged = {**current._mapping, **values}
+            if not any(merged[f"{platform}_handle"] for platform in PLATFORMS):
+                raise InvalidArgument.single(
+                    "update_mask", "the update would leave the profile with no platform handle"
+                )
+            try:
+                row = await repository.update_values(conn, profile_id, values)
+            except exc.IntegrityError as error:
+                _raise_if_username_taken(error)
+                raise
+        await self._cache.invalidate(_profile_tag(profile_id), LISTINGS_TAG)
+        return profile_from_row(row)
+
+    async def delete(self, profile_id: int) -> None:
+        await self.batch_delete([profile_id], allow_missing=False)
+
+    async def batch_delete(self, profile_ids: Sequence[int], *, allow_missing: bool) -> list[int]:
+        """Delete all of `profile_ids` or, unless `allow_missing`, none of them."""
+        async with self._engine.begin() as conn:
+            deleted = await repository.delete_many(conn, profile_ids)
+            missing = sorted(set(profile_ids) - set(deleted))
+            if missing and not allow_missing:
+                raise _not_found(missing[0])
+        await self._cache.invalidate(*(_profile_tag(i) for i in deleted), LISTINGS_TAG)
+        return deleted
+
+    async def list_profiles(
+        self,
+        profile_filter: ProfileFilter,
+        order: ProfileOrder,
+        page_size: int,
+        page_token: str,
+        request_fingerprint: str,
+    ) -> tuple[list[profile_pb2.Profile], str, int]:
+        position = self._tokens.decode(page_token, request_fingerprint)
+        async with self._engine.connect() as conn:
+            rows = await repository.list_page(conn, profile_filter, order, position, page_size + 1)
+        page, token = next_token(
+            self._tokens,
+            rows,
+            page_size,
+            lambda row: (row._mapping[order.column], row.id),
+            request_fingerprint,
+        )
+        total = await self._count(profile_filter, request_fingerprint)
+        return [profile_from_row(row) for row in page], token, total
+
+    async def _count(self, profile_filter: ProfileFilter, request_fingerprint: str) -> int:
+        async def load() -> bytes:
+            async with self._engine.connect() as conn:
+                return str(await repository.count(conn, profile_filter)).encode()
+
+        # Counting is the costly part of a List call; it changes only when profiles change.
+        payload = await self._cache.read_through(
+            f"profiles:count:{_filter_key(profile_filter)}",
+            tag=LISTINGS_TAG,
+            ttl_s=self._settings.listing_cache_ttl_s,
+            load=load,
+        )
+        return int(payload)
+
+    async def search(
+        self,
+        query: str,
+        profile_filter: ProfileFilter,
+        page_size: int,
+        page_token: str,
+        request_fingerprint: str,
+    ) -> tuple[list[profile_pb2.Profile], str]:
+        position = self._tokens.decode(page_token, request_fingerprint)
+        async with self._engine.connect() as conn:
+            rows = await repository.search_page(
+                conn, query, profile_filter, position, page_size + 1
+            )
+        page, token = next_token(
+            self._tokens, rows, page_size, lambda row: (row.rank, row.id), request_fingerprint
+        )
+        return [profile_from_row(row) for row in page], token
+
+    async def top(self, column: str, limit: int) -> list[profile_pb2.Profile]:
+        async def load() -> bytes:
+            async with self._engine.connect() as conn:
+                rows = await repository.top(conn, column, limit)
+            response = profile_pb2.ListTopProfilesResponse(
+                profiles=[profile_from_row(row) for row in rows]
+            )
+            return response.SerializeToString()
+
+        payload = await self._cache.read_through(
+            f"profiles:top:{column}:{limit}",
+            tag=LISTINGS_TAG,
+            ttl_s=self._settings.top_profiles_cache_ttl_s,
+            load=load,
+        )
+        return list(profile_pb2.ListTopProfilesResponse.FromString(payload).profiles)
+
+    async def filter_options(self) -> profile_pb2.FilterOptions:
+        async def load() -> bytes:
+            async with self._engine.connect() as conn:
+                options = await repository.filter_options(conn)
+            return _filter_options_message(options).SerializeToString()
+
+        payload = await self._cache.read_through(
+            "profiles:filter-options",
+            tag=LISTINGS_TAG,
+            ttl_s=self._settings.listing_cache_ttl_s,
+            load=load,
+        )
+        return profile_pb2.FilterOptions.FromString(payload)
+
+
+def _filter_key(profile_filter: ProfileFilter) -> str:
+    # The dataclass repr is a complete, deterministic description of the filter.
+    return hashlib.sha256(repr(profile_filter).encode()).hexdigest()[:32]
+
+
+_OPTION_FIELDS = dict(
+    zip(FILTER_COLUMNS, ("zones", "party_districts", "constituencies", "designations"), strict=True)
+)
+
+
+def _filter_options_message(options: dict[str, list[tuple[str, int]]]) -> profile_pb2.FilterOptions:
+    message = profile_pb2.FilterOptions()
+    for column, values in options.items():
+        getattr(message, _OPTION_FIELDS[column]).extend(
+            profile_pb2.FilterValue(value=value, count=count) for value, count in values
+        )
+    return message

@@ -1,0 +1,42 @@
+"""Small helpers shared by tests: building requests and reading rich errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from socialhub.v1 import profile_pb2
+
+
+def new_profile(display_name: str = "Ada Lovelace", **fields: Any) -> profile_pb2.Profile:
+    if not any(key in fields for key in ("facebook", "x", "instagram", "youtube", "linkedin")):
+        fields["x"] = profile_pb2.PlatformPresence(handle="ada", followers=10, active=True)
+    return profile_pb2.Profile(display_name=display_name, **fields)
+
+
+def rich_status(error: grpc.RpcError) -> status_pb2.Status:
+    status = rpc_status.from_call(error)
+    assert status is not None, "the error carries no google.rpc.Status details"
+    return status
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """Field -> description of every BadRequest violation in the error."""
+    violations: dict[str, str] = {}
+    for detail in rich_status(error).details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations.update({v.field: v.description for v in bad_request.field_violations})
+    return violations
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    for detail in rich_status(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
+    raise AssertionError("no ErrorInfo in the error")
