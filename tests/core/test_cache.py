@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import redis
+from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from socialhub.v1 import profile_pb2
+from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
+
+from server.core.cache import Cache
+from tests.harness import Backing, ServerThread
+from tests.helpers import new_profile
+
+
+def _cache(server: ServerThread) -> Cache:
+    assert server.app is not None
+    assert server.app.cache is not None
+    return server.app.cache
+
+
+def test_concurrent_misses_on_one_key_load_once(server: ServerThread) -> None:
+    cache = _cache(server)
+    loads = 0
+
+    async def slow_load() -> bytes:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.2)
+        return b"value"
+
+    async def twenty_readers() -> list[bytes]:
+        return await asyncio.gather(
+            *(
+                cache.read_through("test:single", tag="test", ttl_s=60, load=slow_load)
+                for _ in range(20)
+            )
+        )
+
+    assert server.run(twenty_readers()) == [b"value"] * 20
+    assert loads == 1
+    # Now it is cached: no further load.
+    assert (
+        server.run(cache.read_through("test:single", tag="test", ttl_s=60, load=slow_load))
+        == b"value"
+    )
+    assert loads == 1
+
+
+def test_a_reader_that_raced_a_write_never_caches_stale_data(server: ServerThread) -> None:
+    """A load that started before an invalidation stores under the old version only."""
+    cache = _cache(server)
+    version = {"value": b"old"}
+    started = asyncio.Event()
+
+    async def slow_old_load() -> bytes:
+        value = version["value"]
+        started.set()
+        await asyncio.sleep(0.2)
+        return value
+
+    async def race() -> bytes:
+        reader = asyncio.create_task(
+            cache.read_through("test:race", tag="race", ttl_s=60, load=slow_old_load)
+        )
+        await started.wait()
+        version["value"] = b"new"  # the "write" commits...
+        await cache.invalidate("race")  # ...then invalidates, while the reader is still loading
+        assert await reader == b"old"
+
+        async def fresh_load() -> bytes:
+            return version["value"]
+
+        return await cache.read_through("test:race", tag="race", ttl_s=60, load=fresh_load)
+
+    assert server.run(race()) == b"new"
+
+
+def test_redis_outage_degrades_to_the_database(
+    backing: Backing,
+    server: ServerThread,
+    profiles: ProfileServiceStub,
+    health: health_pb2_grpc.HealthStub,
+) -> None:
+    created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
+    get = profile_pb2.GetProfileRequest(name=created.name)
+    profiles.GetProfile(get)
+    errors_before = _cache(server).stats.errors
+
+    backing.redis.stop()
+    try:
+        for _ in range(5):
+            assert profiles.GetProfile(get).display_name == "Ada Lovelace"
+        updated = profiles.UpdateProfile(
+            profile_pb2.UpdateProfileRequest(
+                profile=profile_pb2.Profile(name=created.name, bio="written during the outage"),
+                update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
+            )
+        )
+        assert updated.bio == "written during the outage"
+        assert profiles.GetProfile(get).bio == "written during the outage"
+        assert len(profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest()).profiles) == 1
+        assert profiles.GetFilterOptions(profile_pb2.GetFilterOptionsRequest()) is not None
+        status = health.Check(health_pb2.HealthCheckRequest(service="socialhub.v1.ProfileService"))
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        assert _cache(server).stats.errors > errors_before
+    finally:
+        backing.redis.start()
+
+    time.sleep(0.3)  # past redis_retry_after_s
+    hits_before = _cache(server).stats.hits
+    profiles.GetProfile(get)
+    assert profiles.GetProfile(get).bio == "written during the outage"
+    assert _cache(server).stats.hits > hits_before
+
+
+def test_invalidation_lost_in_an_outage_does_not_leave_stale_entries(
+    backing: Backing, server: ServerThread, profiles: ProfileServiceStub
+) -> None:
+    """Redis keeps its data but stops answering while a write happens."""
+    created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
+    get = profile_pb2.GetProfileRequest(name=created.name)
+    assert profiles.GetProfile(get).bio == ""  # cached now
+
+    with redis.Redis.from_url(backing.redis_url) as client:
+        client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+
+    def update() -> None:
+        profiles.UpdateProfile(
+            profile_pb2.UpdateProfileRequest(
+                profile=profile_pb2.Profile(name=created.name, bio="changed"),
+                update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
+            )
+        )
+
+    writer = threading.Thread(target=update)
+    writer.start()
+    writer.join(10)
+    time.sleep(1.6)  # Redis answers again, still holding the old entry
+    assert profiles.GetProfile(get).bio == "changed"
