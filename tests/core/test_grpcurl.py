@@ -1,0 +1,57 @@
+"""What an operator types: grpcurl with no proto files, through server reflection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import ServerThread
+
+GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
+
+
+def grpcurl(server: ServerThread, *command: str, data: str | None = None) -> str:
+    flags = ["-d", data] if data is not None else []
+    result = subprocess.run(
+        [GRPCURL, "-plaintext", *flags, server.address, *command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_list_and_describe_work_without_proto_files(server: ServerThread) -> None:
+    services = grpcurl(server, "list").split()
+    assert "socialhub.v1.ProfileService" in services
+    assert "grpc.health.v1.Health" in services
+    described = grpcurl(server, "describe", "socialhub.v1.ProfileService")
+    assert "rpc ListProfiles" in described
+
+
+def test_calls_and_health_check(server: ServerThread) -> None:
+    created = json.loads(
+        grpcurl(
+            server,
+            "socialhub.v1.ProfileService/CreateProfile",
+            data='{"profile": {"displayName": "Grace Hopper", "x": {"handle": "grace", "followers": 9}}}',
+        )
+    )
+    assert created["name"].startswith("profiles/")
+    top = json.loads(
+        grpcurl(server, "socialhub.v1.ProfileService/ListTopProfiles", data='{"limit": 5}')
+    )
+    assert [p["display_name"] for p in top["profiles"]] == ["Grace Hopper"]
+    health = json.loads(
+        grpcurl(
+            server,
+            "grpc.health.v1.Health/Check",
+            data='{"service": "socialhub.v1.ProfileService"}',
+        )
+    )
+    assert health == {"status": "SERVING"}
