@@ -13,7 +13,9 @@ log = logging.getLogger("socialhub.periodic")
 
 
 class PeriodicJob:
-    def __init__(self, name: str, interval_s: float, run_once: Callable[[], Awaitable[int]]) -> None:
+    def __init__(
+        self, name: str, interval_s: float, run_once: Callable[[], Awaitable[int]]
+    ) -> None:
         self.name = name
         self._interval_s = interval_s
         self._run_once = run_once

@@ -39,7 +39,7 @@ def test_calls_and_health_check(server: ServerThread) -> None:
         grpcurl(
             server,
             "socialhub.v1.ProfileService/CreateProfile",
-            data='{"profile": {"displayName": "Grace Hopper", "x": {"handle": "grace", "followers": 9}}}',
+            data='{"profile": {"displayName": "Grace Hopper", "x": {"handle": "grace"}}}',
         )
     )
     assert created["name"].startswith("profiles/")
