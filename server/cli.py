@@ -97,9 +97,11 @@ def migrate(
 @cli.command()
 def seed(
     profiles: Annotated[int, typer.Option(min=0, help="Profiles to add.")] = 3000,
+    posts: Annotated[int, typer.Option(min=0, help="Posts to add (with comments and likes).")] = 0,
+    follows: Annotated[int, typer.Option(min=0, help="Follows to add.")] = 0,
 ) -> None:
     """Add bulk demo data with COPY, showing progress."""
-    from server.seed import seed_profiles
+    from server.seed import FeedVolumes, seed_feed, seed_profiles
 
     settings = _settings()
 
@@ -107,6 +109,8 @@ def seed(
         engine = create_engine(settings, database_url)
         try:
             await seed_profiles(engine, profiles)
+            if posts or follows:
+                await seed_feed(engine, FeedVolumes.for_posts(posts, follows))
         finally:
             await engine.dispose()
 

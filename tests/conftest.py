@@ -6,13 +6,13 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2_grpc
-from socialhub.v1 import profile_pb2_grpc
+from socialhub.v1 import feed_pb2_grpc, profile_pb2_grpc
 
 from server.core import migrate
 from tests.harness import Backing, ServerThread, test_settings
 
 # Every table the tests may fill; emptied before each test.
-TABLES = ("profiles", "request_ids")
+TABLES = ("profiles", "request_ids", "posts", "follows", "comments", "likes", "activity")
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +41,11 @@ def channel(server: ServerThread) -> Iterator[grpc.Channel]:
 @pytest.fixture
 def profiles(channel: grpc.Channel) -> profile_pb2_grpc.ProfileServiceStub:
     return profile_pb2_grpc.ProfileServiceStub(channel)
+
+
+@pytest.fixture
+def feed(channel: grpc.Channel) -> feed_pb2_grpc.FeedServiceStub:
+    return feed_pb2_grpc.FeedServiceStub(channel)
 
 
 @pytest.fixture

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
-from socialhub.v1 import profile_pb2, profile_pb2_grpc
+from socialhub.v1 import feed_pb2, feed_pb2_grpc, profile_pb2, profile_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core.cache import Cache
 from server.core.config import Settings
 from server.core.db import create_engine
 from server.core.health import HealthMonitor
+from server.core.idempotency import purge_expired_request_ids
 from server.core.interceptors import InFlightLimit, RpcInterceptor
 from server.core.pagination import PageTokens
+from server.core.periodic import PeriodicJob
+from server.feed.retention import ActivityRetention
+from server.feed.service import FeedService
+from server.feed.servicer import FeedServicer
 from server.profiles.service import ProfileService
 from server.profiles.servicer import ProfileServicer
 
@@ -43,6 +48,8 @@ class Application:
     cache: Cache | None = None
     server: grpc.aio.Server | None = None
     health: HealthMonitor | None = None
+    retention: ActivityRetention | None = None
+    jobs: list[PeriodicJob] = field(default_factory=list)
     port: int = 0
 
     async def start(self) -> int:
@@ -54,18 +61,39 @@ class Application:
             socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=30,
         )
-        self.cache = Cache(self.redis, retry_after_s=settings.redis_retry_after_s)
+        self.cache = Cache(
+            self.redis, retry_after_s=settings.redis_retry_after_s, enabled=settings.cache_enabled
+        )
         tokens = PageTokens(settings.page_token_secret)
 
         self.server = grpc.aio.server(
             interceptors=[RpcInterceptor(InFlightLimit(settings.max_concurrent_rpcs))],
             options=SERVER_OPTIONS,
         )
-        profiles = ProfileService(self.engine, self.cache, tokens, settings)
+        feed = FeedService(self.engine, self.cache, tokens, settings)
+        profiles = ProfileService(
+            self.engine, self.cache, tokens, settings, deletion_hooks=[feed.release_profiles]
+        )
         profile_pb2_grpc.add_ProfileServiceServicer_to_server(
             ProfileServicer(profiles), self.server
         )
-        service_names = [profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name]
+        feed_pb2_grpc.add_FeedServiceServicer_to_server(FeedServicer(feed), self.server)
+        self.retention = ActivityRetention(self.engine, settings)
+        engine = self.engine
+        self.jobs = [
+            PeriodicJob(
+                "activity-retention", settings.activity_purge_interval_s, self.retention.purge_once
+            ),
+            PeriodicJob(
+                "request-id-purge",
+                settings.request_id_purge_interval_s,
+                lambda: purge_expired_request_ids(engine),
+            ),
+        ]
+        service_names = [
+            profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name,
+            feed_pb2.DESCRIPTOR.services_by_name["FeedService"].full_name,
+        ]
 
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
@@ -87,10 +115,14 @@ class Application:
         )
         await self.health.start()
         await self.server.start()
+        for job in self.jobs:
+            job.start()
         return self.port
 
     async def stop(self) -> None:
         """Flip health to NOT_SERVING, refuse new calls, let in-flight ones finish, close pools."""
+        for job in self.jobs:
+            await job.stop()
         if self.health is not None:
             await self.health.stop()
         if self.server is not None:

@@ -52,8 +52,10 @@ class Cache:
         prefix: str = "sh",
         retry_after_s: float = 1.0,
         tag_ttl_s: int = 7 * 24 * 3600,
+        enabled: bool = True,
     ) -> None:
         self._redis = redis
+        self._enabled = enabled
         self._prefix = prefix
         self._retry_after_s = retry_after_s
         # A tag must outlive every entry stored under it, or an old version could be reused.
@@ -72,6 +74,8 @@ class Cache:
         self, key: str, *, tag: str, ttl_s: int, load: Callable[[], Awaitable[bytes]]
     ) -> bytes:
         """Return the cached bytes for `key`, or `load()` them once and cache them."""
+        if not self._enabled:
+            return await load()
         if not await self._usable():
             self.stats.bypassed += 1
             return await load()

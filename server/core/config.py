@@ -36,9 +36,24 @@ class Settings(BaseSettings):
     # After a Redis error, skip Redis for this long instead of paying a timeout per call.
     redis_retry_after_s: float = 1.0
 
+    # Off: every read goes to PostgreSQL (benchmarks compare both).
+    cache_enabled: bool = True
     profile_cache_ttl_s: int = 3600
     listing_cache_ttl_s: int = 600
     top_profiles_cache_ttl_s: int = 300
+
+    # The first page of a home timeline is cached this long at most (see docs/FEED.md).
+    timeline_cache_ttl_s: int = 30
+    # A new or deleted post invalidates the cached timelines of at most this many followers;
+    # followers beyond it see the change when their entry expires (timeline_cache_ttl_s).
+    timeline_fanout_limit: int = 10_000
+
+    # Activity events older than this are deleted by a periodic job, in batches.
+    activity_retention_days: int = 90
+    activity_purge_interval_s: float = 3600.0
+    activity_purge_batch: int = 5000
+    # Request ids (idempotency keys) are kept a day; expired ones are purged this often.
+    request_id_purge_interval_s: float = 3600.0
 
     # Signs page tokens. Set a secret of your own in production so tokens cannot be forged.
     page_token_secret: str = "socialhub-dev-page-token-secret"

@@ -50,6 +50,15 @@ def create_engine(settings: Settings, url: str) -> AsyncEngine:
     )
 
 
+def is_retryable_conflict(error: BaseException) -> bool:
+    """A deadlock or serialization failure: the transaction was rolled back, a retry may pass."""
+    cause = getattr(getattr(error, "orig", None), "__cause__", None)
+    return isinstance(
+        cause,
+        asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError,
+    )
+
+
 def is_database_unavailable(error: BaseException) -> bool:
     """True for errors that mean "cannot reach the database", as opposed to a bad query."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:

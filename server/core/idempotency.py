@@ -14,7 +14,7 @@ from datetime import timedelta
 from google.protobuf.message import Message
 from sqlalchemy import BigInteger, Column, DateTime, Index, String, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core.db import metadata
 from server.core.errors import InvalidArgument
@@ -80,8 +80,10 @@ async def record(
     )
 
 
-async def purge_expired(conn: AsyncConnection) -> int:
-    result = await conn.execute(
-        delete(request_ids).where(request_ids.c.created_at < func.now() - RETENTION)
-    )
-    return result.rowcount
+async def purge_expired_request_ids(engine: AsyncEngine) -> int:
+    """Forget request ids older than RETENTION; a retry that late is a new request."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(request_ids).where(request_ids.c.created_at < func.now() - RETENTION)
+        )
+    return int(result.rowcount)

@@ -15,13 +15,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.core import errors
-from server.core.db import is_database_unavailable
+from server.core.db import is_database_unavailable, is_retryable_conflict
 
 log = logging.getLogger("socialhub.rpc")
 
 ERROR_DOMAIN = "socialhub.v1"
 DATABASE_RETRY_AFTER_S = 1.0
 OVERLOAD_RETRY_AFTER_S = 0.1
+CONFLICT_RETRY_AFTER_S = 0.05
 
 _CODES: dict[type[errors.DomainError], int] = {
     errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
@@ -32,6 +33,21 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
 }
+
+
+# Status and details travel in HTTP/2 trailers, which clients cap at 8 KiB; a message that
+# echoes hostile input must not push them over (the client would see a broken stream).
+MAX_MESSAGE_BYTES = 512
+MAX_FIELD_BYTES = 100
+MAX_DESCRIPTION_BYTES = 160
+MAX_VIOLATIONS = 10
+
+
+def _clip(text: str, limit: int) -> str:
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "..."
 
 
 def _packed(message: Any) -> any_pb2.Any:
@@ -57,15 +73,25 @@ def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
             bad_request = error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
+                        field=_clip(v.field, MAX_FIELD_BYTES),
+                        description=_clip(v.description, MAX_DESCRIPTION_BYTES),
                     )
-                    for v in exc.violations
+                    for v in exc.violations[:MAX_VIOLATIONS]
                 ]
             )
             details.append(_packed(bad_request))
         if isinstance(exc, errors.ResourceExhausted):
             details.append(_retry_info(exc.retry_after_s))
-        return status_pb2.Status(code=code, message=exc.message, details=details)
+        return status_pb2.Status(
+            code=code, message=_clip(exc.message, MAX_MESSAGE_BYTES), details=details
+        )
+    if is_retryable_conflict(exc):
+        info.reason = "CONCURRENT_CONFLICT"
+        return status_pb2.Status(
+            code=code_pb2.ABORTED,
+            message="the request conflicted with a concurrent one; retry it",
+            details=[_packed(info), _retry_info(CONFLICT_RETRY_AFTER_S)],
+        )
     if is_database_unavailable(exc):
         info.reason = "DATABASE_UNAVAILABLE"
         return status_pb2.Status(

@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, literal_column, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    delete,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.pagination import KeyValue
 from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import FILTER_COLUMNS, PROFILE_COLUMNS, profiles
 
+AnySelect = Select[*tuple[Any, ...]]
 SEARCH_CONFIG: ColumnElement[Any] = literal_column("'simple'::regconfig")
 
 
@@ -70,6 +81,25 @@ async def delete_many(conn: AsyncConnection, profile_ids: Sequence[int]) -> list
     return [row.id for row in result]
 
 
+# The *_statement builders are pure so tests can EXPLAIN exactly what the service runs.
+
+
+def list_page_statement(
+    profile_filter: ProfileFilter,
+    order: ProfileOrder,
+    position: Sequence[KeyValue] | None,
+    limit: int,
+) -> AnySelect:
+    key = profiles.c[order.column]
+    ordering = (key.desc(), profiles.c.id.desc()) if order.descending else (key, profiles.c.id)
+    return (
+        select(*PROFILE_COLUMNS)
+        .where(*_conditions(profile_filter), *_after(key, position, order.descending))
+        .order_by(*ordering)
+        .limit(limit)
+    )
+
+
 async def list_page(
     conn: AsyncConnection,
     profile_filter: ProfileFilter,
@@ -77,32 +107,27 @@ async def list_page(
     position: Sequence[KeyValue] | None,
     limit: int,
 ) -> Sequence[Any]:
-    key = profiles.c[order.column]
-    ordering = (key.desc(), profiles.c.id.desc()) if order.descending else (key, profiles.c.id)
-    statement = (
-        select(*PROFILE_COLUMNS)
-        .where(*_conditions(profile_filter), *_after(key, position, order.descending))
-        .order_by(*ordering)
-        .limit(limit)
-    )
+    statement = list_page_statement(profile_filter, order, position, limit)
     return (await conn.execute(statement)).all()
 
 
+def count_statement(profile_filter: ProfileFilter) -> AnySelect:
+    return select(func.count()).select_from(profiles).where(*_conditions(profile_filter))
+
+
 async def count(conn: AsyncConnection, profile_filter: ProfileFilter) -> int:
-    statement = select(func.count()).select_from(profiles).where(*_conditions(profile_filter))
-    return int((await conn.execute(statement)).scalar_one())
+    return int((await conn.execute(count_statement(profile_filter))).scalar_one())
 
 
-async def search_page(
-    conn: AsyncConnection,
+def search_page_statement(
     query: str,
     profile_filter: ProfileFilter,
     position: Sequence[KeyValue] | None,
     limit: int,
-) -> Sequence[Any]:
+) -> AnySelect:
     ts_query = func.websearch_to_tsquery(SEARCH_CONFIG, query)
     rank = func.ts_rank(profiles.c.search_vector, ts_query)
-    statement = (
+    return (
         select(*PROFILE_COLUMNS, rank.label("rank"))
         .where(
             profiles.c.search_vector.op("@@")(ts_query),
@@ -112,13 +137,26 @@ async def search_page(
         .order_by(rank.desc(), profiles.c.id.desc())
         .limit(limit)
     )
+
+
+async def search_page(
+    conn: AsyncConnection,
+    query: str,
+    profile_filter: ProfileFilter,
+    position: Sequence[KeyValue] | None,
+    limit: int,
+) -> Sequence[Any]:
+    statement = search_page_statement(query, profile_filter, position, limit)
     return (await conn.execute(statement)).all()
+
+
+def top_statement(column: str, limit: int) -> AnySelect:
+    key = profiles.c[column]
+    return select(*PROFILE_COLUMNS).order_by(key.desc(), profiles.c.id.desc()).limit(limit)
 
 
 async def top(conn: AsyncConnection, column: str, limit: int) -> Sequence[Any]:
-    key = profiles.c[column]
-    statement = select(*PROFILE_COLUMNS).order_by(key.desc(), profiles.c.id.desc()).limit(limit)
-    return (await conn.execute(statement)).all()
+    return (await conn.execute(top_statement(column, limit))).all()
 
 
 async def filter_options(conn: AsyncConnection) -> dict[str, list[tuple[str, int]]]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from socialhub.v1 import profile_pb2
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core import idempotency
 from server.core.cache import Cache
@@ -20,7 +20,16 @@ from server.core.pagination import PageTokens, next_token
 from server.profiles import repository
 from server.profiles.mapping import COLLECTION, profile_from_row
 from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
-from server.profiles.tables import FILTER_COLUMNS, PLATFORMS
+from server.profiles.tables import (
+    FILTER_COLUMNS,
+    MAX_TOTAL_FOLLOWERS,
+    PLATFORMS,
+    total_followers,
+)
+
+# Called inside the deleting transaction with the ids about to go; returns cache tags to
+# invalidate once it commits.
+DeletionHook = Callable[[AsyncConnection, Sequence[int]], Awaitable[list[str]]]
 
 # Every cached listing (top, filter options, counts) hangs off this tag.
 LISTINGS_TAG = "profiles"
@@ -42,12 +51,18 @@ def _raise_if_username_taken(error: exc.IntegrityError) -> None:
 
 class ProfileService:
     def __init__(
-        self, engine: AsyncEngine, cache: Cache, tokens: PageTokens, settings: Settings
+        self,
+        engine: AsyncEngine,
+        cache: Cache,
+        tokens: PageTokens,
+        settings: Settings,
+        deletion_hooks: Sequence[DeletionHook] = (),
     ) -> None:
         self._engine = engine
         self._cache = cache
         self._tokens = tokens
         self._settings = settings
+        self._deletion_hooks = deletion_hooks
 
     async def create(
         self, values: ProfileValues, request_id: uuid.UUID | None, request_digest: str
@@ -96,6 +111,10 @@ class ProfileService:
                 raise InvalidArgument.single(
                     "update_mask", "the update would leave the profile with no platform handle"
                 )
+            if total_followers(merged) > MAX_TOTAL_FOLLOWERS:
+                raise InvalidArgument.single(
+                    "profile", f"followers must add up to at most {MAX_TOTAL_FOLLOWERS}"
+                )
             try:
                 row = await repository.update_values(conn, profile_id, values)
             except exc.IntegrityError as error:
@@ -110,11 +129,18 @@ class ProfileService:
     async def batch_delete(self, profile_ids: Sequence[int], *, allow_missing: bool) -> list[int]:
         """Delete all of `profile_ids` or, unless `allow_missing`, none of them."""
         async with self._engine.begin() as conn:
+            # Other domains settle what they keep about these profiles (counters on the
+            # profiles they followed, say) in this same transaction.
+            affected_tags = [
+                tag for hook in self._deletion_hooks for tag in await hook(conn, profile_ids)
+            ]
             deleted = await repository.delete_many(conn, profile_ids)
             missing = sorted(set(profile_ids) - set(deleted))
             if missing and not allow_missing:
                 raise _not_found(missing[0])
-        await self._cache.invalidate(*(_profile_tag(i) for i in deleted), LISTINGS_TAG)
+        await self._cache.invalidate(
+            *(_profile_tag(i) for i in deleted), *affected_tags, LISTINGS_TAG
+        )
         return deleted
 
     async def list_profiles(

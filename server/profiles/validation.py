@@ -10,7 +10,13 @@ from socialhub.v1 import profile_pb2
 
 from server.core.errors import Violations
 from server.profiles.model import PlatformStatus, ProfileFilter, ProfileOrder, ProfileValues
-from server.profiles.tables import FILTER_COLUMNS, LENGTHS, PLATFORMS
+from server.profiles.tables import (
+    FILTER_COLUMNS,
+    LENGTHS,
+    MAX_TOTAL_FOLLOWERS,
+    PLATFORMS,
+    total_followers,
+)
 
 PLATFORM_BY_ENUM = {
     profile_pb2.PLATFORM_FACEBOOK: "facebook",
@@ -36,6 +42,8 @@ MUTABLE_TOP_LEVEL = (*TEXT_FIELDS, "date_of_birth", *PLATFORMS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_QUERY_LENGTH = 200
 FILTER_VALUE_MAX = 100
+# Active and verified for each platform; more conditions can only repeat these.
+MAX_PLATFORM_STATUSES = 2 * len(PLATFORMS)
 
 
 def check_text(violations: Violations, field: str, value: str, max_length: int) -> None:
@@ -55,7 +63,8 @@ def _text_value(violations: Violations, profile: profile_pb2.Profile, column: st
         try:
             validate_email(value, check_deliverability=False)
         except EmailNotValidError as error:
-            violations.add(field, f"is not a valid email address: {error}")
+            # The library lists every offending character; keep error trailers small.
+            violations.add(field, f"is not a valid email address: {str(error)[:200]}")
     return value or None
 
 
@@ -114,16 +123,20 @@ def values_for_create(profile: profile_pb2.Profile) -> ProfileValues:
         values.update(_field_values(violations, profile, path))
     if not any(values[f"{platform}_handle"] for platform in PLATFORMS):
         violations.add("profile", "at least one platform handle is required")
+    if total_followers(values) > MAX_TOTAL_FOLLOWERS:
+        violations.add("profile", f"followers must add up to at most {MAX_TOTAL_FOLLOWERS}")
     violations.raise_if_any()
     return values
 
 
 def _check_mask_path(violations: Violations, path: str) -> None:
-    top, _, sub_field = path.partition(".")
+    top, separator, sub_field = path.partition(".")
     if top in OUTPUT_ONLY:
-        violations.add("update_mask", f"'{path}' is output only")
+        # Truncated like below: error details travel in size-capped trailers.
+        violations.add("update_mask", f"'{path[:100]}' is output only")
+    # "bio." or "x." must not pass as "bio" or "x": a separator needs a presence field after it.
     elif top not in MUTABLE_TOP_LEVEL or (
-        sub_field and (top not in PLATFORMS or sub_field not in PRESENCE_FIELDS)
+        separator and (top not in PLATFORMS or sub_field not in PRESENCE_FIELDS)
     ):
         violations.add("update_mask", f"'{path[:100]}' is not an updatable field of Profile")
 
@@ -135,6 +148,8 @@ def values_for_update(profile: profile_pb2.Profile, paths: list[str]) -> Profile
     expanded = list(MUTABLE_TOP_LEVEL) if paths == ["*"] else paths
     for path in expanded:
         _check_mask_path(violations, path)
+        if violations.items:
+            break  # one bad path is enough: thousands would overflow the error's trailers
     violations.raise_if_any()
     values: ProfileValues = {}
     for path in expanded:
@@ -161,6 +176,11 @@ def filter_from_proto(
         check_text(violations, f"{field}.{column}", value, FILTER_VALUE_MAX)
         exact[column] = value or None
     statuses = []
+    if len(message.platform_statuses) > MAX_PLATFORM_STATUSES:
+        violations.add(
+            f"{field}.platform_statuses", f"must hold at most {MAX_PLATFORM_STATUSES} conditions"
+        )
+        return ProfileFilter(**exact, platform_statuses=())
     for index, status in enumerate(message.platform_statuses):
         platform = platform_of(
             violations,

@@ -4,11 +4,13 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
+from server.core.errors import FieldViolation, InvalidArgument
+from server.core.interceptors import status_for
 from tests.harness import Backing, ServerThread, test_settings
 from tests.helpers import error_reason, rich_status
 
@@ -76,3 +78,13 @@ def test_invalid_argument_carries_bad_request_and_error_info(profiles: ProfileSe
     details = rich_status(caught.value).details
     assert any(d.Is(error_details_pb2.BadRequest.DESCRIPTOR) for d in details)
     assert error_reason(caught.value) == "INVALID_ARGUMENT"
+
+
+def test_error_details_stay_small_whatever_the_input_echoes() -> None:
+    hostile = "\U0010fffd" * 10_000
+    error = InvalidArgument([FieldViolation(f"field{i}{hostile}", hostile) for i in range(50)])
+    status = status_for(error, request_id="r")
+    # grpc-message is percent-encoded (up to 3x) and details are base64 (4/3x) in trailers
+    # that clients cap at 8 KiB.
+    assert 3 * len(status.message.encode()) + 4 / 3 * status.ByteSize() < 8000
+    assert status.code == code_pb2.INVALID_ARGUMENT

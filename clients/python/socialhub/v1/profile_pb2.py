@@ -27,57 +27,57 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asocialhub/v1/profile.proto\x12\x0csocialhub.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x10PlatformPresence\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x11\n\tfollowers\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x10\n\x08verified\x18\x04 \x01(\x08\"\xc0\x04\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65signation\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x16\n\x0eparty_district\x18\x06 \x01(\t\x12\x14\n\x0c\x63onstituency\x18\x07 \x01(\t\x12\x15\n\rdate_of_birth\x18\x08 \x01(\t\x12\r\n\x05\x65mail\x18\t \x01(\t\x12\r\n\x05phone\x18\n \x01(\t\x12\x0b\n\x03\x62io\x18\x0b \x01(\t\x12\x30\n\x08\x66\x61\x63\x65\x62ook\x18\x0c \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12)\n\x01x\x18\r \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12\x31\n\tinstagram\x18\x0e \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12/\n\x07youtube\x18\x0f \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12\x30\n\x08linkedin\x18\x10 \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12\x17\n\x0ftotal_followers\x18\x11 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x14\x43reateProfileRequest\x12&\n\x07profile\x18\x01 \x01(\x0b\x32\x15.socialhub.v1.Profile\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"!\n\x11GetProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"o\n\x14UpdateProfileRequest\x12&\n\x07profile\x18\x01 \x01(\x0b\x32\x15.socialhub.v1.Profile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"$\n\x14\x44\x65leteProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x1a\x42\x61tchDeleteProfilesRequest\x12\r\n\x05names\x18\x01 \x03(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"4\n\x1b\x42\x61tchDeleteProfilesResponse\x12\x15\n\rdeleted_names\x18\x01 \x03(\t\"\x84\x01\n\x14PlatformStatusFilter\x12(\n\x08platform\x18\x01 \x01(\x0e\x32\x16.socialhub.v1.Platform\x12\x13\n\x06\x61\x63tive\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08verified\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\t\n\x07_activeB\x0b\n\t_verified\"\x9f\x01\n\rProfileFilter\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x16\n\x0eparty_district\x18\x02 \x01(\t\x12\x14\n\x0c\x63onstituency\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65signation\x18\x04 \x01(\t\x12=\n\x11platform_statuses\x18\x05 \x03(\x0b\x32\".socialhub.v1.PlatformStatusFilter\"{\n\x0cProfileOrder\x12-\n\x05\x66ield\x18\x01 \x01(\x0e\x32\x1e.socialhub.v1.ProfileSortField\x12(\n\x08platform\x18\x02 \x01(\x0e\x32\x16.socialhub.v1.Platform\x12\x12\n\ndescending\x18\x03 \x01(\x08\"\x94\x01\n\x13ListProfilesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x1b.socialhub.v1.ProfileFilter\x12)\n\x05order\x18\x04 \x01(\x0b\x32\x1a.socialhub.v1.ProfileOrder\"l\n\x14ListProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.socialhub.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"z\n\x15SearchProfilesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12+\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1b.socialhub.v1.ProfileFilter\"Z\n\x16SearchProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.socialhub.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x16ListTopProfilesRequest\x12(\n\x08platform\x18\x01 \x01(\x0e\x32\x16.socialhub.v1.Platform\x12\r\n\x05limit\x18\x02 \x01(\x05\"B\n\x17ListTopProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.socialhub.v1.Profile\"\x19\n\x17GetFilterOptionsRequest\"+\n\x0b\x46ilterValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xd1\x01\n\rFilterOptions\x12(\n\x05zones\x18\x01 \x03(\x0b\x32\x19.socialhub.v1.FilterValue\x12\x32\n\x0fparty_districts\x18\x02 \x03(\x0b\x32\x19.socialhub.v1.FilterValue\x12\x31\n\x0e\x63onstituencies\x18\x03 \x03(\x0b\x32\x19.socialhub.v1.FilterValue\x12/\n\x0c\x64\x65signations\x18\x04 \x03(\x0b\x32\x19.socialhub.v1.FilterValue*\x90\x01\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x15\n\x11PLATFORM_FACEBOOK\x10\x01\x12\x0e\n\nPLATFORM_X\x10\x02\x12\x16\n\x12PLATFORM_INSTAGRAM\x10\x03\x12\x14\n\x10PLATFORM_YOUTUBE\x10\x04\x12\x15\n\x11PLATFORM_LINKEDIN\x10\x05*\xa1\x01\n\x10ProfileSortField\x12\"\n\x1ePROFILE_SORT_FIELD_UNSPECIFIED\x10\x00\x12#\n\x1fPROFILE_SORT_FIELD_DISPLAY_NAME\x10\x01\x12\"\n\x1ePROFILE_SORT_FIELD_CREATE_TIME\x10\x02\x12 \n\x1cPROFILE_SORT_FIELD_FOLLOWERS\x10\x03\x32\x93\x06\n\x0eProfileService\x12J\n\rCreateProfile\x12\".socialhub.v1.CreateProfileRequest\x1a\x15.socialhub.v1.Profile\x12\x44\n\nGetProfile\x12\x1f.socialhub.v1.GetProfileRequest\x1a\x15.socialhub.v1.Profile\x12J\n\rUpdateProfile\x12\".socialhub.v1.UpdateProfileRequest\x1a\x15.socialhub.v1.Profile\x12K\n\rDeleteProfile\x12\".socialhub.v1.DeleteProfileRequest\x1a\x16.google.protobuf.Empty\x12j\n\x13\x42\x61tchDeleteProfiles\x12(.socialhub.v1.BatchDeleteProfilesRequest\x1a).socialhub.v1.BatchDeleteProfilesResponse\x12U\n\x0cListProfiles\x12!.socialhub.v1.ListProfilesRequest\x1a\".socialhub.v1.ListProfilesResponse\x12[\n\x0eSearchProfiles\x12#.socialhub.v1.SearchProfilesRequest\x1a$.socialhub.v1.SearchProfilesResponse\x12^\n\x0fListTopProfiles\x12$.socialhub.v1.ListTopProfilesRequest\x1a%.socialhub.v1.ListTopProfilesResponse\x12V\n\x10GetFilterOptions\x12%.socialhub.v1.GetFilterOptionsRequest\x1a\x1b.socialhub.v1.FilterOptionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asocialhub/v1/profile.proto\x12\x0csocialhub.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x10PlatformPresence\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x11\n\tfollowers\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x10\n\x08verified\x18\x04 \x01(\x08\"\x87\x05\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65signation\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x16\n\x0eparty_district\x18\x06 \x01(\t\x12\x14\n\x0c\x63onstituency\x18\x07 \x01(\t\x12\x15\n\rdate_of_birth\x18\x08 \x01(\t\x12\r\n\x05\x65mail\x18\t \x01(\t\x12\r\n\x05phone\x18\n \x01(\t\x12\x0b\n\x03\x62io\x18\x0b \x01(\t\x12\x30\n\x08\x66\x61\x63\x65\x62ook\x18\x0c \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12)\n\x01x\x18\r \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12\x31\n\tinstagram\x18\x0e \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12/\n\x07youtube\x18\x0f \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12\x30\n\x08linkedin\x18\x10 \x01(\x0b\x32\x1e.socialhub.v1.PlatformPresence\x12\x17\n\x0ftotal_followers\x18\x11 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x66ollowers_count\x18\x14 \x01(\x03\x12\x17\n\x0f\x66ollowing_count\x18\x15 \x01(\x03\x12\x13\n\x0bposts_count\x18\x16 \x01(\x03\"R\n\x14\x43reateProfileRequest\x12&\n\x07profile\x18\x01 \x01(\x0b\x32\x15.socialhub.v1.Profile\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"!\n\x11GetProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"o\n\x14UpdateProfileRequest\x12&\n\x07profile\x18\x01 \x01(\x0b\x32\x15.socialhub.v1.Profile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"$\n\x14\x44\x65leteProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x1a\x42\x61tchDeleteProfilesRequest\x12\r\n\x05names\x18\x01 \x03(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"4\n\x1b\x42\x61tchDeleteProfilesResponse\x12\x15\n\rdeleted_names\x18\x01 \x03(\t\"\x84\x01\n\x14PlatformStatusFilter\x12(\n\x08platform\x18\x01 \x01(\x0e\x32\x16.socialhub.v1.Platform\x12\x13\n\x06\x61\x63tive\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08verified\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\t\n\x07_activeB\x0b\n\t_verified\"\x9f\x01\n\rProfileFilter\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x16\n\x0eparty_district\x18\x02 \x01(\t\x12\x14\n\x0c\x63onstituency\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65signation\x18\x04 \x01(\t\x12=\n\x11platform_statuses\x18\x05 \x03(\x0b\x32\".socialhub.v1.PlatformStatusFilter\"{\n\x0cProfileOrder\x12-\n\x05\x66ield\x18\x01 \x01(\x0e\x32\x1e.socialhub.v1.ProfileSortField\x12(\n\x08platform\x18\x02 \x01(\x0e\x32\x16.socialhub.v1.Platform\x12\x12\n\ndescending\x18\x03 \x01(\x08\"\x94\x01\n\x13ListProfilesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x1b.socialhub.v1.ProfileFilter\x12)\n\x05order\x18\x04 \x01(\x0b\x32\x1a.socialhub.v1.ProfileOrder\"l\n\x14ListProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.socialhub.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"z\n\x15SearchProfilesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12+\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1b.socialhub.v1.ProfileFilter\"Z\n\x16SearchProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.socialhub.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x16ListTopProfilesRequest\x12(\n\x08platform\x18\x01 \x01(\x0e\x32\x16.socialhub.v1.Platform\x12\r\n\x05limit\x18\x02 \x01(\x05\"B\n\x17ListTopProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.socialhub.v1.Profile\"\x19\n\x17GetFilterOptionsRequest\"+\n\x0b\x46ilterValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xd1\x01\n\rFilterOptions\x12(\n\x05zones\x18\x01 \x03(\x0b\x32\x19.socialhub.v1.FilterValue\x12\x32\n\x0fparty_districts\x18\x02 \x03(\x0b\x32\x19.socialhub.v1.FilterValue\x12\x31\n\x0e\x63onstituencies\x18\x03 \x03(\x0b\x32\x19.socialhub.v1.FilterValue\x12/\n\x0c\x64\x65signations\x18\x04 \x03(\x0b\x32\x19.socialhub.v1.FilterValue*\x90\x01\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x15\n\x11PLATFORM_FACEBOOK\x10\x01\x12\x0e\n\nPLATFORM_X\x10\x02\x12\x16\n\x12PLATFORM_INSTAGRAM\x10\x03\x12\x14\n\x10PLATFORM_YOUTUBE\x10\x04\x12\x15\n\x11PLATFORM_LINKEDIN\x10\x05*\xa1\x01\n\x10ProfileSortField\x12\"\n\x1ePROFILE_SORT_FIELD_UNSPECIFIED\x10\x00\x12#\n\x1fPROFILE_SORT_FIELD_DISPLAY_NAME\x10\x01\x12\"\n\x1ePROFILE_SORT_FIELD_CREATE_TIME\x10\x02\x12 \n\x1cPROFILE_SORT_FIELD_FOLLOWERS\x10\x03\x32\x93\x06\n\x0eProfileService\x12J\n\rCreateProfile\x12\".socialhub.v1.CreateProfileRequest\x1a\x15.socialhub.v1.Profile\x12\x44\n\nGetProfile\x12\x1f.socialhub.v1.GetProfileRequest\x1a\x15.socialhub.v1.Profile\x12J\n\rUpdateProfile\x12\".socialhub.v1.UpdateProfileRequest\x1a\x15.socialhub.v1.Profile\x12K\n\rDeleteProfile\x12\".socialhub.v1.DeleteProfileRequest\x1a\x16.google.protobuf.Empty\x12j\n\x13\x42\x61tchDeleteProfiles\x12(.socialhub.v1.BatchDeleteProfilesRequest\x1a).socialhub.v1.BatchDeleteProfilesResponse\x12U\n\x0cListProfiles\x12!.socialhub.v1.ListProfilesRequest\x1a\".socialhub.v1.ListProfilesResponse\x12[\n\x0eSearchProfiles\x12#.socialhub.v1.SearchProfilesRequest\x1a$.socialhub.v1.SearchProfilesResponse\x12^\n\x0fListTopProfiles\x12$.socialhub.v1.ListTopProfilesRequest\x1a%.socialhub.v1.ListTopProfilesResponse\x12V\n\x10GetFilterOptions\x12%.socialhub.v1.GetFilterOptionsRequest\x1a\x1b.socialhub.v1.FilterOptionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'socialhub.v1.profile_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLATFORM']._serialized_start=2535
-  _globals['_PLATFORM']._serialized_end=2679
-  _globals['_PROFILESORTFIELD']._serialized_start=2682
-  _globals['_PROFILESORTFIELD']._serialized_end=2843
+  _globals['_PLATFORM']._serialized_start=2606
+  _globals['_PLATFORM']._serialized_end=2750
+  _globals['_PROFILESORTFIELD']._serialized_start=2753
+  _globals['_PROFILESORTFIELD']._serialized_end=2914
   _globals['_PLATFORMPRESENCE']._serialized_start=140
   _globals['_PLATFORMPRESENCE']._serialized_end=227
   _globals['_PROFILE']._serialized_start=230
-  _globals['_PROFILE']._serialized_end=806
-  _globals['_CREATEPROFILEREQUEST']._serialized_start=808
-  _globals['_CREATEPROFILEREQUEST']._serialized_end=890
-  _globals['_GETPROFILEREQUEST']._serialized_start=892
-  _globals['_GETPROFILEREQUEST']._serialized_end=925
-  _globals['_UPDATEPROFILEREQUEST']._serialized_start=927
-  _globals['_UPDATEPROFILEREQUEST']._serialized_end=1038
-  _globals['_DELETEPROFILEREQUEST']._serialized_start=1040
-  _globals['_DELETEPROFILEREQUEST']._serialized_end=1076
-  _globals['_BATCHDELETEPROFILESREQUEST']._serialized_start=1078
-  _globals['_BATCHDELETEPROFILESREQUEST']._serialized_end=1144
-  _globals['_BATCHDELETEPROFILESRESPONSE']._serialized_start=1146
-  _globals['_BATCHDELETEPROFILESRESPONSE']._serialized_end=1198
-  _globals['_PLATFORMSTATUSFILTER']._serialized_start=1201
-  _globals['_PLATFORMSTATUSFILTER']._serialized_end=1333
-  _globals['_PROFILEFILTER']._serialized_start=1336
-  _globals['_PROFILEFILTER']._serialized_end=1495
-  _globals['_PROFILEORDER']._serialized_start=1497
-  _globals['_PROFILEORDER']._serialized_end=1620
-  _globals['_LISTPROFILESREQUEST']._serialized_start=1623
-  _globals['_LISTPROFILESREQUEST']._serialized_end=1771
-  _globals['_LISTPROFILESRESPONSE']._serialized_start=1773
-  _globals['_LISTPROFILESRESPONSE']._serialized_end=1881
-  _globals['_SEARCHPROFILESREQUEST']._serialized_start=1883
-  _globals['_SEARCHPROFILESREQUEST']._serialized_end=2005
-  _globals['_SEARCHPROFILESRESPONSE']._serialized_start=2007
-  _globals['_SEARCHPROFILESRESPONSE']._serialized_end=2097
-  _globals['_LISTTOPPROFILESREQUEST']._serialized_start=2099
-  _globals['_LISTTOPPROFILESREQUEST']._serialized_end=2180
-  _globals['_LISTTOPPROFILESRESPONSE']._serialized_start=2182
-  _globals['_LISTTOPPROFILESRESPONSE']._serialized_end=2248
-  _globals['_GETFILTEROPTIONSREQUEST']._serialized_start=2250
-  _globals['_GETFILTEROPTIONSREQUEST']._serialized_end=2275
-  _globals['_FILTERVALUE']._serialized_start=2277
-  _globals['_FILTERVALUE']._serialized_end=2320
-  _globals['_FILTEROPTIONS']._serialized_start=2323
-  _globals['_FILTEROPTIONS']._serialized_end=2532
-  _globals['_PROFILESERVICE']._serialized_start=2846
-  _globals['_PROFILESERVICE']._serialized_end=3633
+  _globals['_PROFILE']._serialized_end=877
+  _globals['_CREATEPROFILEREQUEST']._serialized_start=879
+  _globals['_CREATEPROFILEREQUEST']._serialized_end=961
+  _globals['_GETPROFILEREQUEST']._serialized_start=963
+  _globals['_GETPROFILEREQUEST']._serialized_end=996
+  _globals['_UPDATEPROFILEREQUEST']._serialized_start=998
+  _globals['_UPDATEPROFILEREQUEST']._serialized_end=1109
+  _globals['_DELETEPROFILEREQUEST']._serialized_start=1111
+  _globals['_DELETEPROFILEREQUEST']._serialized_end=1147
+  _globals['_BATCHDELETEPROFILESREQUEST']._serialized_start=1149
+  _globals['_BATCHDELETEPROFILESREQUEST']._serialized_end=1215
+  _globals['_BATCHDELETEPROFILESRESPONSE']._serialized_start=1217
+  _globals['_BATCHDELETEPROFILESRESPONSE']._serialized_end=1269
+  _globals['_PLATFORMSTATUSFILTER']._serialized_start=1272
+  _globals['_PLATFORMSTATUSFILTER']._serialized_end=1404
+  _globals['_PROFILEFILTER']._serialized_start=1407
+  _globals['_PROFILEFILTER']._serialized_end=1566
+  _globals['_PROFILEORDER']._serialized_start=1568
+  _globals['_PROFILEORDER']._serialized_end=1691
+  _globals['_LISTPROFILESREQUEST']._serialized_start=1694
+  _globals['_LISTPROFILESREQUEST']._serialized_end=1842
+  _globals['_LISTPROFILESRESPONSE']._serialized_start=1844
+  _globals['_LISTPROFILESRESPONSE']._serialized_end=1952
+  _globals['_SEARCHPROFILESREQUEST']._serialized_start=1954
+  _globals['_SEARCHPROFILESREQUEST']._serialized_end=2076
+  _globals['_SEARCHPROFILESRESPONSE']._serialized_start=2078
+  _globals['_SEARCHPROFILESRESPONSE']._serialized_end=2168
+  _globals['_LISTTOPPROFILESREQUEST']._serialized_start=2170
+  _globals['_LISTTOPPROFILESREQUEST']._serialized_end=2251
+  _globals['_LISTTOPPROFILESRESPONSE']._serialized_start=2253
+  _globals['_LISTTOPPROFILESRESPONSE']._serialized_end=2319
+  _globals['_GETFILTEROPTIONSREQUEST']._serialized_start=2321
+  _globals['_GETFILTEROPTIONSREQUEST']._serialized_end=2346
+  _globals['_FILTERVALUE']._serialized_start=2348
+  _globals['_FILTERVALUE']._serialized_end=2391
+  _globals['_FILTEROPTIONS']._serialized_start=2394
+  _globals['_FILTEROPTIONS']._serialized_end=2603
+  _globals['_PROFILESERVICE']._serialized_start=2917
+  _globals['_PROFILESERVICE']._serialized_end=3704
 # @@protoc_insertion_point(module_scope)

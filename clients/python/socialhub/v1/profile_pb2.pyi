@@ -146,6 +146,9 @@ class Profile(_message.Message):
     TOTAL_FOLLOWERS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_COUNT_FIELD_NUMBER: _builtins.int
+    FOLLOWING_COUNT_FIELD_NUMBER: _builtins.int
+    POSTS_COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. Resource name, "profiles/{profile}"."""
     display_name: _builtins.str
@@ -170,6 +173,12 @@ class Profile(_message.Message):
     """Optional. Biography, at most 2000 characters."""
     total_followers: _builtins.int
     """Output only. Sum of followers over all platforms."""
+    followers_count: _builtins.int
+    """Output only. Number of profiles following this one (FeedService)."""
+    following_count: _builtins.int
+    """Output only. Number of profiles this one follows (FeedService)."""
+    posts_count: _builtins.int
+    """Output only. Number of posts this profile has written (FeedService)."""
     @_builtins.property
     def facebook(self) -> Global___PlatformPresence:
         """Presence on Facebook. At least one presence must have a handle."""
@@ -220,10 +229,13 @@ class Profile(_message.Message):
         total_followers: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        followers_count: _builtins.int = ...,
+        following_count: _builtins.int = ...,
+        posts_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "facebook", b"facebook", "instagram", b"instagram", "linkedin", b"linkedin", "update_time", b"update_time", "x", b"x", "youtube", b"youtube"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bio", b"bio", "constituency", b"constituency", "create_time", b"create_time", "date_of_birth", b"date_of_birth", "designation", b"designation", "display_name", b"display_name", "email", b"email", "facebook", b"facebook", "instagram", b"instagram", "linkedin", b"linkedin", "name", b"name", "party_district", b"party_district", "phone", b"phone", "total_followers", b"total_followers", "update_time", b"update_time", "username", b"username", "x", b"x", "youtube", b"youtube", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bio", b"bio", "constituency", b"constituency", "create_time", b"create_time", "date_of_birth", b"date_of_birth", "designation", b"designation", "display_name", b"display_name", "email", b"email", "facebook", b"facebook", "followers_count", b"followers_count", "following_count", b"following_count", "instagram", b"instagram", "linkedin", b"linkedin", "name", b"name", "party_district", b"party_district", "phone", b"phone", "posts_count", b"posts_count", "total_followers", b"total_followers", "update_time", b"update_time", "username", b"username", "x", b"x", "youtube", b"youtube", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,354 @@
+"""FeedService benchmark: timelines, author feeds and streams on a large seeded data set.
+
+    .venv/bin/python -m bench.feed_bench                       # full size (see docs/FEED_BENCHMARKS.md)
+    .venv/bin/python -m bench.feed_bench --profiles 2000 --posts 40000 --duration 3   # smoke run
+
+The data set is generated once with `socialhub seed` into an embedded PostgreSQL
+under --state-dir and reused by later runs. The server runs as `socialhub serve`
+in its own process, the load generator in another (bench/loadgen.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import psutil
+from socialhub.v1 import feed_pb2, feed_pb2_grpc
+
+from bench import loadgen
+from server.core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+PAGE_SIZE = 20
+DEEP_PAGE = 50
+MEGA_AUTHOR_POSTS = 500_000
+
+
+def _asyncpg_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def seed_if_needed(database_url: str, args: argparse.Namespace) -> None:
+    async def count() -> int:
+        conn = await asyncpg.connect(_asyncpg_url(database_url))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM posts"))
+        finally:
+            await conn.close()
+
+    env = {**os.environ, "DATABASE_URL": database_url}
+    subprocess.run([sys.executable, "-m", "server", "migrate"], env=env, check=True)
+    if asyncio.run(count()) >= args.posts:
+        print(f"reusing the seeded data set in {args.state_dir}")
+        return
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable, "-m", "server", "seed",
+            "--profiles", str(args.profiles),
+            "--posts", str(args.posts),
+            "--follows", str(args.profiles * args.follows_per_profile),
+        ],
+        env=env,
+        check=True,
+    )
+    asyncio.run(_add_mega_author(database_url, args.mega_author_posts))
+    print(f"seeded in {time.perf_counter() - started:.0f} s")
+
+
+async def _add_mega_author(database_url: str, posts: int) -> None:
+    """One author with far more posts than anyone, the stream benchmark's worst case."""
+    conn = await asyncpg.connect(_asyncpg_url(database_url))
+    try:
+        author = await conn.fetchval("SELECT min(id) FROM profiles")
+        await conn.execute(
+            """
+            INSERT INTO posts (author_id, body, metadata, created_at)
+            SELECT $1, 'mega post ' || g, jsonb_build_object('tags', jsonb_build_array('mega')),
+                   now() - make_interval(secs => g)
+            FROM generate_series(1, $2::int) AS g
+            """,
+            author,
+            posts,
+        )
+        await conn.execute(
+            "UPDATE profiles SET posts_count = (SELECT count(*) FROM posts WHERE author_id = $1)"
+            " WHERE id = $1",
+            author,
+        )
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def pick_inputs(database_url: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(_asyncpg_url(database_url))
+    try:
+        readers = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM profiles ORDER BY following_count DESC, id LIMIT 64"
+            )
+        ]
+        authors = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM profiles ORDER BY posts_count DESC, id LIMIT 65"
+            )
+        ]
+        following = await conn.fetchval(
+            "SELECT avg(following_count)::float FROM profiles WHERE id = ANY($1)", readers
+        )
+        return {
+            "readers": readers,
+            "largest_author": authors[0],
+            "authors": authors[1:],
+            "avg_following_of_readers": following,
+            "largest_author_posts": await conn.fetchval(
+                "SELECT posts_count FROM profiles WHERE id = $1", authors[0]
+            ),
+            "profiles": await conn.fetchval("SELECT count(*) FROM profiles"),
+            "posts": await conn.fetchval("SELECT count(*) FROM posts"),
+            "follows": await conn.fetchval("SELECT count(*) FROM follows"),
+        }
+    finally:
+        await conn.close()
+
+
+def deep_tokens(address: str, readers: list[int]) -> dict[int, str]:
+    """The page token of page DEEP_PAGE for each reader, by walking there."""
+    tokens: dict[int, str] = {}
+    with grpc.insecure_channel(address) as channel:
+        stub = feed_pb2_grpc.FeedServiceStub(channel)
+        for reader in readers:
+            token = ""
+            for _ in range(DEEP_PAGE - 1):
+                page = stub.GetHomeTimeline(
+                    feed_pb2.GetHomeTimelineRequest(
+                        profile=f"profiles/{reader}", page_size=PAGE_SIZE, page_token=token
+                    )
+                )
+                token = page.next_page_token
+                if not token:
+                    break
+            if token:
+                tokens[reader] = token
+    return tokens
+
+
+# Call factories (module level so the spawned load-generator process can import them).
+def timeline_first(readers: list[int]) -> loadgen.CallFactory:
+    return _timeline(readers, {})
+
+
+def timeline_deep(tokens: dict[int, str]) -> loadgen.CallFactory:
+    return _timeline(list(tokens), tokens)
+
+
+class _timeline:  # noqa: N801 - used like a function
+    def __init__(self, readers: list[int], tokens: dict[int, str]) -> None:
+        self.readers = readers
+        self.tokens = tokens
+
+    def __call__(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[Any]]:
+        stub = feed_pb2_grpc.FeedServiceStub(channel)
+        requests = [
+            feed_pb2.GetHomeTimelineRequest(
+                profile=f"profiles/{r}", page_size=PAGE_SIZE, page_token=self.tokens.get(r, "")
+            )
+            for r in self.readers
+        ]
+
+        async def call(i: int) -> Any:
+            return await stub.GetHomeTimeline(requests[i % len(requests)])
+
+        return call
+
+
+class author_feed:  # noqa: N801 - used like a function
+    def __init__(self, authors: list[int], second_page: bool) -> None:
+        self.authors = authors
+        self.second_page = second_page
+
+    def __call__(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[Any]]:
+        stub = feed_pb2_grpc.FeedServiceStub(channel)
+        requests = [
+            feed_pb2.ListProfilePostsRequest(parent=f"profiles/{a}", page_size=PAGE_SIZE)
+            for a in self.authors
+        ]
+        if self.second_page:
+            with grpc.insecure_channel(_address_of(channel)) as sync_channel:
+                sync = feed_pb2_grpc.FeedServiceStub(sync_channel)
+                for request in requests:
+                    request.page_token = sync.ListProfilePosts(request).next_page_token
+
+        async def call(i: int) -> Any:
+            return await stub.ListProfilePosts(requests[i % len(requests)])
+
+        return call
+
+
+def _address_of(channel: grpc.aio.Channel) -> str:
+    return os.environ["BENCH_ADDRESS"]
+
+
+def stream_figures(address: str, author: int, repeats: int = 3) -> dict[str, Any]:
+    first_message_ms: list[float] = []
+    rates: list[float] = []
+    total = 0
+    with grpc.insecure_channel(address) as channel:
+        stub = feed_pb2_grpc.FeedServiceStub(channel)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            total = 0
+            for index, message in enumerate(
+                stub.StreamProfilePosts(
+                    feed_pb2.StreamProfilePostsRequest(parent=f"profiles/{author}")
+                )
+            ):
+                if index == 0:
+                    first_message_ms.append((time.perf_counter() - started) * 1000)
+                total += len(message.posts)
+            rates.append(total / (time.perf_counter() - started))
+    return {
+        "posts": total,
+        "first_message_ms": loadgen.summary(first_message_ms),
+        "posts_per_s": loadgen.summary(rates),
+    }
+
+
+async def raw_cursor_rate(database_url: str, author: int, repeats: int = 3) -> dict[str, Any]:
+    """The floor: asyncpg reading the same rows with a server-side cursor, no gRPC."""
+    conn = await asyncpg.connect(_asyncpg_url(database_url))
+    rates: list[float] = []
+    try:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            count = 0
+            async with conn.transaction():
+                async for _row in conn.cursor(
+                    "SELECT id, author_id, body, metadata, created_at, like_count, comment_count,"
+                    " share_count, view_count FROM posts WHERE author_id = $1"
+                    " ORDER BY created_at DESC, id DESC",
+                    author,
+                    prefetch=500,
+                ):
+                    count += 1
+            rates.append(count / (time.perf_counter() - started))
+    finally:
+        await conn.close()
+    return {"posts_per_s": loadgen.summary(rates)}
+
+
+def start_server(database_url: str, redis_url: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PORT": str(port),
+        "SEED_DEMO": "never",
+        "LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    server.stdout.readline()
+    return server, f"127.0.0.1:{port}"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--posts", type=int, default=2_000_000)
+    parser.add_argument("--follows-per-profile", type=int, default=100)
+    parser.add_argument("--mega-author-posts", type=int, default=MEGA_AUTHOR_POSTS)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--state-dir", type=Path, default=REPO / ".state" / "bench-feed")
+    args = parser.parse_args()
+
+    postgres = EmbeddedPostgres(args.state_dir / "postgres", durable=False)
+    redis = EmbeddedRedis(args.state_dir / "redis")
+    database_url = postgres.start()
+    redis_url = redis.start()
+    server: subprocess.Popen[str] | None = None
+    try:
+        seed_if_needed(database_url, args)
+        inputs = asyncio.run(pick_inputs(database_url))
+        server, address = start_server(database_url, redis_url)
+        os.environ["BENCH_ADDRESS"] = address
+        tokens = deep_tokens(address, inputs["readers"])
+        common = {
+            "concurrency": args.concurrency,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "server_pid": server.pid,
+        }
+        scenarios = {
+            "timeline first page": timeline_first(inputs["readers"]),
+            f"timeline page {DEEP_PAGE}": timeline_deep(tokens),
+            "author feed first page": author_feed(inputs["authors"], second_page=False),
+            "author feed second page": author_feed(inputs["authors"], second_page=True),
+        }
+        results = [
+            loadgen.run_in_subprocess(address, name, factory, **common).as_dict()
+            for name, factory in scenarios.items()
+        ]
+        streaming = stream_figures(address, inputs["largest_author"])
+        streaming["raw_asyncpg_cursor"] = asyncio.run(
+            raw_cursor_rate(database_url, inputs["largest_author"])
+        )
+        streaming["server_peak_rss_mib"] = round(
+            psutil.Process(server.pid).memory_info().rss / 2**20, 1
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        redis.stop()
+        postgres.stop()
+
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "arguments": {k: str(v) for k, v in vars(args).items()},
+        "data": {k: v for k, v in inputs.items() if k not in ("readers", "authors")},
+        "deep_tokens": len(tokens),
+        "scenarios": results,
+        "streaming": streaming,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"feed-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Database rows -> protobuf messages of the feed domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from socialhub.v1 import feed_pb2
+
+from server.core.names import format_name
+from server.feed.model import Verb
+from server.feed.validation import COMMENTS, POSTS, PROFILES
+
+VERBS = {
+    Verb.POST_CREATED: feed_pb2.ACTIVITY_VERB_POST_CREATED,
+    Verb.POST_UPDATED: feed_pb2.ACTIVITY_VERB_POST_UPDATED,
+    Verb.POST_DELETED: feed_pb2.ACTIVITY_VERB_POST_DELETED,
+    Verb.FOLLOWED: feed_pb2.ACTIVITY_VERB_FOLLOWED,
+    Verb.UNFOLLOWED: feed_pb2.ACTIVITY_VERB_UNFOLLOWED,
+    Verb.COMMENTED: feed_pb2.ACTIVITY_VERB_COMMENTED,
+    Verb.COMMENT_DELETED: feed_pb2.ACTIVITY_VERB_COMMENT_DELETED,
+    Verb.LIKED: feed_pb2.ACTIVITY_VERB_LIKED,
+    Verb.UNLIKED: feed_pb2.ACTIVITY_VERB_UNLIKED,
+}
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def profile_name(profile_id: int) -> str:
+    return format_name(PROFILES, profile_id)
+
+
+def post_name(post_id: int) -> str:
+    return format_name(POSTS, post_id)
+
+
+def comment_name(post_id: int, comment_id: int) -> str:
+    return f"{post_name(post_id)}/{format_name(COMMENTS, comment_id)}"
+
+
+def post_id_of(name: str) -> int:
+    """The id in a post name this service produced itself (e.g. one read back from the cache)."""
+    return int(name.rpartition("/")[2])
+
+
+def post_from_row(row: Any) -> feed_pb2.Post:
+    post = feed_pb2.Post(
+        name=post_name(row.id),
+        author=profile_name(row.author_id),
+        body=row.body,
+        like_count=row.like_count,
+        comment_count=row.comment_count,
+        share_count=row.share_count,
+        view_count=row.view_count,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+    document = row._mapping["metadata"]
+    if document:
+        post.metadata.update(document)
+    return post
+
+
+def comment_from_row(row: Any) -> feed_pb2.Comment:
+    return feed_pb2.Comment(
+        name=comment_name(row.post_id, row.id),
+        author=profile_name(row.author_id),
+        body=row.body,
+        create_time=timestamp(row.created_at),
+    )
+
+
+def follow_from_row(row: Any) -> feed_pb2.Follow:
+    return feed_pb2.Follow(
+        follower=profile_name(row.follower_id),
+        followee=profile_name(row.followee_id),
+        create_time=timestamp(row.created_at),
+    )
+
+
+def like_message(post_id: int, profile_id: int, created_at: datetime) -> feed_pb2.Like:
+    return feed_pb2.Like(
+        post=post_name(post_id), profile=profile_name(profile_id), create_time=timestamp(created_at)
+    )
+
+
+def event_from_row(row: Any) -> feed_pb2.ActivityEvent:
+    event = feed_pb2.ActivityEvent(
+        actor=profile_name(row.actor_id),
+        verb=VERBS.get(Verb(row.verb), feed_pb2.ACTIVITY_VERB_UNSPECIFIED)
+        if row.verb in Verb._value2member_map_
+        else feed_pb2.ACTIVITY_VERB_UNSPECIFIED,
+        object=row.object,
+        create_time=timestamp(row.created_at),
+    )
+    if row.payload:
+        event.payload.update(row.payload)
+    return event

@@ -1,0 +1,471 @@
+"""Feed use cases: one transaction per call, exact counters, the activity log, cache policy.
+
+Every mutation appends its activity event in the same transaction as the change, and
+updates counters only when a row was really inserted or deleted, so retries and
+duplicates never count twice.
+
+Timeline cache: the first page of each home timeline is cached as a skeleton (post
+names and the next page token) under the viewer's tag `timeline:{viewer}`; posts are
+read fresh by primary key on every hit, so edits, counters and deletions show at once.
+Only the page's membership can go stale, and every change of it bumps the tag after
+commit: the viewer's follows, and posts created or deleted by the viewer or by an
+author it follows (fan-out to at most `timeline_fanout_limit` followers; beyond that
+the entry's short TTL bounds the delay). See docs/FEED.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from socialhub.v1 import feed_pb2
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.core import idempotency
+from server.core.cache import Cache
+from server.core.config import Settings
+from server.core.errors import InvalidArgument, NotFound
+from server.core.pagination import PageTokens, next_token
+from server.feed import repository
+from server.feed.mapping import (
+    comment_from_row,
+    comment_name,
+    event_from_row,
+    follow_from_row,
+    like_message,
+    post_from_row,
+    post_id_of,
+    post_name,
+    profile_name,
+)
+from server.feed.model import NewPost, Page, PostChanges, StreamRequest, Verb
+
+CREATE_SCOPE = "CreatePost"
+# A stream message stops growing at this size even before batch_size posts, so it stays
+# far below gRPC's default 4 MiB message limit whatever the posts hold.
+STREAM_MESSAGE_BYTES = 1024 * 1024
+
+
+def timeline_tag(profile_id: int) -> str:
+    return f"timeline:{profile_id}"
+
+
+def profile_tag(profile_id: int) -> str:
+    # ProfileService caches GetProfile under this tag; the counters we change are in it.
+    return f"profile:{profile_id}"
+
+
+def _profile_not_found(profile_id: int) -> NotFound:
+    return NotFound(f"{profile_name(profile_id)} does not exist")
+
+
+def _post_not_found(post_id: int) -> NotFound:
+    return NotFound(f"{post_name(post_id)} does not exist")
+
+
+def _created_position(row: Any) -> tuple[Any, Any]:
+    return (row.created_at, row.id)
+
+
+class FeedService:
+    def __init__(
+        self, engine: AsyncEngine, cache: Cache, tokens: PageTokens, settings: Settings
+    ) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._tokens = tokens
+        self._settings = settings
+
+    # --- posts ---
+
+    async def create_post(
+        self, new: NewPost, request_id: uuid.UUID | None, request_digest: str
+    ) -> feed_pb2.Post:
+        async with self._engine.begin() as conn:
+            if request_id is not None:
+                earlier_id = await idempotency.claim(conn, CREATE_SCOPE, request_id, request_digest)
+                if earlier_id is not None:
+                    earlier = await repository.get_post(conn, earlier_id)
+                    if earlier is None:
+                        raise _post_not_found(earlier_id)
+                    return post_from_row(earlier)
+            # Counting first also proves the author exists before anything is inserted.
+            if not await repository.add_to_profile_counter(conn, new.author_id, "posts_count", 1):
+                raise _profile_not_found(new.author_id)
+            row = await repository.insert_post(conn, new)
+            if request_id is not None:
+                await idempotency.record(conn, CREATE_SCOPE, request_id, row.id)
+            await repository.append_event(
+                conn,
+                new.author_id,
+                Verb.POST_CREATED,
+                post_name(row.id),
+                {"tags": new.metadata.get("tags", [])},
+            )
+        await self._timeline_changed(new.author_id)
+        return post_from_row(row)
+
+    async def get_post(self, post_id: int) -> feed_pb2.Post:
+        async with self._engine.connect() as conn:
+            row = await repository.get_post(conn, post_id)
+        if row is None:
+            raise _post_not_found(post_id)
+        return post_from_row(row)
+
+    async def batch_get_posts(self, post_ids: Sequence[int]) -> list[feed_pb2.Post]:
+        async with self._engine.connect() as conn:
+            rows = await repository.get_posts(conn, post_ids)
+        missing = [post_id for post_id in post_ids if post_id not in rows]
+        if missing:
+            raise _post_not_found(missing[0])
+        return [post_from_row(rows[post_id]) for post_id in post_ids]
+
+    async def update_post(self, post_id: int, changes: PostChanges) -> feed_pb2.Post:
+        values: dict[str, Any] = {}
+        if changes.body is not None:
+            values["body"] = changes.body
+        if changes.metadata is not None:
+            values["metadata"] = changes.metadata
+        async with self._engine.begin() as conn:
+            current = await repository.get_post(conn, post_id, for_update=True)
+            if current is None:
+                raise _post_not_found(post_id)
+            row = await repository.update_post(conn, post_id, values)
+            await repository.append_event(
+                conn, row.author_id, Verb.POST_UPDATED, post_name(post_id), {"fields": list(values)}
+            )
+        # Cached timelines hold post names only, so an edit needs no invalidation.
+        return post_from_row(row)
+
+    async def delete_post(self, post_id: int) -> None:
+        async with self._engine.begin() as conn:
+            deleted = await repository.delete_post(conn, post_id)
+            if deleted is None:
+                raise _post_not_found(post_id)
+            await repository.add_to_profile_counter(conn, deleted.author_id, "posts_count", -1)
+            await repository.append_event(
+                conn, deleted.author_id, Verb.POST_DELETED, post_name(post_id), {}
+            )
+        await self._timeline_changed(deleted.author_id)
+
+    async def _timeline_changed(self, author_id: int) -> None:
+        """Bump the timeline tags of the author and its followers; call after commit.
+
+        Followers are read after the commit on purpose: a follow that commits later bumps
+        its follower's tag itself, so no timeline can cache a page missing this change.
+        """
+        async with self._engine.connect() as conn:
+            followers = await repository.follower_ids(
+                conn, author_id, self._settings.timeline_fanout_limit
+            )
+        await self._cache.invalidate(
+            profile_tag(author_id),
+            timeline_tag(author_id),
+            *(timeline_tag(follower) for follower in followers),
+        )
+
+    async def list_profile_posts(
+        self, author_id: int, page: Page
+    ) -> tuple[list[feed_pb2.Post], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        async with self._engine.connect() as conn:
+            if not await repository.profile_exists(conn, author_id):
+                raise _profile_not_found(author_id)
+            rows = await repository.author_page(conn, author_id, position, page.size + 1)
+        return self._post_page(rows, page)
+
+    async def search_by_tag(
+        self, tags: Sequence[str], page: Page
+    ) -> tuple[list[feed_pb2.Post], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        async with self._engine.connect() as conn:
+            rows = await repository.tag_page(conn, tags, position, page.size + 1)
+        return self._post_page(rows, page)
+
+    def _post_page(
+        self, rows: Sequence[repository.AnyRow], page: Page
+    ) -> tuple[list[feed_pb2.Post], str]:
+        kept, token = next_token(self._tokens, rows, page.size, _created_position, page.fingerprint)
+        return [post_from_row(row) for row in kept], token
+
+    # --- timelines ---
+
+    async def home_timeline(self, viewer_id: int, page: Page) -> tuple[list[feed_pb2.Post], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        if position is not None:
+            async with self._engine.connect() as conn:
+                if not await repository.profile_exists(conn, viewer_id):
+                    raise _profile_not_found(viewer_id)
+                rows = await repository.timeline_page(conn, viewer_id, position, page.size + 1)
+            return self._post_page(rows, page)
+
+        async def load() -> bytes:
+            async with self._engine.connect() as conn:
+                if not await repository.profile_exists(conn, viewer_id):
+                    raise _profile_not_found(viewer_id)
+                rows = await repository.timeline_page(conn, viewer_id, None, page.size + 1)
+            kept, token = next_token(
+                self._tokens, rows, page.size, _created_position, page.fingerprint
+            )
+            skeleton = feed_pb2.GetHomeTimelineResponse(
+                posts=[feed_pb2.Post(name=post_name(row.id)) for row in kept],
+                next_page_token=token,
+            )
+            return skeleton.SerializeToString()
+
+        payload = await self._cache.read_through(
+            f"timeline:{viewer_id}:{page.size}",
+            tag=timeline_tag(viewer_id),
+            ttl_s=self._settings.timeline_cache_ttl_s,
+            load=load,
+        )
+        skeleton = feed_pb2.GetHomeTimelineResponse.FromString(payload)
+        post_ids = [post_id_of(post.name) for post in skeleton.posts]
+        async with self._engine.connect() as conn:
+            if not await repository.profile_exists(conn, viewer_id):
+                raise _profile_not_found(viewer_id)
+            found = await repository.get_posts(conn, post_ids) if post_ids else {}
+        # A post deleted since the page was cached is simply left out.
+        posts = [post_from_row(found[post_id]) for post_id in post_ids if post_id in found]
+        return posts, skeleton.next_page_token
+
+    async def stream_author_posts(
+        self, author_id: int, request: StreamRequest
+    ) -> AsyncIterator[tuple[list[feed_pb2.Post], str]]:
+        position = self._tokens.decode(request.cursor, request.fingerprint, "resume_cursor")
+        async with self._engine.connect() as conn:
+            if not await repository.profile_exists(conn, author_id):
+                raise _profile_not_found(author_id)
+            statement = repository.author_posts(author_id, position)
+            async for batch in self._stream(conn, statement, request):
+                yield batch
+
+    async def stream_timeline(
+        self, viewer_id: int, request: StreamRequest
+    ) -> AsyncIterator[tuple[list[feed_pb2.Post], str]]:
+        position = self._tokens.decode(request.cursor, request.fingerprint, "resume_cursor")
+        async with self._engine.connect() as conn:
+            if not await repository.profile_exists(conn, viewer_id):
+                raise _profile_not_found(viewer_id)
+            statement = repository.timeline_posts(viewer_id, position)
+            async for batch in self._stream(conn, statement, request):
+                yield batch
+
+    async def _stream(
+        self, conn: AsyncConnection, statement: Any, request: StreamRequest
+    ) -> AsyncIterator[tuple[list[feed_pb2.Post], str]]:
+        """Messages of at most batch_size posts (and about 1 MiB), each with its resume cursor.
+
+        Rows come from a server-side cursor one batch at a time and every message is sent
+        (the caller's yield is awaited by grpc) before the next batch is fetched, so memory
+        holds one batch whatever the total. Cancellation is never caught here.
+        """
+        pending: list[feed_pb2.Post] = []
+        size = 0
+        last: Any = None
+        async for rows in repository.stream_rows(conn, statement, request.batch_size):
+            for row in rows:
+                post = post_from_row(row)
+                pending.append(post)
+                size += post.ByteSize()
+                last = row
+                if len(pending) >= request.batch_size or size >= STREAM_MESSAGE_BYTES:
+                    cursor = self._tokens.encode(_created_position(last), request.fingerprint)
+                    yield pending, cursor
+                    pending, size = [], 0
+        if pending:
+            yield pending, self._tokens.encode(_created_position(last), request.fingerprint)
+
+    # --- follows ---
+
+    async def release_profiles(
+        self, conn: AsyncConnection, profile_ids: Sequence[int]
+    ) -> list[str]:
+        """ProfileService deletion hook: keep others' counters exact when profiles go.
+
+        Runs in the deleting transaction; returns the cache tags to invalidate after it.
+        """
+        neighbours = await repository.counter_neighbours(conn, profile_ids)
+        await repository.lock_profiles(conn, [*profile_ids, *neighbours])
+        await repository.release_counters(conn, profile_ids)
+        # Neighbours' counters changed; followers' timelines lose the deleted authors' posts.
+        return [tag for n in sorted(neighbours) for tag in (profile_tag(n), timeline_tag(n))]
+
+    async def follow(self, follower_id: int, followee_id: int) -> feed_pb2.Follow:
+        if follower_id == followee_id:
+            raise InvalidArgument.single("followee", "a profile cannot follow itself")
+        async with self._engine.begin() as conn:
+            await self._lock_both(conn, follower_id, followee_id)
+            row = await repository.insert_follow(conn, follower_id, followee_id)
+            if row is None:
+                existing = await repository.get_follow(conn, follower_id, followee_id)
+                assert existing is not None  # both rows are locked; nobody can unfollow now
+                return follow_from_row(existing)
+            await self._count_follow(conn, follower_id, followee_id, 1)
+            await repository.append_event(
+                conn, follower_id, Verb.FOLLOWED, profile_name(followee_id), {}
+            )
+        await self._follows_changed(follower_id, followee_id)
+        return follow_from_row(row)
+
+    async def unfollow(self, follower_id: int, followee_id: int) -> None:
+        if follower_id == followee_id:
+            raise InvalidArgument.single("followee", "a profile cannot unfollow itself")
+        async with self._engine.begin() as conn:
+            await self._lock_both(conn, follower_id, followee_id)
+            if not await repository.delete_follow(conn, follower_id, followee_id):
+                return
+            await self._count_follow(conn, follower_id, followee_id, -1)
+            await repository.append_event(
+                conn, follower_id, Verb.UNFOLLOWED, profile_name(followee_id), {}
+            )
+        await self._follows_changed(follower_id, followee_id)
+
+    async def _lock_both(self, conn: AsyncConnection, follower_id: int, followee_id: int) -> None:
+        # In id order, so two opposite follows between the same profiles cannot deadlock.
+        found = await repository.lock_profiles(conn, [follower_id, followee_id])
+        for profile_id in (follower_id, followee_id):
+            if profile_id not in found:
+                raise _profile_not_found(profile_id)
+
+    async def _count_follow(
+        self, conn: AsyncConnection, follower_id: int, followee_id: int, delta: int
+    ) -> None:
+        await repository.add_to_profile_counter(conn, follower_id, "following_count", delta)
+        await repository.add_to_profile_counter(conn, followee_id, "followers_count", delta)
+
+    async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
+        await self._cache.invalidate(
+            profile_tag(follower_id), profile_tag(followee_id), timeline_tag(follower_id)
+        )
+
+    async def list_followers(
+        self, profile_id: int, page: Page
+    ) -> tuple[list[feed_pb2.Follow], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        async with self._engine.connect() as conn:
+            if not await repository.profile_exists(conn, profile_id):
+                raise _profile_not_found(profile_id)
+            rows = await repository.followers_page(conn, profile_id, position, page.size + 1)
+        kept, token = next_token(
+            self._tokens,
+            rows,
+            page.size,
+            lambda row: (row.created_at, row.follower_id),
+            page.fingerprint,
+        )
+        return [follow_from_row(row) for row in kept], token
+
+    async def list_following(
+        self, profile_id: int, page: Page
+    ) -> tuple[list[feed_pb2.Follow], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        async with self._engine.connect() as conn:
+            if not await repository.profile_exists(conn, profile_id):
+                raise _profile_not_found(profile_id)
+            rows = await repository.following_page(conn, profile_id, position, page.size + 1)
+        kept, token = next_token(
+            self._tokens,
+            rows,
+            page.size,
+            lambda row: (row.created_at, row.followee_id),
+            page.fingerprint,
+        )
+        return [follow_from_row(row) for row in kept], token
+
+    async def relationship(self, profile_id: int, other_id: int) -> feed_pb2.Relationship:
+        async with self._engine.connect() as conn:
+            for checked in dict.fromkeys((profile_id, other_id)):
+                if not await repository.profile_exists(conn, checked):
+                    raise _profile_not_found(checked)
+            pairs = await repository.follow_pairs(conn, profile_id, other_id)
+        return feed_pb2.Relationship(
+            profile=profile_name(profile_id),
+            other=profile_name(other_id),
+            following=(profile_id, other_id) in pairs,
+            followed_by=(other_id, profile_id) in pairs,
+        )
+
+    # --- comments ---
+
+    async def create_comment(self, post_id: int, author_id: int, body: str) -> feed_pb2.Comment:
+        async with self._engine.begin() as conn:
+            # Locking the post first orders us after a concurrent DeletePost of it.
+            if await repository.get_post(conn, post_id, for_update=True) is None:
+                raise _post_not_found(post_id)
+            if not await repository.profile_exists(conn, author_id, lock=True):
+                raise _profile_not_found(author_id)
+            row = await repository.insert_comment(conn, post_id, author_id, body)
+            await repository.add_to_post_counter(conn, post_id, "comment_count", 1)
+            await repository.append_event(
+                conn, author_id, Verb.COMMENTED, comment_name(post_id, row.id), {}
+            )
+        return comment_from_row(row)
+
+    async def list_comments(self, post_id: int, page: Page) -> tuple[list[feed_pb2.Comment], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        async with self._engine.connect() as conn:
+            if await repository.get_post(conn, post_id) is None:
+                raise _post_not_found(post_id)
+            rows = await repository.comments_page(conn, post_id, position, page.size + 1)
+        kept, token = next_token(self._tokens, rows, page.size, _created_position, page.fingerprint)
+        return [comment_from_row(row) for row in kept], token
+
+    async def delete_comment(self, post_id: int, comment_id: int) -> None:
+        async with self._engine.begin() as conn:
+            # Post before comment: the same lock order as DeletePost, which cascades to comments.
+            if await repository.get_post(conn, post_id, for_update=True) is None:
+                raise NotFound(f"{comment_name(post_id, comment_id)} does not exist")
+            deleted = await repository.delete_comment(conn, post_id, comment_id)
+            if deleted is None:
+                raise NotFound(f"{comment_name(post_id, comment_id)} does not exist")
+            await repository.add_to_post_counter(conn, post_id, "comment_count", -1)
+            await repository.append_event(
+                conn,
+                deleted.author_id,
+                Verb.COMMENT_DELETED,
+                comment_name(post_id, comment_id),
+                {},
+            )
+
+    # --- likes ---
+
+    async def like(self, post_id: int, profile_id: int) -> feed_pb2.Like:
+        async with self._engine.begin() as conn:
+            await self._lock_post_check_profile(conn, post_id, profile_id)
+            created_at = await repository.insert_like(conn, post_id, profile_id)
+            if created_at is None:
+                existing = await repository.like_time(conn, post_id, profile_id)
+                assert existing is not None  # the post row is locked; nobody can unlike now
+                return like_message(post_id, profile_id, existing)
+            await repository.add_to_post_counter(conn, post_id, "like_count", 1)
+            await repository.append_event(conn, profile_id, Verb.LIKED, post_name(post_id), {})
+        return like_message(post_id, profile_id, created_at)
+
+    async def unlike(self, post_id: int, profile_id: int) -> None:
+        async with self._engine.begin() as conn:
+            await self._lock_post_check_profile(conn, post_id, profile_id)
+            if not await repository.delete_like(conn, post_id, profile_id):
+                return
+            await repository.add_to_post_counter(conn, post_id, "like_count", -1)
+            await repository.append_event(conn, profile_id, Verb.UNLIKED, post_name(post_id), {})
+
+    async def _lock_post_check_profile(
+        self, conn: AsyncConnection, post_id: int, profile_id: int
+    ) -> None:
+        if await repository.get_post(conn, post_id, for_update=True) is None:
+            raise _post_not_found(post_id)
+        if not await repository.profile_exists(conn, profile_id, lock=True):
+            raise _profile_not_found(profile_id)
+
+    # --- activity ---
+
+    async def list_activity(
+        self, actor_id: int, page: Page
+    ) -> tuple[list[feed_pb2.ActivityEvent], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        async with self._engine.connect() as conn:
+            rows = await repository.activity_page(conn, actor_id, position, page.size + 1)
+        kept, token = next_token(self._tokens, rows, page.size, _created_position, page.fingerprint)
+        return [event_from_row(row) for row in kept], token

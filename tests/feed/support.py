@@ -1,0 +1,110 @@
+"""Helpers for the feed tests: profiles through the API, bulk data through COPY."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from socialhub.v1 import feed_pb2, profile_pb2
+from socialhub.v1.feed_pb2_grpc import FeedServiceStub
+from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
+
+from tests.harness import Backing
+from tests.helpers import field_violations, new_profile
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_profiles(profiles: ProfileServiceStub, count: int) -> list[str]:
+    return [
+        profiles.CreateProfile(
+            profile_pb2.CreateProfileRequest(profile=new_profile(f"Person {i}"))
+        ).name
+        for i in range(count)
+    ]
+
+
+def metadata(**fields: Any) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(fields)
+    return struct
+
+
+def tags_of(struct: struct_pb2.Struct) -> list[str]:
+    return [value.string_value for value in struct.fields["tags"].list_value.values]
+
+
+def post(feed: FeedServiceStub, author: str, body: str = "hello", **meta: Any) -> feed_pb2.Post:
+    return feed.CreatePost(
+        feed_pb2.CreatePostRequest(
+            post=feed_pb2.Post(author=author, body=body, metadata=metadata(**meta))
+        )
+    )
+
+
+def id_of(name: str) -> int:
+    return int(name.rsplit("/", 1)[1])
+
+
+def profile(profiles: ProfileServiceStub, name: str) -> profile_pb2.Profile:
+    return profiles.GetProfile(profile_pb2.GetProfileRequest(name=name))
+
+
+def invalid(call: Any, field: str) -> str:
+    """Run `call`, expect INVALID_ARGUMENT naming `field`, return the description."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    violations = field_violations(caught.value)
+    assert field in violations, violations
+    return violations[field]
+
+
+def not_found(call: Any) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value.details()
+
+
+def copy_profiles(backing: Backing, count: int) -> list[int]:
+    """`count` bare profiles with COPY; returns their ids."""
+    with backing.sql() as conn:
+        with conn.cursor().copy("COPY profiles (display_name, x_handle) FROM STDIN") as copy:
+            for index in range(count):
+                copy.write_row((f"Bulk {index}", f"bulk{index}"))
+        rows = conn.execute("SELECT id FROM profiles ORDER BY id").fetchall()
+    return [row[0] for row in rows]
+
+
+def copy_posts(backing: Backing, rows: Iterable[tuple[int, str, dict[str, Any], datetime]]) -> None:
+    """Posts (author_id, body, metadata, created_at) with COPY, counters fixed afterwards."""
+    with backing.sql() as conn:
+        columns = "author_id, body, metadata, created_at, updated_at"
+        with conn.cursor().copy(f"COPY posts ({columns}) FROM STDIN") as copy:
+            for author_id, body, meta, created_at in rows:
+                copy.write_row((author_id, body, json.dumps(meta), created_at, created_at))
+        conn.execute(
+            "UPDATE profiles SET posts_count = c.n FROM "
+            "(SELECT author_id, count(*) AS n FROM posts GROUP BY author_id) c "
+            "WHERE profiles.id = c.author_id"
+        )
+
+
+def copy_follows(backing: Backing, pairs: Sequence[tuple[int, int]]) -> None:
+    with backing.sql() as conn:
+        with conn.cursor().copy(
+            "COPY follows (follower_id, followee_id, created_at) FROM STDIN"
+        ) as copy:
+            for index, (follower, followee) in enumerate(pairs):
+                copy.write_row((follower, followee, T0 + timedelta(seconds=index)))
+        for column, key in (("followers_count", "followee_id"), ("following_count", "follower_id")):
+            conn.execute(
+                f"UPDATE profiles SET {column} = c.n FROM "
+                f"(SELECT {key} AS id, count(*) AS n FROM follows GROUP BY {key}) c "
+                "WHERE profiles.id = c.id"
+            )

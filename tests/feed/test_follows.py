@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+from socialhub.v1 import feed_pb2
+from socialhub.v1.feed_pb2_grpc import FeedServiceStub
+from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
+
+from tests.feed.support import id_of, invalid, make_profiles, not_found, profile
+from tests.harness import Backing
+
+
+def _follow(feed: FeedServiceStub, follower: str, followee: str) -> feed_pb2.Follow:
+    return feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=follower, followee=followee))
+
+
+def _unfollow(feed: FeedServiceStub, follower: str, followee: str) -> None:
+    feed.UnfollowProfile(feed_pb2.UnfollowProfileRequest(follower=follower, followee=followee))
+
+
+def test_follow_is_idempotent_and_counts_once(
+    feed: FeedServiceStub, profiles: ProfileServiceStub
+) -> None:
+    ada, bob = make_profiles(profiles, 2)
+    profile(profiles, bob)  # cached now; the follow must invalidate it
+    first = _follow(feed, ada, bob)
+    again = _follow(feed, ada, bob)
+    assert again == first
+    assert (first.follower, first.followee) == (ada, bob)
+    assert profile(profiles, ada).following_count == 1
+    assert profile(profiles, ada).followers_count == 0
+    assert profile(profiles, bob).followers_count == 1
+
+    relationship = feed.GetRelationship(feed_pb2.GetRelationshipRequest(profile=ada, other=bob))
+    assert (relationship.following, relationship.followed_by) == (True, False)
+    reverse = feed.GetRelationship(feed_pb2.GetRelationshipRequest(profile=bob, other=ada))
+    assert (reverse.following, reverse.followed_by) == (False, True)
+
+    _unfollow(feed, ada, bob)
+    _unfollow(feed, ada, bob)
+    assert profile(profiles, ada).following_count == 0
+    assert profile(profiles, bob).followers_count == 0
+    relationship = feed.GetRelationship(feed_pb2.GetRelationshipRequest(profile=ada, other=bob))
+    assert not relationship.following
+    assert not relationship.followed_by
+
+
+def test_follow_errors(
+    feed: FeedServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    (ada,) = make_profiles(profiles, 1)
+    invalid(lambda: _follow(feed, ada, ada), "followee")
+    invalid(lambda: _unfollow(feed, ada, ada), "followee")
+    invalid(lambda: _follow(feed, "", "nope"), "follower")
+    invalid(lambda: _follow(feed, ada, "nope"), "followee")
+    not_found(lambda: _follow(feed, ada, "profiles/999999"))
+    not_found(lambda: _follow(feed, "profiles/999999", ada))
+    not_found(lambda: _unfollow(feed, ada, "profiles/999999"))
+    not_found(
+        lambda: feed.GetRelationship(
+            feed_pb2.GetRelationshipRequest(profile=ada, other="profiles/999999")
+        )
+    )
+    with backing.sql() as conn:
+        assert conn.execute("SELECT count(*) FROM follows").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM activity").fetchone() == (0,)
+    assert profile(profiles, ada).following_count == 0
+
+
+def test_list_followers_and_following_page_newest_first(
+    feed: FeedServiceStub, profiles: ProfileServiceStub
+) -> None:
+    star, *fans = make_profiles(profiles, 8)
+    for fan in fans:
+        _follow(feed, fan, star)
+    for fan in fans[:3]:
+        _follow(feed, star, fan)
+
+    followers: list[str] = []
+    token = ""
+    while True:
+        page = feed.ListFollowers(
+            feed_pb2.ListFollowersRequest(parent=star, page_size=3, page_token=token)
+        )
+        assert len(page.follows) <= 3
+        assert all(f.followee == star for f in page.follows)
+        followers.extend(f.follower for f in page.follows)
+        token = page.next_page_token
+        if not token:
+            break
+    assert followers == list(reversed(fans))
+
+    following = feed.ListFollowing(feed_pb2.ListFollowingRequest(parent=star))
+    assert [f.followee for f in following.follows] == list(reversed(fans[:3]))
+    assert not following.next_page_token
+    not_found(lambda: feed.ListFollowers(feed_pb2.ListFollowersRequest(parent="profiles/999999")))
+    first = feed.ListFollowers(feed_pb2.ListFollowersRequest(parent=star, page_size=2))
+    invalid(
+        lambda: feed.ListFollowing(
+            feed_pb2.ListFollowingRequest(parent=star, page_token=first.next_page_token)
+        ),
+        "page_token",
+    )
+
+
+def test_concurrent_follows_and_unfollows_keep_counters_exact(
+    feed: FeedServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    names = make_profiles(profiles, 6)
+    rng = random.Random(42)
+    operations = []
+    for _ in range(600):
+        follower, followee = rng.sample(names, 2)
+        operations.append((rng.random() < 0.6, follower, followee))
+
+    def run(operation: tuple[bool, str, str]) -> None:
+        follow, follower, followee = operation
+        if follow:
+            _follow(feed, follower, followee)
+        else:
+            _unfollow(feed, follower, followee)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(run, operations))
+
+    with backing.sql() as conn:
+        pairs = conn.execute("SELECT follower_id, followee_id FROM follows").fetchall()
+        events = conn.execute(
+            "SELECT verb, count(*) FROM activity GROUP BY verb ORDER BY verb"
+        ).fetchall()
+    assert pairs, "the random operations should leave some follows"
+    for name in names:
+        expected_followers = sum(1 for _, followee in pairs if followee == id_of(name))
+        expected_following = sum(1 for follower, _ in pairs if follower == id_of(name))
+        fetched = profile(profiles, name)
+        assert fetched.followers_count == expected_followers
+        assert fetched.following_count == expected_following
+    # Every effective follow and unfollow was logged once, so they net out to the rows left.
+    by_verb = dict(events)
+    assert by_verb.get("profile.followed", 0) - by_verb.get("profile.unfollowed", 0) == len(pairs)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from socialhub.v1 import feed_pb2
+from socialhub.v1.feed_pb2_grpc import FeedServiceStub
+
+from server.seed import FeedVolumes, seed_demo_if_empty, seed_feed
+from tests.harness import Backing, ServerThread
+
+COUNTER_CHECKS = {
+    "posts_count": "SELECT count(*) FROM profiles p WHERE posts_count <>"
+    " (SELECT count(*) FROM posts WHERE author_id = p.id)",
+    "followers_count": "SELECT count(*) FROM profiles p WHERE followers_count <>"
+    " (SELECT count(*) FROM follows WHERE followee_id = p.id)",
+    "following_count": "SELECT count(*) FROM profiles p WHERE following_count <>"
+    " (SELECT count(*) FROM follows WHERE follower_id = p.id)",
+    "like_count": "SELECT count(*) FROM posts p WHERE like_count <>"
+    " (SELECT count(*) FROM likes WHERE post_id = p.id)",
+    "comment_count": "SELECT count(*) FROM posts p WHERE comment_count <>"
+    " (SELECT count(*) FROM comments WHERE post_id = p.id)",
+}
+
+
+def test_demo_data_feeds_every_rpc_with_exact_counters(
+    server: ServerThread, backing: Backing, feed: FeedServiceStub
+) -> None:
+    assert server.app is not None
+    engine = server.app.engine
+    assert engine is not None
+    assert server.run(seed_demo_if_empty(engine, 60))
+    # Seeding again on top must stay valid: follows that exist already are skipped.
+    server.run(seed_feed(engine, FeedVolumes.for_posts(200, 300), progress=False))
+
+    with backing.sql() as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM follows),"
+            " (SELECT count(*) FROM comments), (SELECT count(*) FROM likes)"
+        ).fetchone()
+        for counter, check in COUNTER_CHECKS.items():
+            assert conn.execute(check).fetchone() == (0,), counter
+        (viewer,) = conn.execute(
+            "SELECT follower_id FROM follows GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone() or (0,)
+        (tagged,) = conn.execute(
+            "SELECT metadata->'tags'->>0 FROM posts ORDER BY id LIMIT 1"
+        ).fetchone() or ("",)
+    assert counts is not None
+    assert counts[0] == 60 * 8 + 200
+    assert all(count > 0 for count in counts)
+
+    timeline = feed.GetHomeTimeline(feed_pb2.GetHomeTimelineRequest(profile=f"profiles/{viewer}"))
+    assert timeline.posts
+    assert timeline.posts[0].metadata.fields["tags"].list_value.values
+    tag_search = feed.SearchPostsByTag(feed_pb2.SearchPostsByTagRequest(tags=[tagged]))
+    assert tag_search.posts
+    following = feed.ListFollowing(feed_pb2.ListFollowingRequest(parent=f"profiles/{viewer}"))
+    assert following.follows
