@@ -1,7 +1,7 @@
 """FeedService benchmark: timelines, author feeds and streams on a large seeded data set.
 
-    .venv/bin/python -m bench.feed_bench                       # full size (see docs/FEED_BENCHMARKS.md)
-    .venv/bin/python -m bench.feed_bench --profiles 2000 --posts 40000 --duration 3   # smoke run
+    .venv/bin/python -m bench.feed_bench           # full size; see docs/FEED_BENCHMARKS.md
+    .venv/bin/python -m bench.feed_bench --profiles 2000 --posts 40000 --duration 3  # smoke
 
 The data set is generated once with `socialhub seed` into an embedded PostgreSQL
 under --state-dir and reused by later runs. The server runs as `socialhub serve`
@@ -58,10 +58,16 @@ def seed_if_needed(database_url: str, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     subprocess.run(
         [
-            sys.executable, "-m", "server", "seed",
-            "--profiles", str(args.profiles),
-            "--posts", str(args.posts),
-            "--follows", str(args.profiles * args.follows_per_profile),
+            sys.executable,
+            "-m",
+            "server",
+            "seed",
+            "--profiles",
+            str(args.profiles),
+            "--posts",
+            str(args.posts),
+            "--follows",
+            str(args.profiles * args.follows_per_profile),
         ],
         env=env,
         check=True,
@@ -180,21 +186,18 @@ class _timeline:  # noqa: N801 - used like a function
 
 
 class author_feed:  # noqa: N801 - used like a function
-    def __init__(self, authors: list[int], second_page: bool) -> None:
+    def __init__(self, authors: list[int], tokens: dict[int, str] | None = None) -> None:
         self.authors = authors
-        self.second_page = second_page
+        self.tokens = tokens or {}
 
     def __call__(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[Any]]:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         requests = [
-            feed_pb2.ListProfilePostsRequest(parent=f"profiles/{a}", page_size=PAGE_SIZE)
+            feed_pb2.ListProfilePostsRequest(
+                parent=f"profiles/{a}", page_size=PAGE_SIZE, page_token=self.tokens.get(a, "")
+            )
             for a in self.authors
         ]
-        if self.second_page:
-            with grpc.insecure_channel(_address_of(channel)) as sync_channel:
-                sync = feed_pb2_grpc.FeedServiceStub(sync_channel)
-                for request in requests:
-                    request.page_token = sync.ListProfilePosts(request).next_page_token
 
         async def call(i: int) -> Any:
             return await stub.ListProfilePosts(requests[i % len(requests)])
@@ -202,8 +205,16 @@ class author_feed:  # noqa: N801 - used like a function
         return call
 
 
-def _address_of(channel: grpc.aio.Channel) -> str:
-    return os.environ["BENCH_ADDRESS"]
+def second_page_tokens(address: str, authors: list[int]) -> dict[int, str]:
+    with grpc.insecure_channel(address) as channel:
+        stub = feed_pb2_grpc.FeedServiceStub(channel)
+        pages = {
+            a: stub.ListProfilePosts(
+                feed_pb2.ListProfilePostsRequest(parent=f"profiles/{a}", page_size=PAGE_SIZE)
+            ).next_page_token
+            for a in authors
+        }
+    return {a: token for a, token in pages.items() if token}
 
 
 def stream_figures(address: str, author: int, repeats: int = 3) -> dict[str, Any]:
@@ -291,6 +302,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--state-dir", type=Path, default=REPO / ".state" / "bench-feed")
+    parser.add_argument("--seed-only", action="store_true", help="Generate the data and stop.")
     args = parser.parse_args()
 
     postgres = EmbeddedPostgres(args.state_dir / "postgres", durable=False)
@@ -300,10 +312,12 @@ def main() -> None:
     server: subprocess.Popen[str] | None = None
     try:
         seed_if_needed(database_url, args)
+        if args.seed_only:
+            return
         inputs = asyncio.run(pick_inputs(database_url))
         server, address = start_server(database_url, redis_url)
-        os.environ["BENCH_ADDRESS"] = address
         tokens = deep_tokens(address, inputs["readers"])
+        author_tokens = second_page_tokens(address, inputs["authors"])
         common = {
             "concurrency": args.concurrency,
             "duration_s": args.duration,
@@ -313,8 +327,8 @@ def main() -> None:
         scenarios = {
             "timeline first page": timeline_first(inputs["readers"]),
             f"timeline page {DEEP_PAGE}": timeline_deep(tokens),
-            "author feed first page": author_feed(inputs["authors"], second_page=False),
-            "author feed second page": author_feed(inputs["authors"], second_page=True),
+            "author feed first page": author_feed(inputs["authors"]),
+            "author feed second page": author_feed(list(author_tokens), author_tokens),
         }
         results = [
             loadgen.run_in_subprocess(address, name, factory, **common).as_dict()

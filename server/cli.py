@@ -113,10 +113,26 @@ def seed(
                 await seed_feed(engine, FeedVolumes.for_posts(posts, follows))
         finally:
             await engine.dispose()
+        if settings.redis_url:
+            await _invalidate_listings(settings.redis_url)
 
     with backing_servers(settings, need_redis=False) as backing:
         migrations.upgrade(backing.database_url)
         _run(load(backing.database_url))
+
+
+async def _invalidate_listings(redis_url: str) -> None:
+    """Servers sharing this Redis must not keep serving counts and lists from before the load."""
+    from redis.asyncio import Redis
+
+    from server.core.cache import Cache
+    from server.profiles.service import LISTINGS_TAG
+
+    redis = Redis.from_url(redis_url)
+    try:
+        await Cache(redis).invalidate(LISTINGS_TAG)
+    finally:
+        await redis.aclose()
 
 
 def main() -> None:

@@ -17,6 +17,11 @@ def parse_name(name: str, collection: str, field: str) -> int:
     if not name:
         raise InvalidArgument.single(field, "is required")
     digits = name[len(prefix) :] if name.startswith(prefix) else ""
-    if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) <= _MAX_ID:
+    # The length check comes first: int() refuses strings of more than 4300 digits.
+    if (
+        not (digits.isascii() and digits.isdigit())
+        or len(digits) > len(str(_MAX_ID))
+        or not 0 < int(digits) <= _MAX_ID
+    ):
         raise InvalidArgument.single(field, f"must look like '{prefix}<positive integer>'")
     return int(digits)

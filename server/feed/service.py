@@ -170,9 +170,10 @@ class FeedService:
     ) -> tuple[list[feed_pb2.Post], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
         async with self._engine.connect() as conn:
-            if not await repository.profile_exists(conn, author_id):
-                raise _profile_not_found(author_id)
             rows = await repository.author_page(conn, author_id, position, page.size + 1)
+            # Posts go with their author, so only an empty page needs the existence check.
+            if not rows and not await repository.profile_exists(conn, author_id):
+                raise _profile_not_found(author_id)
         return self._post_page(rows, page)
 
     async def search_by_tag(
@@ -194,17 +195,11 @@ class FeedService:
     async def home_timeline(self, viewer_id: int, page: Page) -> tuple[list[feed_pb2.Post], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
         if position is not None:
-            async with self._engine.connect() as conn:
-                if not await repository.profile_exists(conn, viewer_id):
-                    raise _profile_not_found(viewer_id)
-                rows = await repository.timeline_page(conn, viewer_id, position, page.size + 1)
+            rows = await self._timeline_rows(viewer_id, position, page.size + 1)
             return self._post_page(rows, page)
 
         async def load() -> bytes:
-            async with self._engine.connect() as conn:
-                if not await repository.profile_exists(conn, viewer_id):
-                    raise _profile_not_found(viewer_id)
-                rows = await repository.timeline_page(conn, viewer_id, None, page.size + 1)
+            rows = await self._timeline_rows(viewer_id, None, page.size + 1)
             kept, token = next_token(
                 self._tokens, rows, page.size, _created_position, page.fingerprint
             )
@@ -222,13 +217,25 @@ class FeedService:
         )
         skeleton = feed_pb2.GetHomeTimelineResponse.FromString(payload)
         post_ids = [post_id_of(post.name) for post in skeleton.posts]
-        async with self._engine.connect() as conn:
-            if not await repository.profile_exists(conn, viewer_id):
-                raise _profile_not_found(viewer_id)
-            found = await repository.get_posts(conn, post_ids) if post_ids else {}
+        # No existence check here: deleting the viewer invalidates its timeline entry, so a
+        # hit proves the viewer existed when the entry was made and nothing since removed it.
+        found: dict[int, Any] = {}
+        if post_ids:
+            async with self._engine.connect() as conn:
+                found = await repository.get_posts(conn, post_ids)
         # A post deleted since the page was cached is simply left out.
         posts = [post_from_row(found[post_id]) for post_id in post_ids if post_id in found]
         return posts, skeleton.next_page_token
+
+    async def _timeline_rows(
+        self, viewer_id: int, position: Sequence[Any] | None, limit: int
+    ) -> Sequence[repository.AnyRow]:
+        async with self._engine.connect() as conn:
+            rows = await repository.timeline_page(conn, viewer_id, position, limit)
+            # A deleted viewer follows no one and has no posts: only an empty page can mean it.
+            if not rows and not await repository.profile_exists(conn, viewer_id):
+                raise _profile_not_found(viewer_id)
+        return rows
 
     async def stream_author_posts(
         self, author_id: int, request: StreamRequest
@@ -289,8 +296,12 @@ class FeedService:
         neighbours = await repository.counter_neighbours(conn, profile_ids)
         await repository.lock_profiles(conn, [*profile_ids, *neighbours])
         await repository.release_counters(conn, profile_ids)
-        # Neighbours' counters changed; followers' timelines lose the deleted authors' posts.
-        return [tag for n in sorted(neighbours) for tag in (profile_tag(n), timeline_tag(n))]
+        # Neighbours' counters changed; followers' timelines lose the deleted authors' posts;
+        # the deleted profiles' own timelines must stop answering.
+        return [
+            *(tag for n in sorted(neighbours) for tag in (profile_tag(n), timeline_tag(n))),
+            *(timeline_tag(p) for p in profile_ids),
+        ]
 
     async def follow(self, follower_id: int, followee_id: int) -> feed_pb2.Follow:
         if follower_id == followee_id:

@@ -11,6 +11,7 @@ from socialhub.v1 import profile_pb2
 from server.core.errors import Violations
 from server.profiles.model import PlatformStatus, ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import (
+    COUNTER_COLUMNS,
     FILTER_COLUMNS,
     LENGTHS,
     MAX_TOTAL_FOLLOWERS,
@@ -37,7 +38,7 @@ TEXT_FIELDS = (
     "bio",
 )
 PRESENCE_FIELDS = ("handle", "followers", "active", "verified")
-OUTPUT_ONLY = frozenset({"name", "total_followers", "create_time", "update_time"})
+OUTPUT_ONLY = frozenset({"name", "total_followers", "create_time", "update_time", *COUNTER_COLUMNS})
 MUTABLE_TOP_LEVEL = (*TEXT_FIELDS, "date_of_birth", *PLATFORMS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_QUERY_LENGTH = 200

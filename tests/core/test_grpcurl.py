@@ -55,3 +55,44 @@ def test_calls_and_health_check(server: ServerThread) -> None:
         )
     )
     assert health == {"status": "SERVING"}
+
+
+def test_feed_calls_from_the_readme(server: ServerThread) -> None:
+    author = json.loads(
+        grpcurl(
+            server,
+            "socialhub.v1.ProfileService/CreateProfile",
+            data='{"profile": {"display_name": "Ada", "x": {"handle": "ada"}}}',
+        )
+    )["name"]
+    post = json.loads(
+        grpcurl(
+            server,
+            "socialhub.v1.FeedService/CreatePost",
+            data=json.dumps(
+                {
+                    "post": {
+                        "author": author,
+                        "body": "Town hall at 6pm",
+                        "metadata": {"tags": ["townhall", "education"], "location": "North"},
+                    }
+                }
+            ),
+        )
+    )
+    assert post["metadata"]["tags"] == ["townhall", "education"]
+    found = json.loads(
+        grpcurl(
+            server,
+            "socialhub.v1.FeedService/SearchPostsByTag",
+            data='{"tags": ["education"], "page_size": 3}',
+        )
+    )
+    assert [p["name"] for p in found["posts"]] == [post["name"]]
+    streamed = grpcurl(
+        server,
+        "socialhub.v1.FeedService/StreamProfilePosts",
+        data=json.dumps({"parent": author, "batch_size": 100}),
+    )
+    assert post["name"] in streamed
+    assert "resume_cursor" in streamed

@@ -226,7 +226,17 @@ def test_update_mask_unknown_path_is_rejected(profiles: ProfileServiceStub, path
 
 @pytest.mark.parametrize(
     "path",
-    ["name", "create_time", "update_time", "total_followers", "create_time.seconds", "name."],
+    [
+        "name",
+        "create_time",
+        "update_time",
+        "total_followers",
+        "followers_count",
+        "following_count",
+        "posts_count",
+        "create_time.seconds",
+        "name.",
+    ],
 )
 def test_update_mask_output_only_path_is_rejected(profiles: ProfileServiceStub, path: str) -> None:
     name = create(profiles)
@@ -328,6 +338,8 @@ BAD_NAMES = [
     "profiles/1.0",
     "profiles/\u0663",  # ARABIC-INDIC DIGIT THREE: a digit, but not an id
     f"profiles/{2**63}",
+    "profiles/" + "0" * 5000 + "1",  # past int()'s 4300-digit limit
+    "profiles/" + "9" * 20,
     "PROFILES/1",
 ]
 
