@@ -104,9 +104,11 @@ def seed(
     from server.seed import FeedVolumes, seed_feed, seed_profiles
 
     settings = _settings()
+    # Bulk loads and recounts run for minutes; the per-statement limit is for serving.
+    bulk_settings = settings.model_copy(update={"db_statement_timeout_ms": 0})
 
     async def load(database_url: str) -> None:
-        engine = create_engine(settings, database_url)
+        engine = create_engine(bulk_settings, database_url)
         try:
             await seed_profiles(engine, profiles)
             if posts or follows:

@@ -16,7 +16,7 @@ the entry's short TTL bounds the delay). See docs/FEED.md.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from socialhub.v1 import feed_pb2
@@ -354,33 +354,36 @@ class FeedService:
     async def list_followers(
         self, profile_id: int, page: Page
     ) -> tuple[list[feed_pb2.Follow], str]:
-        position = self._tokens.decode(page.token, page.fingerprint)
-        async with self._engine.connect() as conn:
-            if not await repository.profile_exists(conn, profile_id):
-                raise _profile_not_found(profile_id)
-            rows = await repository.followers_page(conn, profile_id, position, page.size + 1)
-        kept, token = next_token(
-            self._tokens,
-            rows,
-            page.size,
-            lambda row: (row.created_at, row.follower_id),
-            page.fingerprint,
+        return await self._follow_page(
+            profile_id, page, repository.followers_page, lambda row: row.follower_id
         )
-        return [follow_from_row(row) for row in kept], token
 
     async def list_following(
         self, profile_id: int, page: Page
+    ) -> tuple[list[feed_pb2.Follow], str]:
+        return await self._follow_page(
+            profile_id, page, repository.following_page, lambda row: row.followee_id
+        )
+
+    async def _follow_page(
+        self,
+        profile_id: int,
+        page: Page,
+        read_page: Callable[
+            [AsyncConnection, int, Sequence[Any] | None, int], Awaitable[Sequence[Any]]
+        ],
+        other_id: Callable[[Any], int],
     ) -> tuple[list[feed_pb2.Follow], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
         async with self._engine.connect() as conn:
             if not await repository.profile_exists(conn, profile_id):
                 raise _profile_not_found(profile_id)
-            rows = await repository.following_page(conn, profile_id, position, page.size + 1)
+            rows = await read_page(conn, profile_id, position, page.size + 1)
         kept, token = next_token(
             self._tokens,
             rows,
             page.size,
-            lambda row: (row.created_at, row.followee_id),
+            lambda row: (row.created_at, other_id(row)),
             page.fingerprint,
         )
         return [follow_from_row(row) for row in kept], token
