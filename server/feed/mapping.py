@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from socialhub.v1 import feed_pb2
 
 from server.core.names import format_name
+from server.core.timestamps import timestamp
 from server.feed.model import Verb
 from server.feed.validation import COMMENTS, POSTS, PROFILES
 
@@ -23,12 +23,6 @@ VERBS = {
     Verb.LIKED: feed_pb2.ACTIVITY_VERB_LIKED,
     Verb.UNLIKED: feed_pb2.ACTIVITY_VERB_UNLIKED,
 }
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def profile_name(profile_id: int) -> str:

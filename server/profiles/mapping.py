@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from socialhub.v1 import profile_pb2
 
 from server.core.names import format_name
+from server.core.timestamps import timestamp
 from server.profiles.tables import PLATFORMS
 
 COLLECTION = "profiles"
@@ -23,20 +23,14 @@ _OPTIONAL_TEXT = (
 )
 
 
-def _timestamp(value: Any) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def profile_from_row(row: Any) -> profile_pb2.Profile:
     data = row._mapping
     profile = profile_pb2.Profile(
         name=format_name(COLLECTION, data["id"]),
         display_name=data["display_name"],
         total_followers=data["total_followers"],
-        create_time=_timestamp(data["created_at"]),
-        update_time=_timestamp(data["updated_at"]),
+        create_time=timestamp(data["created_at"]),
+        update_time=timestamp(data["updated_at"]),
         followers_count=data["followers_count"],
         following_count=data["following_count"],
         posts_count=data["posts_count"],
