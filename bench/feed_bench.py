@@ -101,6 +101,34 @@ async def _add_mega_author(database_url: str, posts: int) -> None:
         await conn.close()
 
 
+async def ensure_rare_tag_posts(database_url: str) -> None:
+    """100 posts with a tag nobody else uses, spread over the time range: the worst case
+    for a newest-first walk, the best for the GIN index."""
+    conn = await asyncpg.connect(_asyncpg_url(database_url))
+    try:
+        if await conn.fetchval(
+            'SELECT count(*) FROM posts WHERE metadata @> \'{"tags": ["rare-bench-tag"]}\''
+        ):
+            return
+        author = await conn.fetchval("SELECT max(id) FROM profiles")
+        await conn.execute(
+            """
+            INSERT INTO posts (author_id, body, metadata, created_at)
+            SELECT $1, 'rare post ' || g,
+                   jsonb_build_object('tags', jsonb_build_array('rare-bench-tag')),
+                   now() - make_interval(days => g)
+            FROM generate_series(1, 100) AS g
+            """,
+            author,
+        )
+        await conn.execute(
+            "UPDATE profiles SET posts_count = posts_count + 100 WHERE id = $1", author
+        )
+        await conn.execute("ANALYZE posts")
+    finally:
+        await conn.close()
+
+
 async def pick_inputs(database_url: str) -> dict[str, Any]:
     conn = await asyncpg.connect(_asyncpg_url(database_url))
     try:
@@ -205,6 +233,20 @@ class author_feed:  # noqa: N801 - used like a function
         return call
 
 
+class tag_search:  # noqa: N801 - used like a function
+    def __init__(self, tags: list[str]) -> None:
+        self.tags = tags
+
+    def __call__(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[Any]]:
+        stub = feed_pb2_grpc.FeedServiceStub(channel)
+        request = feed_pb2.SearchPostsByTagRequest(tags=self.tags, page_size=PAGE_SIZE)
+
+        async def call(i: int) -> Any:
+            return await stub.SearchPostsByTag(request)
+
+        return call
+
+
 def second_page_tokens(address: str, authors: list[int]) -> dict[int, str]:
     with grpc.insecure_channel(address) as channel:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
@@ -265,7 +307,9 @@ async def raw_cursor_rate(database_url: str, author: int, repeats: int = 3) -> d
     return {"posts_per_s": loadgen.summary(rates)}
 
 
-def start_server(database_url: str, redis_url: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    database_url: str, redis_url: str, *, cache: bool = True
+) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -274,6 +318,7 @@ def start_server(database_url: str, redis_url: str) -> tuple[subprocess.Popen[st
         "PORT": str(port),
         "SEED_DEMO": "never",
         "LOG_LEVEL": "WARNING",
+        "CACHE_ENABLED": "true" if cache else "false",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "server", "serve"], env=env, stdout=subprocess.PIPE, text=True
@@ -290,6 +335,29 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
     }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| scenario | calls/s | p50 ms | p90 ms | p99 ms | server CPU µs/call | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["scenarios"]:
+        lines.append(
+            f"| {r['scenario']} | {r['calls_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f}"
+            f" | {r['p99_ms']:.1f} | {r['server_cpu_us_per_call']:.0f} | {r['errors']} |"
+        )
+    streaming = report["streaming"]
+    lines += [
+        "",
+        f"StreamProfilePosts of the largest author ({streaming['posts']:,} posts), median of 3:"
+        f" first message {streaming['first_message_ms']['median']:.1f} ms,"
+        f" {streaming['posts_per_s']['median']:,.0f} posts/s through gRPC;"
+        f" raw asyncpg cursor over the same rows"
+        f" {streaming['raw_asyncpg_cursor']['posts_per_s']['median']:,.0f} rows/s;"
+        f" server RSS after streaming {streaming['server_rss_mib']} MiB.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -312,6 +380,7 @@ def main() -> None:
     server: subprocess.Popen[str] | None = None
     try:
         seed_if_needed(database_url, args)
+        asyncio.run(ensure_rare_tag_posts(database_url))
         if args.seed_only:
             return
         inputs = asyncio.run(pick_inputs(database_url))
@@ -338,9 +407,22 @@ def main() -> None:
         streaming["raw_asyncpg_cursor"] = asyncio.run(
             raw_cursor_rate(database_url, inputs["largest_author"])
         )
-        streaming["server_peak_rss_mib"] = round(
-            psutil.Process(server.pid).memory_info().rss / 2**20, 1
-        )
+        streaming["server_rss_mib"] = round(psutil.Process(server.pid).memory_info().rss / 2**20, 1)
+        server.terminate()
+        server.wait(30)
+        # The same pages with the cache off: what PostgreSQL alone costs per page.
+        server, address = start_server(database_url, redis_url, cache=False)
+        common["server_pid"] = server.pid
+        uncached = {
+            "timeline first page, cache off": timeline_first(inputs["readers"]),
+            f"timeline page {DEEP_PAGE}, cache off": timeline_deep(tokens),
+            "tag search (common tag), cache off": tag_search(["education"]),
+            "tag search (rare tag), cache off": tag_search(["rare-bench-tag"]),
+        }
+        results += [
+            loadgen.run_in_subprocess(address, name, factory, **common).as_dict()
+            for name, factory in uncached.items()
+        ]
     finally:
         if server is not None:
             server.terminate()
@@ -360,8 +442,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"feed-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(markdown(report))
     print(json.dumps(report, indent=2))
-    print(f"written to {out}")
+    print(markdown(report))
+    print(f"written to {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

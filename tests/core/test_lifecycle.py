@@ -16,6 +16,7 @@ from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from server.core.embedded import free_port
+from tests.harness import Backing
 
 
 def _processes_using(state_dir: Path) -> list[psutil.Process]:
@@ -62,3 +63,20 @@ def test_serve_starts_everything_and_sigterm_stops_everything(tmp_path: Path) ->
         time.sleep(0.1)
     assert _processes_using(state_dir) == [], "nothing the server started may outlive it"
     assert (state_dir / "postgres" / "PG_VERSION").exists(), "data persists between runs"
+
+
+def test_with_database_url_set_nothing_embedded_is_started(
+    tmp_path: Path, backing: Backing
+) -> None:
+    state_dir = tmp_path / "state"
+    env = os.environ | {"STATE_DIR": str(state_dir), "DATABASE_URL": backing.database_url}
+    subprocess.run(
+        [sys.executable, "-m", "server", "migrate"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert not (state_dir / "postgres").exists()
+    assert not (state_dir / "redis").exists()
