@@ -7,6 +7,7 @@ profile rows lock them in id order first, so concurrent follows never deadlock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,12 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    DateTime,
+    Integer,
     Row,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     literal,
@@ -46,11 +50,11 @@ def _newest_first(created_at: Any, key: Any) -> tuple[Any, Any]:
     return created_at.desc(), key.desc()
 
 
-def _before(created_at: Any, key: Any, position: Position) -> list[ColumnElement[bool]]:
+def _before(created_at: Any, key: Any, position: Sequence[Any] | None) -> list[ColumnElement[bool]]:
     """Rows after `position` in newest-first order: one index range, not an OR of two."""
     if position is None:
         return []
-    return [tuple_(created_at, key) < tuple(position)]
+    return [tuple_(created_at, key) < tuple_(*position)]
 
 
 # --- profiles (existence, locks and the counters this domain keeps) ---
@@ -146,52 +150,107 @@ def author_posts(author_id: int, position: Position) -> AnySelect:
     )
 
 
+# Hot pages run one statement object per shape, built once with bind parameters: building
+# a select and computing its cache key cost more CPU than the query itself.
+_AUTHOR = bindparam("author_id", type_=BigInteger)
+_VIEWER = bindparam("viewer_id", type_=BigInteger)
+_LIMIT = bindparam("limit", type_=Integer)
+_AFTER = (
+    bindparam("after_time", type_=DateTime(timezone=True)),
+    bindparam("after_id", type_=BigInteger),
+)
+
+
+def _page_params(position: Position, limit: int, **values: int) -> dict[str, Any]:
+    after = {} if position is None else {"after_time": position[0], "after_id": position[1]}
+    return {**values, **after, "limit": limit}
+
+
+@functools.cache
+def _author_page_template(after: bool) -> AnySelect:
+    return (
+        select(*POST_COLUMNS)
+        .where(
+            posts.c.author_id == _AUTHOR, *_before(posts.c.created_at, posts.c.id, _after(after))
+        )
+        .order_by(*_newest_first(posts.c.created_at, posts.c.id))
+        .limit(_LIMIT)
+    )
+
+
+def _after(after: bool) -> Sequence[Any] | None:
+    return _AFTER if after else None
+
+
+def author_page_statement(author_id: int, position: Position, limit: int) -> AnySelect:
+    """The statement author_page runs, with its values bound (for EXPLAIN)."""
+    template = _author_page_template(position is not None)
+    return template.params(_page_params(position, limit, author_id=author_id))
+
+
 async def author_page(
     conn: AsyncConnection, author_id: int, position: Position, limit: int
 ) -> Sequence[AnyRow]:
-    return (await conn.execute(author_posts(author_id, position).limit(limit))).all()
+    template = _author_page_template(position is not None)
+    result = await conn.execute(template, _page_params(position, limit, author_id=author_id))
+    return result.all()
 
 
-def _timeline_authors(viewer_id: int) -> AnySelect:
+def _timeline_authors(viewer_id: Any) -> AnySelect:
     return select(follows.c.followee_id.label("author_id")).where(
         follows.c.follower_id == viewer_id
     )
 
 
-def timeline_statement(viewer_id: int, position: Position, limit: int) -> AnySelect:
+@functools.cache
+def _timeline_template(after: bool) -> AnySelect:
     """Fan-out on read: each followed author (and the viewer) contributes its newest `limit`
-    posts after `position` through one index range, and the union is cut to `limit`.
+    posts after the position through one index range, and the union is cut to `limit`.
 
     The cost is (followees + 1) short index scans whatever the page depth, because the
-    keyset position is pushed into every per-author scan.
+    keyset position is pushed into every per-author scan. The scans read only the index
+    (created_at and id are in it), so the heap is visited for the `limit` posts kept,
+    not for `limit` posts of every followee.
     """
     authors = (
-        _timeline_authors(viewer_id)
-        .union_all(select(literal(viewer_id, BigInteger).label("author_id")))
-        .subquery("authors")
+        _timeline_authors(_VIEWER).union_all(select(_VIEWER.label("author_id"))).subquery("authors")
     )
     newest = (
-        select(*POST_COLUMNS)
+        select(posts.c.created_at, posts.c.id)
         .where(
             posts.c.author_id == authors.c.author_id,
-            *_before(posts.c.created_at, posts.c.id, position),
+            *_before(posts.c.created_at, posts.c.id, _after(after)),
         )
         .order_by(*_newest_first(posts.c.created_at, posts.c.id))
-        .limit(limit)
+        .limit(_LIMIT)
         .lateral("newest")
     )
-    return (
-        select(*newest.c)
+    page = (
+        select(newest.c.created_at, newest.c.id)
         .select_from(authors.join(newest, true()))
         .order_by(*_newest_first(newest.c.created_at, newest.c.id))
-        .limit(limit)
+        .limit(_LIMIT)
+        .subquery("page")
     )
+    return (
+        select(*POST_COLUMNS)
+        .join_from(page, posts, posts.c.id == page.c.id)
+        .order_by(*_newest_first(page.c.created_at, page.c.id))
+    )
+
+
+def timeline_statement(viewer_id: int, position: Position, limit: int) -> AnySelect:
+    """The statement timeline_page runs, with its values bound (for EXPLAIN)."""
+    template = _timeline_template(position is not None)
+    return template.params(_page_params(position, limit, viewer_id=viewer_id))
 
 
 async def timeline_page(
     conn: AsyncConnection, viewer_id: int, position: Position, limit: int
 ) -> Sequence[AnyRow]:
-    return (await conn.execute(timeline_statement(viewer_id, position, limit))).all()
+    template = _timeline_template(position is not None)
+    result = await conn.execute(template, _page_params(position, limit, viewer_id=viewer_id))
+    return result.all()
 
 
 def timeline_posts(viewer_id: int, position: Position) -> AnySelect:

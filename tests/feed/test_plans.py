@@ -85,8 +85,9 @@ def test_hot_queries_use_indexes(backing: Backing, seeded: dict[str, int]) -> No
     statements = {
         "timeline": (repository.timeline_statement(seeded["viewer"], None, 21), "posts"),
         "timeline deep": (repository.timeline_statement(seeded["viewer"], deep, 21), "posts"),
-        "author": (repository.author_posts(seeded["author"], None).limit(21), "posts"),
-        "author deep": (repository.author_posts(seeded["author"], deep).limit(21), "posts"),
+        "author": (repository.author_page_statement(seeded["author"], None, 21), "posts"),
+        "author deep": (repository.author_page_statement(seeded["author"], deep, 21), "posts"),
+        "author stream": (repository.author_posts(seeded["author"], deep).limit(21), "posts"),
         "tag": (repository.tag_statement(["tag7"], None, 21), "posts"),
         "two tags": (repository.tag_statement(["tag7", "tag8"], deep, 21), "posts"),
         "followers": (repository.followers_statement(seeded["busiest"], None, 51), "follows"),
