@@ -77,7 +77,8 @@ def seed_if_needed(database_url: str, args: argparse.Namespace) -> None:
 
 
 async def _add_mega_author(database_url: str, posts: int) -> None:
-    """One author with far more posts than anyone, the stream benchmark's worst case."""
+    """One author with far more posts than anyone, the stream benchmark's worst case,
+    posting every 20 s over the ~120 days the generated posts span."""
     conn = await asyncpg.connect(_asyncpg_url(database_url))
     try:
         author = await conn.fetchval("SELECT min(id) FROM profiles")
@@ -85,7 +86,7 @@ async def _add_mega_author(database_url: str, posts: int) -> None:
             """
             INSERT INTO posts (author_id, body, metadata, created_at)
             SELECT $1, 'mega post ' || g, jsonb_build_object('tags', jsonb_build_array('mega')),
-                   now() - make_interval(secs => g)
+                   now() - make_interval(secs => g * 20)
             FROM generate_series(1, $2::int) AS g
             """,
             author,

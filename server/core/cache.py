@@ -1,12 +1,13 @@
 """Read-through Redis cache with tag versions, single-flight, and graceful degradation.
 
 Invalidation works by version tags instead of deleting keys: an entry is stored
-under `<key>@<version of its tag>`, and a write bumps the tag's version once it
-has committed. A reader that started before the commit stores its (old) answer
-under the old version, which no later reader looks at, so a reader that starts
-after a write returns can never see data from before it. List-style entries
-share one tag per domain, so one INCR invalidates all of them, bulk deletes
-included.
+under `<key>@<version of its tag>`, and a write gives the tag a new random version
+once it has committed. A reader that started before the commit stores its (old)
+answer under the old version, which no later reader looks at, so a reader that
+starts after a write returns can never see data from before it. List-style
+entries share one tag per domain, so one write invalidates all of them, bulk
+deletes included. Versions are random, never counters: if Redis evicts a tag,
+the next reader starts a new version instead of reusing an old one.
 
 If Redis fails, calls go straight to the database for `retry_after_s` and
 errors are counted; a failed invalidation schedules a wipe of the cache
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,11 +31,20 @@ log = logging.getLogger("socialhub.cache")
 
 REDIS_FAILURES = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
 
-# One round trip for a read: the tag's version, then the entry stored under it.
+# One round trip for a read: the tag's version (a new one if the tag is missing), then the
+# entry stored under it.
 _READ_SCRIPT = """
-local version = redis.call('GET', KEYS[1]) or '0'
+local version = redis.call('GET', KEYS[1])
+if not version then
+  version = ARGV[2]
+  redis.call('SET', KEYS[1], version, 'EX', ARGV[3])
+end
 return {version, redis.call('GET', ARGV[1] .. '@' .. version)}
 """
+
+
+def _new_version() -> str:
+    return os.urandom(8).hex()
 
 
 @dataclass
@@ -58,7 +69,7 @@ class Cache:
         self._enabled = enabled
         self._prefix = prefix
         self._retry_after_s = retry_after_s
-        # A tag must outlive every entry stored under it, or an old version could be reused.
+        # Outliving the entries under it keeps a tag's entries reachable for their whole TTL.
         self._tag_ttl_s = tag_ttl_s
         self._down_until = 0.0
         self._wipe_pending = False
@@ -81,7 +92,9 @@ class Cache:
             return await load()
         full_key = f"{self._prefix}:{key}"
         try:
-            version, cached = await self._read(keys=[self._tag_key(tag)], args=[full_key])
+            version, cached = await self._read(
+                keys=[self._tag_key(tag)], args=[full_key, _new_version(), self._tag_ttl_s]
+            )
         except REDIS_FAILURES as error:
             self._record_failure("read", error)
             return await load()
@@ -99,14 +112,13 @@ class Cache:
         return await asyncio.shield(flight)
 
     async def invalidate(self, *tags: str) -> None:
-        """Bump the version of each tag. Call after the write has committed."""
+        """Give each tag a new version. Call after the write has committed."""
         if not tags:
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for tag in tags:
-                    pipe.incr(self._tag_key(tag))
-                    pipe.expire(self._tag_key(tag), self._tag_ttl_s)
+                    pipe.set(self._tag_key(tag), _new_version(), ex=self._tag_ttl_s)
                 await pipe.execute()
         except REDIS_FAILURES as error:
             self._wipe_pending = True

@@ -203,14 +203,13 @@ def _timeline_authors(viewer_id: Any) -> AnySelect:
 
 
 @functools.cache
-def _timeline_template(after: bool) -> AnySelect:
+def _timeline_keys_template(after: bool) -> AnySelect:
     """Fan-out on read: each followed author (and the viewer) contributes its newest `limit`
     posts after the position through one index range, and the union is cut to `limit`.
 
     The cost is (followees + 1) short index scans whatever the page depth, because the
-    keyset position is pushed into every per-author scan. The scans read only the index
-    (created_at and id are in it), so the heap is visited for the `limit` posts kept,
-    not for `limit` posts of every followee.
+    keyset position is pushed into every per-author scan. Only (created_at, id) is read,
+    which the index holds, so the scans never touch the heap.
     """
     authors = (
         _timeline_authors(_VIEWER).union_all(select(_VIEWER.label("author_id"))).subquery("authors")
@@ -225,13 +224,19 @@ def _timeline_template(after: bool) -> AnySelect:
         .limit(_LIMIT)
         .lateral("newest")
     )
-    page = (
+    return (
         select(newest.c.created_at, newest.c.id)
         .select_from(authors.join(newest, true()))
         .order_by(*_newest_first(newest.c.created_at, newest.c.id))
         .limit(_LIMIT)
-        .subquery("page")
     )
+
+
+@functools.cache
+def _timeline_template(after: bool) -> AnySelect:
+    """The page's posts: the heap is read for the `limit` posts kept, not for `limit`
+    posts of every followee."""
+    page = _timeline_keys_template(after).subquery("page")
     return (
         select(*POST_COLUMNS)
         .join_from(page, posts, posts.c.id == page.c.id)
@@ -249,6 +254,15 @@ async def timeline_page(
     conn: AsyncConnection, viewer_id: int, position: Position, limit: int
 ) -> Sequence[AnyRow]:
     template = _timeline_template(position is not None)
+    result = await conn.execute(template, _page_params(position, limit, viewer_id=viewer_id))
+    return result.all()
+
+
+async def timeline_keys(
+    conn: AsyncConnection, viewer_id: int, position: Position, limit: int
+) -> Sequence[AnyRow]:
+    """(created_at, id) of a timeline page, from indexes alone."""
+    template = _timeline_keys_template(position is not None)
     result = await conn.execute(template, _page_params(position, limit, viewer_id=viewer_id))
     return result.all()
 

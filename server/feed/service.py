@@ -195,11 +195,12 @@ class FeedService:
     async def home_timeline(self, viewer_id: int, page: Page) -> tuple[list[feed_pb2.Post], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
         if position is not None:
-            rows = await self._timeline_rows(viewer_id, position, page.size + 1)
+            rows = await self._timeline_rows(repository.timeline_page, viewer_id, position, page)
             return self._post_page(rows, page)
 
         async def load() -> bytes:
-            rows = await self._timeline_rows(viewer_id, None, page.size + 1)
+            # Only the ids are cached and the posts are re-read below, so read only the keys.
+            rows = await self._timeline_rows(repository.timeline_keys, viewer_id, None, page)
             kept, token = next_token(
                 self._tokens, rows, page.size, _created_position, page.fingerprint
             )
@@ -228,10 +229,14 @@ class FeedService:
         return posts, skeleton.next_page_token
 
     async def _timeline_rows(
-        self, viewer_id: int, position: Sequence[Any] | None, limit: int
+        self,
+        read: Callable[[AsyncConnection, int, Sequence[Any] | None, int], Awaitable[Sequence[Any]]],
+        viewer_id: int,
+        position: Sequence[Any] | None,
+        page: Page,
     ) -> Sequence[repository.AnyRow]:
         async with self._engine.connect() as conn:
-            rows = await repository.timeline_page(conn, viewer_id, position, limit)
+            rows = await read(conn, viewer_id, position, page.size + 1)
             # A deleted viewer follows no one and has no posts: only an empty page can mean it.
             if not rows and not await repository.profile_exists(conn, viewer_id):
                 raise _profile_not_found(viewer_id)

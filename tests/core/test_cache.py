@@ -140,3 +140,26 @@ def test_invalidation_lost_in_an_outage_does_not_leave_stale_entries(
     writer.join(10)
     time.sleep(1.6)  # Redis answers again, still holding the old entry
     assert profiles.GetProfile(get).bio == "changed"
+
+
+def test_an_evicted_tag_never_brings_back_an_old_entry(
+    backing: Backing, server: ServerThread
+) -> None:
+    """Redis may evict a tag under memory pressure; entries under old versions stay dead."""
+    cache = _cache(server)
+    current = {"value": b"v1"}
+
+    async def load() -> bytes:
+        return current["value"]
+
+    async def read() -> bytes:
+        return await cache.read_through("test:evict", tag="evict", ttl_s=60, load=load)
+
+    assert server.run(read()) == b"v1"  # cached under the first version
+    current["value"] = b"v2"
+    server.run(cache.invalidate("evict"))
+    assert server.run(read()) == b"v2"
+    with redis.Redis.from_url(backing.redis_url) as client:
+        client.delete("sh:tag:evict")  # as an eviction would
+    current["value"] = b"v3"
+    assert server.run(read()) == b"v3"
