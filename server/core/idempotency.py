@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import BigInteger, Column, DateTime, Index, String, Table, delete, func, select
@@ -31,6 +33,7 @@ request_ids = Table(
 )
 
 RETENTION = timedelta(days=1)
+T = TypeVar("T")
 
 
 def parse_request_id(value: str, field: str = "request_id") -> uuid.UUID | None:
@@ -68,6 +71,20 @@ async def claim(
     if earlier.request_hash != digest:
         raise InvalidArgument.single("request_id", "was already used for a different request")
     return int(earlier.resource_id)
+
+
+async def replay(
+    conn: AsyncConnection,
+    scope: str,
+    request_id: uuid.UUID | None,
+    digest: str,
+    load: Callable[[AsyncConnection, int], Awaitable[T]],
+) -> T | None:
+    """Claim `request_id`; if an earlier call used it, `load` the resource that call made."""
+    if request_id is None:
+        return None
+    earlier_id = await claim(conn, scope, request_id, digest)
+    return None if earlier_id is None else await load(conn, earlier_id)
 
 
 async def record(

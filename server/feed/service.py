@@ -64,6 +64,13 @@ def _post_not_found(post_id: int) -> NotFound:
     return NotFound(f"{post_name(post_id)} does not exist")
 
 
+async def _existing_post(conn: AsyncConnection, post_id: int) -> feed_pb2.Post:
+    row = await repository.get_post(conn, post_id)
+    if row is None:
+        raise _post_not_found(post_id)
+    return post_from_row(row)
+
+
 def _created_position(row: Any) -> tuple[Any, Any]:
     return (row.created_at, row.id)
 
@@ -83,13 +90,11 @@ class FeedService:
         self, new: NewPost, request_id: uuid.UUID | None, request_digest: str
     ) -> feed_pb2.Post:
         async with self._engine.begin() as conn:
-            if request_id is not None:
-                earlier_id = await idempotency.claim(conn, CREATE_SCOPE, request_id, request_digest)
-                if earlier_id is not None:
-                    earlier = await repository.get_post(conn, earlier_id)
-                    if earlier is None:
-                        raise _post_not_found(earlier_id)
-                    return post_from_row(earlier)
+            earlier = await idempotency.replay(
+                conn, CREATE_SCOPE, request_id, request_digest, _existing_post
+            )
+            if earlier is not None:
+                return earlier
             # Counting first also proves the author exists before anything is inserted.
             if not await repository.add_to_profile_counter(conn, new.author_id, "posts_count", 1):
                 raise _profile_not_found(new.author_id)

@@ -44,6 +44,13 @@ def _not_found(profile_id: int) -> NotFound:
     return NotFound(f"{format_name(COLLECTION, profile_id)} does not exist")
 
 
+async def _existing_profile(conn: AsyncConnection, profile_id: int) -> profile_pb2.Profile:
+    row = await repository.get(conn, profile_id)
+    if row is None:
+        raise _not_found(profile_id)
+    return profile_from_row(row)
+
+
 def _raise_if_username_taken(error: exc.IntegrityError) -> None:
     if unique_violation(error) == "uq_profiles_username":
         raise AlreadyExists("that username is taken", reason="USERNAME_TAKEN") from None
@@ -68,13 +75,11 @@ class ProfileService:
         self, values: ProfileValues, request_id: uuid.UUID | None, request_digest: str
     ) -> profile_pb2.Profile:
         async with self._engine.begin() as conn:
-            if request_id is not None:
-                earlier_id = await idempotency.claim(conn, CREATE_SCOPE, request_id, request_digest)
-                if earlier_id is not None:
-                    earlier = await repository.get(conn, earlier_id)
-                    if earlier is None:
-                        raise _not_found(earlier_id)
-                    return profile_from_row(earlier)
+            earlier = await idempotency.replay(
+                conn, CREATE_SCOPE, request_id, request_digest, _existing_profile
+            )
+            if earlier is not None:
+                return earlier
             try:
                 row = await repository.insert(conn, values)
             except exc.IntegrityError as error:
