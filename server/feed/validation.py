@@ -16,6 +16,7 @@ from socialhub.v1 import feed_pb2
 
 from server.core.errors import InvalidArgument, Violations
 from server.core.names import parse_name
+from server.core.validation import check_text
 from server.feed.model import NewPost, PostChanges
 from server.feed.tables import COMMENT_BODY_MAX, POST_BODY_MAX
 
@@ -42,13 +43,6 @@ OUTPUT_ONLY_POST_FIELDS = frozenset(
         "update_time",
     }
 )
-
-
-def check_text(violations: Violations, field: str, value: str, max_length: int) -> None:
-    if "\x00" in value:
-        violations.add(field, "must not contain NUL characters")
-    if len(value) > max_length:
-        violations.add(field, f"must be at most {max_length} characters")
 
 
 def body_text(violations: Violations, field: str, value: str, max_length: int) -> str:

@@ -9,6 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 from socialhub.v1 import profile_pb2
 
 from server.core.errors import Violations
+from server.core.validation import check_text
 from server.profiles.model import PlatformStatus, ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import (
     COUNTER_COLUMNS,
@@ -45,13 +46,6 @@ MAX_QUERY_LENGTH = 200
 FILTER_VALUE_MAX = 100
 # Active and verified for each platform; more conditions can only repeat these.
 MAX_PLATFORM_STATUSES = 2 * len(PLATFORMS)
-
-
-def check_text(violations: Violations, field: str, value: str, max_length: int) -> None:
-    if "\x00" in value:
-        violations.add(field, "must not contain NUL characters")
-    if len(value) > max_length:
-        violations.add(field, f"must be at most {max_length} characters")
 
 
 def _text_value(violations: Violations, profile: profile_pb2.Profile, column: str) -> str | None:
