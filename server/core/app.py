@@ -132,7 +132,3 @@ class Application:
         if self.engine is not None:
             await self.engine.dispose()
         log.info("server stopped")
-
-    async def wait(self) -> None:
-        assert self.server is not None
-        await self.server.wait_for_termination()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -221,6 +222,9 @@ def _wrap_unary(behavior: Any, method: str, limit: InFlightLimit) -> Any:
                 limit.exit()
         except grpc.aio.AbortError:
             raise
+        except asyncio.CancelledError:
+            log.info("rpc", extra=_fields(context, method, started, "CANCELLED"))
+            raise
         except Exception as exc:
             await _fail(context, method, started, exc)
             raise  # unreachable: abort raises
@@ -248,6 +252,10 @@ def _wrap_stream(behavior: Any, method: str, limit: InFlightLimit) -> Any:
             finally:
                 limit.exit()
         except grpc.aio.AbortError:
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away; the handler's query is already unwound by now.
+            log.info("rpc", extra=_fields(context, method, started, "CANCELLED"))
             raise
         except Exception as exc:
             await _fail(context, method, started, exc)
