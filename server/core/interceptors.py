@@ -194,7 +194,7 @@ async def _fail(
 
 
 def _fields(
-    context: grpc.aio.ServicerContext[Any, Any],
+    context: grpc.aio.ServicerContext[Any, Any] | None,
     method: str,
     started: float,
     code: str,
@@ -204,8 +204,9 @@ def _fields(
         "method": method,
         "code": code,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        "peer": context.peer(),
     }
+    if context is not None:
+        fields["peer"] = context.peer()
     if request_id is not None:
         fields["request_id"] = request_id
     return fields
@@ -223,7 +224,8 @@ def _wrap_unary(behavior: Any, method: str, limit: InFlightLimit) -> Any:
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError:
-            log.info("rpc", extra=_fields(context, method, started, "CANCELLED"))
+            # The call is torn down: its context must not be touched (peer() crashes grpc).
+            log.info("rpc", extra=_fields(None, method, started, "CANCELLED"))
             raise
         except Exception as exc:
             await _fail(context, method, started, exc)
@@ -254,8 +256,9 @@ def _wrap_stream(behavior: Any, method: str, limit: InFlightLimit) -> Any:
         except grpc.aio.AbortError:
             raise
         except (asyncio.CancelledError, GeneratorExit):
-            # The client went away; the handler's query is already unwound by now.
-            log.info("rpc", extra=_fields(context, method, started, "CANCELLED"))
+            # The client went away and the call is torn down: its context must not be
+            # touched (peer() crashes grpc); the handler's query is already unwound.
+            log.info("rpc", extra=_fields(None, method, started, "CANCELLED"))
             raise
         except Exception as exc:
             await _fail(context, method, started, exc)

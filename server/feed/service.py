@@ -250,22 +250,26 @@ class FeedService:
     async def stream_author_posts(
         self, author_id: int, request: StreamRequest
     ) -> AsyncIterator[tuple[list[feed_pb2.Post], str]]:
-        position = self._tokens.decode(request.cursor, request.fingerprint, "resume_cursor")
-        async with self._engine.connect() as conn:
-            if not await repository.profile_exists(conn, author_id):
-                raise _profile_not_found(author_id)
-            statement = repository.author_posts(author_id, position)
-            async for batch in self._stream(conn, statement, request):
-                yield batch
+        async for batch in self._stream_of(author_id, repository.author_posts, request):
+            yield batch
 
     async def stream_timeline(
         self, viewer_id: int, request: StreamRequest
     ) -> AsyncIterator[tuple[list[feed_pb2.Post], str]]:
+        async for batch in self._stream_of(viewer_id, repository.timeline_posts, request):
+            yield batch
+
+    async def _stream_of(
+        self,
+        profile_id: int,
+        statement_for: Callable[[int, Sequence[Any] | None], Any],
+        request: StreamRequest,
+    ) -> AsyncIterator[tuple[list[feed_pb2.Post], str]]:
         position = self._tokens.decode(request.cursor, request.fingerprint, "resume_cursor")
         async with self._engine.connect() as conn:
-            if not await repository.profile_exists(conn, viewer_id):
-                raise _profile_not_found(viewer_id)
-            statement = repository.timeline_posts(viewer_id, position)
+            if not await repository.profile_exists(conn, profile_id):
+                raise _profile_not_found(profile_id)
+            statement = statement_for(profile_id, position)
             async for batch in self._stream(conn, statement, request):
                 yield batch
 
