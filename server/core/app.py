@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -17,7 +18,7 @@ from server.core.config import Settings
 from server.core.db import create_engine
 from server.core.health import HealthMonitor
 from server.core.idempotency import purge_expired_request_ids
-from server.core.interceptors import InFlightLimit, RpcInterceptor
+from server.core.interceptors import InFlightLimit, InstrumentedServer
 from server.core.pagination import PageTokens
 from server.core.periodic import PeriodicJob
 from server.feed.retention import ActivityRetention
@@ -28,12 +29,15 @@ from server.profiles.servicer import ProfileServicer
 
 log = logging.getLogger("socialhub.server")
 
-SERVER_OPTIONS = [
-    ("grpc.so_reuseport", 0),
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.http2.max_pings_without_data", 0),
-]
+
+def server_options(*, reuse_port: bool) -> list[tuple[str, int]]:
+    """SO_REUSEPORT only for `serve --workers N`: a lone server on a busy port must fail loudly."""
+    return [
+        ("grpc.so_reuseport", int(reuse_port)),
+        ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
 
 
 @dataclass
@@ -46,11 +50,16 @@ class Application:
     engine: AsyncEngine | None = None
     redis: Redis | None = None
     cache: Cache | None = None
-    server: grpc.aio.Server | None = None
+    server: InstrumentedServer | None = None
     health: HealthMonitor | None = None
     retention: ActivityRetention | None = None
     jobs: list[PeriodicJob] = field(default_factory=list)
     port: int = 0
+    # Worker processes of `serve --workers N` share the port; only one runs the periodic jobs.
+    reuse_port: bool = False
+    run_jobs: bool = True
+    # More services on the same instrumented server (the benchmark's empty-RPC floor).
+    extra_services: list[Callable[[InstrumentedServer], None]] = field(default_factory=list)
 
     async def start(self) -> int:
         settings = self.settings
@@ -66,9 +75,9 @@ class Application:
         )
         tokens = PageTokens(settings.page_token_secret)
 
-        self.server = grpc.aio.server(
-            interceptors=[RpcInterceptor(InFlightLimit(settings.max_concurrent_rpcs))],
-            options=SERVER_OPTIONS,
+        self.server = InstrumentedServer(
+            grpc.aio.server(options=server_options(reuse_port=self.reuse_port)),
+            InFlightLimit(settings.max_concurrent_rpcs),
         )
         feed = FeedService(self.engine, self.cache, tokens, settings)
         profiles = ProfileService(
@@ -78,6 +87,8 @@ class Application:
             ProfileServicer(profiles), self.server
         )
         feed_pb2_grpc.add_FeedServiceServicer_to_server(FeedServicer(feed), self.server)
+        for register in self.extra_services:
+            register(self.server)
         self.retention = ActivityRetention(self.engine, settings)
         engine = self.engine
         self.jobs = [
@@ -115,8 +126,9 @@ class Application:
         )
         await self.health.start()
         await self.server.start()
-        for job in self.jobs:
-            job.start()
+        if self.run_jobs:
+            for job in self.jobs:
+                job.start()
         return self.port
 
     async def stop(self) -> None:

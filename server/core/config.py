@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     # Where to serve. Port 0 picks a free port (tests).
     host: str = "127.0.0.1"
     port: int = 50051
+    # Server processes sharing the port (SO_REUSEPORT): one process uses one core at most.
+    workers: int = Field(default=1, ge=1)
 
     # External servers. When unset, embedded ones are started under STATE_DIR.
     database_url: str | None = None

@@ -28,9 +28,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str) -> None:
+class WorkerFields(logging.Filter):
+    """Tags each line with the worker that wrote it: `serve --workers N` shares one stderr."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        record.pid = record.process
+        return True
+
+
+def configure_logging(level: str, *, worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    if worker is not None:
+        handler.addFilter(WorkerFields(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
