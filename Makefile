@@ -11,7 +11,7 @@ BUF := .tools/node_modules/.bin/buf
 
 $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e clients/python -e '.[dev,embedded]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e clients/python -e '.[dev,embedded,bench]'
 	touch $@
 
 $(BUF):
