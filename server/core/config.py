@@ -32,8 +32,10 @@ class Settings(BaseSettings):
     db_max_overflow: int = 10
     db_pool_timeout_s: float = 5.0
     db_pool_recycle_s: int = 1800
-    # Test each pooled connection before use: survives database restarts, costs a round trip.
-    db_pool_pre_ping: bool = True
+    # Testing each pooled connection before use costs a round trip per call. Without it, a
+    # database restart fails the calls holding stale connections with UNAVAILABLE (retryable)
+    # and SQLAlchemy then recycles the whole pool (docs/BENCHMARKS.md).
+    db_pool_pre_ping: bool = False
     db_statement_timeout_ms: int = 10_000
 
     redis_timeout_s: float = 0.25

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.core import idempotency
 from server.core.cache import Cache
 from server.core.config import Settings
+from server.core.db import autocommit_reads
 from server.core.errors import InvalidArgument, NotFound
 from server.core.pagination import PageTokens, next_token
 from server.feed import repository
@@ -80,6 +81,7 @@ class FeedService:
         self, engine: AsyncEngine, cache: Cache, tokens: PageTokens, settings: Settings
     ) -> None:
         self._engine = engine
+        self._reads = autocommit_reads(engine)
         self._cache = cache
         self._tokens = tokens
         self._settings = settings
@@ -112,14 +114,14 @@ class FeedService:
         return post_from_row(row)
 
     async def get_post(self, post_id: int) -> feed_pb2.Post:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = await repository.get_post(conn, post_id)
         if row is None:
             raise _post_not_found(post_id)
         return post_from_row(row)
 
     async def batch_get_posts(self, post_ids: Sequence[int]) -> list[feed_pb2.Post]:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             rows = await repository.get_posts(conn, post_ids)
         missing = [post_id for post_id in post_ids if post_id not in rows]
         if missing:
@@ -160,7 +162,7 @@ class FeedService:
         Followers are read after the commit on purpose: a follow that commits later bumps
         its follower's tag itself, so no timeline can cache a page missing this change.
         """
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             followers = await repository.follower_ids(
                 conn, author_id, self._settings.timeline_fanout_limit
             )
@@ -174,7 +176,7 @@ class FeedService:
         self, author_id: int, page: Page
     ) -> tuple[list[feed_pb2.Post], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             rows = await repository.author_page(conn, author_id, position, page.size + 1)
             # Posts go with their author, so only an empty page needs the existence check.
             if not rows and not await repository.profile_exists(conn, author_id):
@@ -185,7 +187,7 @@ class FeedService:
         self, tags: Sequence[str], page: Page
     ) -> tuple[list[feed_pb2.Post], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             rows = await repository.tag_page(conn, tags, position, page.size + 1)
         return self._post_page(rows, page)
 
@@ -227,7 +229,7 @@ class FeedService:
         # hit proves the viewer existed when the entry was made and nothing since removed it.
         found: dict[int, Any] = {}
         if post_ids:
-            async with self._engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 found = await repository.get_posts(conn, post_ids)
         # A post deleted since the page was cached is simply left out.
         posts = [post_from_row(found[post_id]) for post_id in post_ids if post_id in found]
@@ -240,7 +242,7 @@ class FeedService:
         position: Sequence[Any] | None,
         page: Page,
     ) -> Sequence[repository.AnyRow]:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             rows = await read(conn, viewer_id, position, page.size + 1)
             # A deleted viewer follows no one and has no posts: only an empty page can mean it.
             if not rows and not await repository.profile_exists(conn, viewer_id):
@@ -389,7 +391,7 @@ class FeedService:
         other_id: Callable[[Any], int],
     ) -> tuple[list[feed_pb2.Follow], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             if not await repository.profile_exists(conn, profile_id):
                 raise _profile_not_found(profile_id)
             rows = await read_page(conn, profile_id, position, page.size + 1)
@@ -403,7 +405,7 @@ class FeedService:
         return [follow_from_row(row) for row in kept], token
 
     async def relationship(self, profile_id: int, other_id: int) -> feed_pb2.Relationship:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             for checked in dict.fromkeys((profile_id, other_id)):
                 if not await repository.profile_exists(conn, checked):
                     raise _profile_not_found(checked)
@@ -433,7 +435,7 @@ class FeedService:
 
     async def list_comments(self, post_id: int, page: Page) -> tuple[list[feed_pb2.Comment], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             if await repository.get_post(conn, post_id) is None:
                 raise _post_not_found(post_id)
             rows = await repository.comments_page(conn, post_id, position, page.size + 1)
@@ -493,7 +495,7 @@ class FeedService:
         self, actor_id: int, page: Page
     ) -> tuple[list[feed_pb2.ActivityEvent], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             rows = await repository.activity_page(conn, actor_id, position, page.size + 1)
         kept, token = next_token(self._tokens, rows, page.size, _created_position, page.fingerprint)
         return [event_from_row(row) for row in kept], token

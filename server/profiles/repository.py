@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Row,
     Select,
+    bindparam,
     delete,
     func,
     literal_column,
@@ -18,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.core.db import CompiledQuery
 from server.core.pagination import KeyValue
 from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import FILTER_COLUMNS, PROFILE_COLUMNS, profiles
@@ -62,6 +66,19 @@ async def get(
     if for_update:
         statement = statement.with_for_update()
     return (await conn.execute(statement)).first()
+
+
+@functools.cache
+def _get_by_id() -> CompiledQuery:
+    return CompiledQuery(
+        select(*PROFILE_COLUMNS).where(profiles.c.id == bindparam("profile_id", type_=BigInteger))
+    )
+
+
+async def get_for_read(conn: AsyncConnection, profile_id: int) -> Any | None:
+    """The hottest read (GetProfile on a cache miss), through asyncpg directly."""
+    rows = await _get_by_id().fetch(conn, profile_id=profile_id)
+    return rows[0] if rows else None
 
 
 async def update_values(conn: AsyncConnection, profile_id: int, values: ProfileValues) -> Row[Any]:

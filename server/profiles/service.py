@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.core import idempotency
 from server.core.cache import Cache
 from server.core.config import Settings
-from server.core.db import unique_violation
+from server.core.db import autocommit_reads, unique_violation
 from server.core.errors import AlreadyExists, InvalidArgument, NotFound
 from server.core.names import format_name
 from server.core.pagination import PageTokens, next_token
@@ -66,6 +66,7 @@ class ProfileService:
         deletion_hooks: Sequence[DeletionHook] = (),
     ) -> None:
         self._engine = engine
+        self._reads = autocommit_reads(engine)
         self._cache = cache
         self._tokens = tokens
         self._settings = settings
@@ -92,8 +93,8 @@ class ProfileService:
 
     async def get(self, profile_id: int) -> profile_pb2.Profile:
         async def load() -> bytes:
-            async with self._engine.connect() as conn:
-                row = await repository.get(conn, profile_id)
+            async with self._reads.connect() as conn:
+                row = await repository.get_for_read(conn, profile_id)
             if row is None:
                 raise _not_found(profile_id)
             return profile_from_row(row).SerializeToString()
@@ -155,23 +156,52 @@ class ProfileService:
         page_size: int,
         page_token: str,
         request_fingerprint: str,
-    ) -> tuple[list[profile_pb2.Profile], str, int]:
+    ) -> profile_pb2.ListProfilesResponse:
+        # Decoded before the cache is consulted: a tampered or foreign token never gets a page.
         position = self._tokens.decode(page_token, request_fingerprint)
-        async with self._engine.connect() as conn:
-            rows = await repository.list_page(conn, profile_filter, order, position, page_size + 1)
-        page, token = next_token(
-            self._tokens,
-            rows,
-            page_size,
-            lambda row: (row._mapping[order.column], row.id),
-            request_fingerprint,
+
+        async def load() -> bytes:
+            async with self._reads.connect() as conn:
+                rows = await repository.list_page(
+                    conn, profile_filter, order, position, page_size + 1
+                )
+            page, token = next_token(
+                self._tokens,
+                rows,
+                page_size,
+                lambda row: (row._mapping[order.column], row.id),
+                request_fingerprint,
+            )
+            total = await self._count(profile_filter, request_fingerprint)
+            return profile_pb2.ListProfilesResponse(
+                profiles=[profile_from_row(row) for row in page],
+                next_page_token=token,
+                total_size=total,
+            ).SerializeToString()
+
+        payload = await self._cached_page(request_fingerprint, page_size, page_token, load)
+        return profile_pb2.ListProfilesResponse.FromString(payload)
+
+    async def _cached_page(
+        self,
+        request_fingerprint: str,
+        page_size: int,
+        page_token: str,
+        load: Callable[[], Awaitable[bytes]],
+    ) -> bytes:
+        """List and search pages change only when profiles do: every profile write bumps
+        LISTINGS_TAG, so a cached page is never older than the last committed write."""
+        key = hashlib.sha256(f"{request_fingerprint}|{page_size}|{page_token}".encode())
+        return await self._cache.read_through(
+            f"profiles:page:{key.hexdigest()[:40]}",
+            tag=LISTINGS_TAG,
+            ttl_s=self._settings.listing_cache_ttl_s,
+            load=load,
         )
-        total = await self._count(profile_filter, request_fingerprint)
-        return [profile_from_row(row) for row in page], token, total
 
     async def _count(self, profile_filter: ProfileFilter, request_fingerprint: str) -> int:
         async def load() -> bytes:
-            async with self._engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 return str(await repository.count(conn, profile_filter)).encode()
 
         # Counting is the costly part of a List call; it changes only when profiles change.
@@ -190,20 +220,27 @@ class ProfileService:
         page_size: int,
         page_token: str,
         request_fingerprint: str,
-    ) -> tuple[list[profile_pb2.Profile], str]:
+    ) -> profile_pb2.SearchProfilesResponse:
         position = self._tokens.decode(page_token, request_fingerprint)
-        async with self._engine.connect() as conn:
-            rows = await repository.search_page(
-                conn, query, profile_filter, position, page_size + 1
+
+        async def load() -> bytes:
+            async with self._reads.connect() as conn:
+                rows = await repository.search_page(
+                    conn, query, profile_filter, position, page_size + 1
+                )
+            page, token = next_token(
+                self._tokens, rows, page_size, lambda row: (row.rank, row.id), request_fingerprint
             )
-        page, token = next_token(
-            self._tokens, rows, page_size, lambda row: (row.rank, row.id), request_fingerprint
-        )
-        return [profile_from_row(row) for row in page], token
+            return profile_pb2.SearchProfilesResponse(
+                profiles=[profile_from_row(row) for row in page], next_page_token=token
+            ).SerializeToString()
+
+        payload = await self._cached_page(request_fingerprint, page_size, page_token, load)
+        return profile_pb2.SearchProfilesResponse.FromString(payload)
 
     async def top(self, column: str, limit: int) -> list[profile_pb2.Profile]:
         async def load() -> bytes:
-            async with self._engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 rows = await repository.top(conn, column, limit)
             response = profile_pb2.ListTopProfilesResponse(
                 profiles=[profile_from_row(row) for row in rows]
@@ -220,7 +257,7 @@ class ProfileService:
 
     async def filter_options(self) -> profile_pb2.FilterOptions:
         async def load() -> bytes:
-            async with self._engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 options = await repository.filter_options(conn)
             return _filter_options_message(options).SerializeToString()
 

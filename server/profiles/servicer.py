@@ -78,15 +78,12 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         order = validation.order_from_proto(violations, request.order)
         violations.raise_if_any()
         page_size = PAGE_SIZE.resolve(request.page_size)
-        profiles, token, total = await self._service.list_profiles(
+        return await self._service.list_profiles(
             profile_filter,
             order,
             page_size,
             request.page_token,
             fingerprint("ListProfiles", request.filter, request.order),
-        )
-        return profile_pb2.ListProfilesResponse(
-            profiles=profiles, next_page_token=token, total_size=total
         )
 
     async def SearchProfiles(
@@ -97,14 +94,13 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         profile_filter = validation.filter_from_proto(violations, request.filter)
         violations.raise_if_any()
         page_size = PAGE_SIZE.resolve(request.page_size)
-        profiles, token = await self._service.search(
+        return await self._service.search(
             query,
             profile_filter,
             page_size,
             request.page_token,
             fingerprint("SearchProfiles", request.query, request.filter),
         )
-        return profile_pb2.SearchProfilesResponse(profiles=profiles, next_page_token=token)
 
     async def ListTopProfiles(
         self, request: profile_pb2.ListTopProfilesRequest, context: Context
