@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install run test lint generate seed clean
+.PHONY: install run test lint generate seed bench clean
 
 $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ lint: install
 ## Regenerate clients/python/socialhub from protos/.
 generate: $(INSTALLED)
 	$(BIN)/python clients/python/generate.py
+
+## Benchmarks against the floors and the FastAPI baseline; rewrites docs/BENCHMARKS.md.
+## The first run seeds .state/bench (200k profiles, 2M posts; about 12 min), every run then
+## measures for about 15 min.
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.suite --write-docs
 
 seed: $(INSTALLED)
 	$(BIN)/socialhub seed --profiles 100000

@@ -189,6 +189,7 @@ def start_baseline(database_url: str, redis_url: str) -> Process:
 
 @dataclass
 class Inputs:
+    deep_list_page: int
     profile_ids: list[int]
     readers: list[int]
     authors: list[int]
@@ -202,7 +203,7 @@ class Inputs:
     cached_profile_keys: list[str] = field(default_factory=list)
 
 
-async def pick_inputs(database_url: str) -> Inputs:
+async def pick_inputs(database_url: str, deep_list_page: int) -> Inputs:
     feed = await feed_bench.pick_inputs(database_url)
     conn = await asyncpg.connect(floorload.asyncpg_dsn(database_url))
     try:
@@ -215,11 +216,12 @@ async def pick_inputs(database_url: str) -> Inputs:
         ]
         deep_cursor = await conn.fetchval(
             "SELECT id FROM profiles ORDER BY id OFFSET $1 LIMIT 1",
-            (DEEP_LIST_PAGE - 1) * LIST_PAGE_SIZE - 1,
+            (deep_list_page - 1) * LIST_PAGE_SIZE - 1,
         )
     finally:
         await conn.close()
     return Inputs(
+        deep_list_page=deep_list_page,
         profile_ids=ids,
         readers=feed["readers"][:DEEP_READERS],
         authors=feed["authors"],
@@ -235,12 +237,12 @@ def walk_deep_pages(address: str, base_url: str, inputs: Inputs) -> None:
     with grpc.insecure_channel(address) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
         token = ""
-        for _ in range(DEEP_LIST_PAGE - 1):
+        for _ in range(inputs.deep_list_page - 1):
             token = stub.ListProfiles(
                 profile_pb2.ListProfilesRequest(page_size=LIST_PAGE_SIZE, page_token=token)
             ).next_page_token
             if not token:
-                raise RuntimeError(f"fewer than {DEEP_LIST_PAGE} pages of profiles")
+                raise RuntimeError(f"fewer than {inputs.deep_list_page} pages of profiles")
         inputs.deep_list_token = token
     inputs.timeline_tokens = feed_bench.deep_tokens(address, inputs.readers)
     for reader in inputs.readers:
@@ -405,7 +407,7 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             setup.http(_get([f"/api/profiles?limit={LIST_PAGE_SIZE}"])),
         ),
         Scenario(
-            f"ListProfiles page {DEEP_LIST_PAGE:,}",
+            f"ListProfiles page {inputs.deep_list_page:,}",
             "socialhub",
             setup.grpc(
                 on,
@@ -429,7 +431,7 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             ),
         ),
         Scenario(
-            "ListProfiles page 1,000 (cache off)",
+            f"ListProfiles page {inputs.deep_list_page:,} (cache off)",
             "socialhub",
             setup.grpc(
                 setup.uncached,
@@ -731,6 +733,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--posts", type=int, default=2_000_000)
     parser.add_argument("--follows", type=int, default=4_000_000)
     parser.add_argument("--mega-author-posts", type=int, default=500_000)
+    parser.add_argument("--deep-list-page", type=int, default=DEEP_LIST_PAGE)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -738,8 +741,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=REPO / ".state" / "bench")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results")
     parser.add_argument(
-        "--write-docs", action="store_true", help="Rewrite docs/BENCHMARKS.md and its chart."
+        "--write-docs", action="store_true", help="Rewrite DOCS_DIR/BENCHMARKS.md and its chart."
     )
+    parser.add_argument("--docs-dir", type=Path, default=REPO / "docs")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument(
         "--quick",
@@ -750,8 +754,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick and args.state_dir == REPO / ".state" / "bench":
         args.state_dir = REPO / ".state" / "bench-quick"
     if args.quick:
-        args.profiles, args.posts, args.follows = 60_000, 20_000, 20_000
-        args.mega_author_posts, args.duration, args.warmup, args.repeats = 5_000, 1.0, 0.3, 1
+        args.profiles, args.posts, args.follows = 5_000, 20_000, 20_000
+        args.mega_author_posts, args.duration, args.warmup, args.repeats = 5_000, 0.6, 0.2, 1
+        args.deep_list_page = 50
         args.concurrency = 8
     return args
 
@@ -766,7 +771,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         seconds_seeding = seed(args, database_url)
         asyncio.run(feed_bench.ensure_rare_tag_posts(database_url))
-        inputs = asyncio.run(pick_inputs(database_url))
+        inputs = asyncio.run(pick_inputs(database_url, args.deep_list_page))
         dsn = floorload.asyncpg_dsn(database_url)
         socialhub = start_socialhub(database_url, redis_url, module="bench.server")
         processes.append(socialhub)
@@ -818,7 +823,7 @@ def main(argv: list[str] | None = None) -> None:
     print(report.markdown_table(summary))
     print(f"written to {out}")
     if args.write_docs:
-        report.write_docs(run, summary, REPO / "docs")
+        report.write_docs(run, summary, args.docs_dir)
 
 
 if __name__ == "__main__":
