@@ -262,11 +262,11 @@ def _http_json(base_url: str, path: str, **query: str) -> Any:
         return json.load(response)
 
 
-def warm_profile_cache(address: str, redis_url: str, inputs: Inputs) -> None:
+def warm_profile_cache(address: str, redis_url: str, profile_ids: list[int]) -> list[str]:
     """Read every sampled profile once, then find the Redis keys its payloads live under."""
     with grpc.insecure_channel(address) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
-        for profile_id in inputs.profile_ids:
+        for profile_id in profile_ids:
             stub.GetProfile(profile_pb2.GetProfileRequest(name=f"profiles/{profile_id}"))
 
     async def keys() -> list[str]:
@@ -279,7 +279,7 @@ def warm_profile_cache(address: str, redis_url: str, inputs: Inputs) -> None:
             await redis.aclose()
         return found
 
-    inputs.cached_profile_keys = asyncio.run(keys())
+    return asyncio.run(keys())
 
 
 # ---------------------------------------------------------------- scenarios
@@ -780,7 +780,9 @@ def main(argv: list[str] | None = None) -> None:
         baseline = start_baseline(database_url, redis_url)
         processes.append(baseline)
         walk_deep_pages(socialhub.address, baseline.address, inputs)
-        warm_profile_cache(socialhub.address, redis_url, inputs)
+        inputs.cached_profile_keys = warm_profile_cache(
+            socialhub.address, redis_url, inputs.profile_ids
+        )
         setup = Setup(
             args=args,
             database_url=database_url,
