@@ -139,6 +139,8 @@ class Application:
             await self.health.stop()
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_s)
+        if self.cache is not None:
+            await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if self.engine is not None:

@@ -27,6 +27,8 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from server.core.resp import RespClient
+
 log = logging.getLogger("socialhub.cache")
 
 REDIS_FAILURES = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
@@ -75,6 +77,10 @@ class Cache:
         self._wipe_pending = False
         self._inflight: dict[str, asyncio.Task[bytes]] = {}
         self._read = redis.register_script(_READ_SCRIPT)
+        # The read is the hot path: it goes through a lean pipelined client (which connects
+        # on first use, so a Cache that only invalidates never opens it). redis-py's script
+        # stays as the fallback for connections that client cannot make (TLS, sentinel).
+        self._fast = RespClient.for_redis(redis)
         self.stats = CacheStats()
 
     @property
@@ -92,9 +98,12 @@ class Cache:
             return await load()
         full_key = f"{self._prefix}:{key}"
         try:
-            version, cached = await self._read(
-                keys=[self._tag_key(tag)], args=[full_key, _new_version(), self._tag_ttl_s]
-            )
+            keys = [self._tag_key(tag)]
+            args: list[str | int] = [full_key, _new_version(), self._tag_ttl_s]
+            if self._fast is not None:
+                version, cached = await self._fast.evalsha(self._read.sha, _READ_SCRIPT, keys, args)
+            else:
+                version, cached = await self._read(keys=keys, args=args)
         except REDIS_FAILURES as error:
             self._record_failure("read", error)
             return await load()
@@ -123,6 +132,11 @@ class Cache:
         except REDIS_FAILURES as error:
             self._wipe_pending = True
             self._record_failure("invalidate", error)
+
+    async def aclose(self) -> None:
+        """Close the read path's connections; the redis-py client stays the caller's to close."""
+        if self._fast is not None:
+            await self._fast.aclose()
 
     async def ping(self) -> bool:
         try:

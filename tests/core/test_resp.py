@@ -1,0 +1,291 @@
+"""The pipelined RESP client against the real embedded Redis, on both event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import uvloop
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from server.core.embedded import redis_server_binary
+from server.core.resp import RespClient
+from tests.harness import Backing
+
+T = TypeVar("T")
+Runner = Callable[[Coroutine[Any, Any, T]], T]
+
+SCRIPT = "return {KEYS[1], ARGV[1]}"
+SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner[Any]:
+    """Production serves on uvloop, the test server on asyncio: the client must work on both."""
+    if request.param == "uvloop":
+        return uvloop.run
+    return asyncio.run
+
+
+def client_for(url: str, **overrides: Any) -> RespClient:
+    settings = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, **overrides}
+    client = RespClient.for_redis(Redis.from_url(url, **settings))
+    assert client is not None
+    return client
+
+
+@pytest.fixture
+def sync_redis(backing: Backing) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(backing.redis_url) as client:
+        yield client
+
+
+def test_concurrent_requests_each_get_their_own_reply(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    sync_redis.mset({f"resp:{i}": f"value-{i}" for i in range(500)})
+
+    async def main() -> list[Any]:
+        client = client_for(backing.redis_url)
+        try:
+            return await asyncio.gather(*(client.execute("GET", f"resp:{i}") for i in range(500)))
+        finally:
+            await client.aclose()
+
+    assert run(main()) == [f"value-{i}".encode() for i in range(500)]
+
+
+def test_error_replies_raise_and_leave_the_connection_usable(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    sync_redis.set("resp:text", "not a number")
+
+    async def main() -> tuple[Any, ...]:
+        client = client_for(backing.redis_url, socket_timeout=5.0)
+        try:
+            with pytest.raises(redis_errors.ResponseError, match="not an integer"):
+                await client.execute("INCR", "resp:text")
+            with pytest.raises(redis_errors.NoScriptError):
+                await client.execute("EVALSHA", "0" * 40, 0)
+            # Errors between pipelined replies do not shift the others.
+            return await asyncio.gather(
+                client.execute("NOSUCHCOMMAND"),
+                client.execute("GET", "resp:text"),
+                client.execute("INCR", "resp:text"),
+                client.execute("PING"),
+                return_exceptions=True,
+            )
+        finally:
+            await client.aclose()
+
+    unknown, text, incr, pong = run(main())
+    assert type(unknown) is redis_errors.ResponseError
+    assert text == b"not a number"
+    assert isinstance(incr, redis_errors.ResponseError)
+    assert pong == b"PONG"
+
+
+def test_evalsha_reloads_a_flushed_script(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    async def main() -> tuple[Any, Any]:
+        client = client_for(backing.redis_url)
+        try:
+            first = await client.evalsha(SHA, SCRIPT, ["k"], ["a"])
+            sync_redis.script_flush()
+            return first, await client.evalsha(SHA, SCRIPT, ["k"], [2])
+        finally:
+            await client.aclose()
+
+    assert run(main()) == ([b"k", b"a"], [b"k", b"2"])
+    assert sync_redis.script_exists(SHA) == [True]  # EVAL cached it again
+
+
+def test_a_killed_connection_fails_pending_calls_and_the_next_call_reconnects(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    async def main() -> Any:
+        client = client_for(backing.redis_url, socket_timeout=5.0)
+        try:
+            await client.execute("PING")  # connected
+            blocked = asyncio.gather(
+                *(client.execute("BLPOP", f"resp:never:{i}", 3) for i in range(4)),
+                return_exceptions=True,
+            )
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(sync_redis.client_kill_filter, _type="normal")
+            errors = await asyncio.wait_for(blocked, 2)
+            assert all(isinstance(error, redis_errors.ConnectionError) for error in errors)
+            return await client.execute("PING")
+        finally:
+            await client.aclose()
+
+    assert run(main()) == b"PONG"
+
+
+def test_redis_restart_fails_calls_while_down_and_recovers_with_scripts(
+    backing: Backing, run: Runner[Any]
+) -> None:
+    async def main() -> Any:
+        client = client_for(backing.redis_url)
+        try:
+            await client.evalsha(SHA, SCRIPT, ["k"], ["before"])
+            await asyncio.to_thread(backing.redis.stop)
+            try:
+                with pytest.raises(redis_errors.ConnectionError):
+                    await client.execute("PING")
+                with pytest.raises(redis_errors.ConnectionError):
+                    await client.execute("PING")  # still down: a new attempt, not a hang
+            finally:
+                await asyncio.to_thread(backing.redis.start)
+            # The restarted Redis has no scripts.
+            return await client.evalsha(SHA, SCRIPT, ["k"], ["after"])
+        finally:
+            await client.aclose()
+
+    assert run(main()) == [b"k", b"after"]
+
+
+def test_a_paused_redis_times_out_and_the_client_recovers(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    sync_redis.mset({"resp:a": "a", "resp:b": "b"})
+
+    async def main() -> Any:
+        client = client_for(backing.redis_url, socket_timeout=0.2, socket_connect_timeout=0.2)
+        try:
+            await asyncio.gather(client.execute("PING"), client.execute("PING"))
+            await asyncio.to_thread(sync_redis.client_pause, 700, all=True)
+            started = time.monotonic()
+            stuck = await asyncio.gather(
+                *(client.execute("GET", "resp:a") for _ in range(6)), return_exceptions=True
+            )
+            assert time.monotonic() - started < 0.5
+            assert all(isinstance(error, redis_errors.TimeoutError) for error in stuck)
+            await asyncio.sleep(0.8)  # unpaused: the replies to the timed-out GETs must not
+            # reach the new calls, so the old connections were dropped.
+            return await asyncio.gather(
+                *(client.execute("GET", key) for key in ["resp:b", "resp:a"] * 3)
+            )
+        finally:
+            await client.aclose()
+
+    assert run(main()) == [b"b", b"a"] * 3
+
+
+def test_a_cancelled_call_does_not_shift_later_replies(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    sync_redis.mset({"resp:a": "a", "resp:b": "b"})
+
+    async def main() -> Any:
+        client = client_for(backing.redis_url)
+        try:
+            await client.execute("PING")
+            cancelled = asyncio.ensure_future(client.execute("GET", "resp:a"))
+            await asyncio.sleep(0)  # written
+            cancelled.cancel()
+            return [await client.execute("GET", "resp:b") for _ in range(4)]
+        finally:
+            await client.aclose()
+
+    assert run(main()) == [b"b"] * 4
+
+
+def test_database_and_acl_user_come_from_the_redis_py_settings(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    sync_redis.acl_setuser(
+        "resp-test", enabled=True, passwords=["+secret"], keys=["*"], categories=["+@all"]
+    )
+    base = backing.redis_url.rsplit("/", 1)[0].replace("redis://", "")
+    try:
+
+        async def main() -> None:
+            client = client_for(f"redis://resp-test:secret@{base}/3")
+            wrong = client_for(f"redis://resp-test:wrong@{base}/3")
+            try:
+                assert await client.execute("ACL", "WHOAMI") == b"resp-test"
+                await client.execute("SET", "resp:in-db-3", "yes")
+                with pytest.raises(redis_errors.AuthenticationError):
+                    await wrong.execute("PING")
+            finally:
+                await client.aclose()
+                await wrong.aclose()
+
+        run(main())
+        with redis.Redis.from_url(f"redis://{base}/3") as db3:
+            assert db3.get("resp:in-db-3") == b"yes"
+            db3.flushdb()
+        assert sync_redis.get("resp:in-db-3") is None
+    finally:
+        sync_redis.acl_deluser("resp-test")
+
+
+def test_unix_socket(tmp_path: Path, run: Runner[Any]) -> None:
+    socket = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        [redis_server_binary(), "--port", "0", "--unixsocket", str(socket), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not socket.exists():
+            assert time.monotonic() < deadline, "redis did not create its socket"
+            time.sleep(0.02)
+
+        async def main() -> Any:
+            client = client_for(f"unix://{socket}?db=1")
+            try:
+                await client.execute("SET", "k", "over a unix socket")
+                return await client.execute("GET", "k")
+            finally:
+                await client.aclose()
+
+        assert run(main()) == b"over a unix socket"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_connections_it_cannot_make_are_left_to_redis_py() -> None:
+    assert RespClient.for_redis(Redis.from_url("rediss://cache.internal:6380/0")) is None
+
+
+def test_a_closed_client_refuses_calls(backing: Backing, run: Runner[Any]) -> None:
+    async def main() -> None:
+        client = client_for(backing.redis_url)
+        await client.execute("PING")
+        await client.aclose()
+        with pytest.raises(redis_errors.ConnectionError, match="closed"):
+            await client.execute("PING")
+
+    run(main())
+
+
+def test_answered_requests_never_time_out_however_long_the_traffic_lasts(
+    backing: Backing, run: Runner[Any]
+) -> None:
+    """The one timer per connection follows the oldest pending request, not the first one."""
+
+    async def main() -> int:
+        client = client_for(backing.redis_url, socket_timeout=0.1)
+        calls = 0
+        try:
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                await asyncio.gather(*(client.execute("PING") for _ in range(4)))
+                calls += 4
+            return calls
+        finally:
+            await client.aclose()
+
+    assert run(main()) > 100
