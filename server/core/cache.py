@@ -93,7 +93,8 @@ class Cache:
         """Return the cached bytes for `key`, or `load()` them once and cache them."""
         if not self._enabled:
             return await load()
-        if not await self._usable():
+        # The common case (Redis up, nothing to wipe) costs no extra coroutine.
+        if (self.degraded or self._wipe_pending) and not await self._usable():
             self.stats.bypassed += 1
             return await load()
         full_key = f"{self._prefix}:{key}"
@@ -109,7 +110,8 @@ class Cache:
             return await load()
         if cached is not None:
             self.stats.hits += 1
-            return bytes(cached)
+            payload: bytes = cached  # bulk strings arrive as bytes: no copy needed
+            return payload
         self.stats.misses += 1
         entry = f"{full_key}@{version.decode()}"
         # Concurrent misses of the same entry (same version) share one load.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ClauseElement, MetaData, exc
+from sqlalchemy import ClauseElement, MetaData, Row, exc
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -61,6 +63,11 @@ def autocommit_reads(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
+def columns_of(row: Any) -> Any:
+    """Name -> value access to a SQLAlchemy Row or an asyncpg Record (from CompiledQuery)."""
+    return row._mapping if isinstance(row, Row) else row
+
+
 class CompiledQuery:
     """A hot read compiled once for asyncpg and run on the pooled connection's driver.
 
@@ -73,20 +80,38 @@ class CompiledQuery:
         compiled = statement.compile(dialect=asyncpg_dialect.dialect())  # type: ignore[no-untyped-call]
         self.sql = str(compiled)
         self._names = tuple(getattr(compiled, "positiontup", None) or ())
+        # Values bound in the statement itself; calls may give (or override) the others.
+        self._bound = dict(compiled.params)
+
+    def _args(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] if name in values else self._bound[name] for name in self._names]
 
     async def fetch(self, conn: AsyncConnection, **values: Any) -> list[asyncpg.Record]:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
         try:
-            rows: list[asyncpg.Record] = await driver.fetch(
-                self.sql, *(values[name] for name in self._names)
-            )
+            rows: list[asyncpg.Record] = await driver.fetch(self.sql, *self._args(values))
             return rows
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
             # As SQLAlchemy does for its own statements: never pool a broken connection.
             raw.invalidate(error)
             raise
+
+    async def batches(
+        self, conn: AsyncConnection, size: int, **values: Any
+    ) -> AsyncIterator[list[asyncpg.Record]]:
+        """The rows `size` at a time from a server-side cursor: memory holds one batch."""
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        async with contextlib.AsyncExitStack() as stack:
+            # A cursor needs a transaction; join the one SQLAlchemy began on this connection.
+            if not driver.is_in_transaction():
+                await stack.enter_async_context(driver.transaction())
+            cursor = await driver.cursor(self.sql, *self._args(values))
+            while batch := await cursor.fetch(size):
+                yield batch
 
 
 def is_retryable_conflict(error: BaseException) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from socialhub.v1 import feed_pb2
 
+from server.core.db import columns_of
 from server.core.names import format_name
 from server.core.timestamps import timestamp
 from server.feed.model import Verb
@@ -43,18 +44,20 @@ def post_id_of(name: str) -> int:
 
 
 def post_from_row(row: Any) -> feed_pb2.Post:
+    """From a SQLAlchemy Row or an asyncpg Record (CompiledQuery)."""
+    data = columns_of(row)
     post = feed_pb2.Post(
-        name=post_name(row.id),
-        author=profile_name(row.author_id),
-        body=row.body,
-        like_count=row.like_count,
-        comment_count=row.comment_count,
-        share_count=row.share_count,
-        view_count=row.view_count,
-        create_time=timestamp(row.created_at),
-        update_time=timestamp(row.updated_at),
+        name=post_name(data["id"]),
+        author=profile_name(data["author_id"]),
+        body=data["body"],
+        like_count=data["like_count"],
+        comment_count=data["comment_count"],
+        share_count=data["share_count"],
+        view_count=data["view_count"],
+        create_time=timestamp(data["created_at"]),
+        update_time=timestamp(data["updated_at"]),
     )
-    document = row._mapping["metadata"]
+    document = data["metadata"]
     if document:
         post.metadata.update(document)
     return post

@@ -8,7 +8,7 @@ profile rows lock them in id order first, so concurrent follows never deadlock.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    any_,
     bindparam,
     delete,
     func,
@@ -32,9 +33,10 @@ from sqlalchemy import (
     union,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.core.db import CompiledQuery
 from server.core.pagination import KeyValue
 from server.feed.model import NewPost, Verb
 from server.feed.tables import activity, comments, follows, likes, posts
@@ -114,9 +116,19 @@ async def get_post(
     return (await conn.execute(statement)).first()
 
 
-async def get_posts(conn: AsyncConnection, post_ids: Sequence[int]) -> dict[int, AnyRow]:
-    statement = select(*POST_COLUMNS).where(posts.c.id.in_(list(set(post_ids))))
-    return {row.id: row for row in await conn.execute(statement)}
+@functools.cache
+def _posts_by_ids() -> CompiledQuery:
+    return CompiledQuery(
+        select(*POST_COLUMNS).where(
+            posts.c.id == any_(bindparam("post_ids", type_=ARRAY(BigInteger)))
+        )
+    )
+
+
+async def get_posts(conn: AsyncConnection, post_ids: Sequence[int]) -> dict[int, Any]:
+    """Posts by id, as asyncpg Records: every cached timeline page is hydrated with this."""
+    rows = await _posts_by_ids().fetch(conn, post_ids=list(set(post_ids)))
+    return {row["id"]: row for row in rows}
 
 
 async def update_post(conn: AsyncConnection, post_id: int, values: dict[str, Any]) -> AnyRow:
@@ -178,6 +190,13 @@ def _author_page_template(after: bool) -> AnySelect:
     )
 
 
+@functools.cache
+def _compiled(template: Callable[[bool], AnySelect], *, after: bool) -> CompiledQuery:
+    """Hot pages skip SQLAlchemy's per-call execution too: asyncpg runs the compiled SQL and
+    the rows come back as asyncpg Records."""
+    return CompiledQuery(template(after))
+
+
 def _after(after: bool) -> Sequence[Any] | None:
     return _AFTER if after else None
 
@@ -190,10 +209,9 @@ def author_page_statement(author_id: int, position: Position, limit: int) -> Any
 
 async def author_page(
     conn: AsyncConnection, author_id: int, position: Position, limit: int
-) -> Sequence[AnyRow]:
-    template = _author_page_template(position is not None)
-    result = await conn.execute(template, _page_params(position, limit, author_id=author_id))
-    return result.all()
+) -> Sequence[Any]:
+    query = _compiled(_author_page_template, after=position is not None)
+    return await query.fetch(conn, **_page_params(position, limit, author_id=author_id))
 
 
 def _timeline_authors(viewer_id: Any) -> AnySelect:
@@ -252,19 +270,17 @@ def timeline_statement(viewer_id: int, position: Position, limit: int) -> AnySel
 
 async def timeline_page(
     conn: AsyncConnection, viewer_id: int, position: Position, limit: int
-) -> Sequence[AnyRow]:
-    template = _timeline_template(position is not None)
-    result = await conn.execute(template, _page_params(position, limit, viewer_id=viewer_id))
-    return result.all()
+) -> Sequence[Any]:
+    query = _compiled(_timeline_template, after=position is not None)
+    return await query.fetch(conn, **_page_params(position, limit, viewer_id=viewer_id))
 
 
 async def timeline_keys(
     conn: AsyncConnection, viewer_id: int, position: Position, limit: int
-) -> Sequence[AnyRow]:
+) -> Sequence[Any]:
     """(created_at, id) of a timeline page, from indexes alone."""
-    template = _timeline_keys_template(position is not None)
-    result = await conn.execute(template, _page_params(position, limit, viewer_id=viewer_id))
-    return result.all()
+    query = _compiled(_timeline_keys_template, after=position is not None)
+    return await query.fetch(conn, **_page_params(position, limit, viewer_id=viewer_id))
 
 
 def timeline_posts(viewer_id: int, position: Position) -> AnySelect:
@@ -302,14 +318,12 @@ async def tag_page(
 
 async def stream_rows(
     conn: AsyncConnection, statement: AnySelect, batch_size: int
-) -> AsyncIterator[Sequence[AnyRow]]:
-    """Batches of rows from a server-side cursor: memory holds one batch, whatever the total."""
-    result = await conn.stream(statement.execution_options(yield_per=batch_size))
-    try:
-        async for batch in result.partitions(batch_size):
-            yield batch
-    finally:
-        await result.close()
+) -> AsyncIterator[Sequence[Any]]:
+    """Batches of rows (asyncpg Records) from a server-side cursor: memory holds one batch,
+    whatever the total. Compiled once per stream, then read through asyncpg directly: at
+    hundreds of thousands of rows SQLAlchemy's per-row result processing is the bottleneck."""
+    async for batch in CompiledQuery(statement).batches(conn, batch_size):
+        yield batch
 
 
 # --- follows ---

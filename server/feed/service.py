@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.core import idempotency
 from server.core.cache import Cache
 from server.core.config import Settings
-from server.core.db import autocommit_reads
+from server.core.db import autocommit_reads, columns_of
 from server.core.errors import InvalidArgument, NotFound
 from server.core.pagination import PageTokens, next_token
 from server.feed import repository
@@ -73,7 +73,8 @@ async def _existing_post(conn: AsyncConnection, post_id: int) -> feed_pb2.Post:
 
 
 def _created_position(row: Any) -> tuple[Any, Any]:
-    return (row.created_at, row.id)
+    data = columns_of(row)
+    return (data["created_at"], data["id"])
 
 
 class FeedService:
@@ -212,7 +213,7 @@ class FeedService:
                 self._tokens, rows, page.size, _created_position, page.fingerprint
             )
             skeleton = feed_pb2.GetHomeTimelineResponse(
-                posts=[feed_pb2.Post(name=post_name(row.id)) for row in kept],
+                posts=[feed_pb2.Post(name=post_name(row["id"])) for row in kept],
                 next_page_token=token,
             )
             return skeleton.SerializeToString()

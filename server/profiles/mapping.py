@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from socialhub.v1 import profile_pb2
-from sqlalchemy import Row
 
+from server.core.db import columns_of
 from server.core.names import format_name
 from server.core.timestamps import timestamp
 from server.profiles.tables import PLATFORMS
@@ -26,7 +26,7 @@ _OPTIONAL_TEXT = (
 
 def profile_from_row(row: Any) -> profile_pb2.Profile:
     """From a SQLAlchemy Row or an asyncpg Record (CompiledQuery)."""
-    data = row._mapping if isinstance(row, Row) else row
+    data = columns_of(row)
     profile = profile_pb2.Profile(
         name=format_name(COLLECTION, data["id"]),
         display_name=data["display_name"],
