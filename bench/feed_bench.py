@@ -29,7 +29,8 @@ import psutil
 from socialhub.v1 import feed_pb2, feed_pb2_grpc
 
 from bench import loadgen
-from server.core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from bench.processes import Process, start_socialhub
+from server.core.embedded import EmbeddedPostgres, EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -308,27 +309,6 @@ async def raw_cursor_rate(database_url: str, author: int, repeats: int = 3) -> d
     return {"posts_per_s": loadgen.summary(rates)}
 
 
-def start_server(
-    database_url: str, redis_url: str, *, cache: bool = True
-) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PORT": str(port),
-        "SEED_DEMO": "never",
-        "LOG_LEVEL": "WARNING",
-        "CACHE_ENABLED": "true" if cache else "false",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve"], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    server.stdout.readline()
-    return server, f"127.0.0.1:{port}"
-
-
 def machine() -> dict[str, Any]:
     return {
         "cores": os.cpu_count(),
@@ -378,14 +358,15 @@ def main() -> None:
     redis = EmbeddedRedis(args.state_dir / "redis")
     database_url = postgres.start()
     redis_url = redis.start()
-    server: subprocess.Popen[str] | None = None
+    server: Process | None = None
     try:
         seed_if_needed(database_url, args)
         asyncio.run(ensure_rare_tag_posts(database_url))
         if args.seed_only:
             return
         inputs = asyncio.run(pick_inputs(database_url))
-        server, address = start_server(database_url, redis_url)
+        server = start_socialhub(database_url, redis_url, module="server")
+        address = server.address
         tokens = deep_tokens(address, inputs["readers"])
         author_tokens = second_page_tokens(address, inputs["authors"])
         common = {
@@ -409,10 +390,10 @@ def main() -> None:
             raw_cursor_rate(database_url, inputs["largest_author"])
         )
         streaming["server_rss_mib"] = round(psutil.Process(server.pid).memory_info().rss / 2**20, 1)
-        server.terminate()
-        server.wait(30)
+        server.stop()
         # The same pages with the cache off: what PostgreSQL alone costs per page.
-        server, address = start_server(database_url, redis_url, cache=False)
+        server = start_socialhub(database_url, redis_url, module="server", cache=False)
+        address = server.address
         common["server_pid"] = server.pid
         uncached = {
             "timeline first page, cache off": timeline_first(inputs["readers"]),
@@ -426,8 +407,7 @@ def main() -> None:
         ]
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            server.stop()
         redis.stop()
         postgres.stop()
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from socialhub.v1 import profile_pb2, profile_pb2_grpc
 
 from bench import feed_bench, loadgen
-from bench.suite import REPO, EmptyRpc, Process, Unary, start_socialhub, warm_profile_cache
+from bench.processes import Process, start_socialhub
+from bench.suite import REPO, EmptyRpc, Unary, warm_profile_cache
 from server.core.embedded import EmbeddedPostgres, EmbeddedRedis
 
 PY_SPY = Path(sys.executable).with_name("py-spy")

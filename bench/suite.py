@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -37,9 +35,10 @@ from google.protobuf import message
 from socialhub.v1 import feed_pb2, feed_pb2_grpc, profile_pb2, profile_pb2_grpc
 
 from bench import feed_bench, floorload, httpload, loadgen, report
+from bench.processes import Process, start_baseline, start_socialhub
 from bench.server import EMPTY_METHOD
-from server.core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from server.core.timestamps import timestamp
+from server.core.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.feed.mapping import post_from_row
 
 REPO = Path(__file__).resolve().parents[1]
 LIST_PAGE_SIZE = 50
@@ -120,68 +119,6 @@ class HttpCreateProfiles:
 
 def _get(paths: list[str]) -> httpload.RequestCycle:
     return httpload.RequestCycle([httpload.HttpRequest("GET", path) for path in paths])
-
-
-# ---------------------------------------------------------------- processes
-
-
-@dataclass
-class Process:
-    popen: subprocess.Popen[str]
-    address: str
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            self.popen.wait(60)
-
-
-def start_socialhub(
-    database_url: str, redis_url: str, *, module: str, cache: bool = True, workers: int = 1
-) -> Process:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PORT": str(port),
-        "SEED_DEMO": "never",
-        "LOG_LEVEL": "WARNING",
-        "CACHE_ENABLED": "true" if cache else "false",
-        "WORKERS": str(workers),
-    }
-    command = [sys.executable, "-m", module] + (["serve"] if module == "server" else [])
-    popen = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    assert popen.stdout is not None
-    if "ready" not in popen.stdout.readline():
-        popen.kill()
-        raise RuntimeError(f"{module} did not start")
-    return Process(popen, f"127.0.0.1:{port}")
-
-
-def start_baseline(database_url: str, redis_url: str) -> Process:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "bench.baselines.seed000", "--port", str(port)],
-        env=env,
-        text=True,
-        cwd=REPO,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=1):
-                return Process(popen, base_url)
-        except OSError:
-            time.sleep(0.2)
-    popen.kill()
-    raise RuntimeError("the baseline did not start")
 
 
 # ---------------------------------------------------------------- inputs
@@ -605,19 +542,7 @@ async def raw_cursor(database_url: str, author: int, *, build_protobuf: bool) ->
                 prefetch=500,
             ):
                 if build_protobuf:
-                    post = feed_pb2.Post(
-                        name=f"posts/{row['id']}",
-                        author=f"profiles/{row['author_id']}",
-                        body=row["body"],
-                        like_count=row["like_count"],
-                        comment_count=row["comment_count"],
-                        share_count=row["share_count"],
-                        view_count=row["view_count"],
-                        create_time=timestamp(row["created_at"]),
-                        update_time=timestamp(row["updated_at"]),
-                    )
-                    if row["metadata"]:
-                        post.metadata.update(row["metadata"])
+                    post_from_row(row)
                 count += 1
         return count / (time.perf_counter() - started)
     finally:

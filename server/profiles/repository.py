@@ -19,9 +19,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.db import CompiledQuery
+from server.core.errors import InvalidArgument
 from server.core.pagination import KeyValue
 from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import FILTER_COLUMNS, PROFILE_COLUMNS, profiles
@@ -164,7 +166,16 @@ async def search_page(
     limit: int,
 ) -> Sequence[Any]:
     statement = search_page_statement(query, profile_filter, position, limit)
-    return (await conn.execute(statement)).all()
+    try:
+        return (await conn.execute(statement)).all()
+    except DBAPIError as error:
+        # websearch_to_tsquery nests one operator per "-" with no word between them;
+        # PostgreSQL gives up past a few dozen. That is the caller's query, not our fault.
+        if "tsquery stack too small" in str(error.orig):
+            raise InvalidArgument.single(
+                "query", "has too many operators in a row; remove some '-'"
+            ) from None
+        raise
 
 
 def top_statement(column: str, limit: int) -> AnySelect:

@@ -617,3 +617,21 @@ def test_page_token_from_another_server_secret_is_rejected(profiles: ProfileServ
     )
     request = profile_pb2.ListProfilesRequest(page_size=1, page_token=forged)
     assert set(invalid(lambda: profiles.ListProfiles(request))) == {"page_token"}
+
+
+@pytest.mark.parametrize("query", ["-" * 200, "- " * 100, "ada " + "-" * 60])
+def test_search_with_too_many_operators_in_a_row_is_invalid_not_internal(
+    profiles: ProfileServiceStub, query: str
+) -> None:
+    # Found by the fuzz test: PostgreSQL fails such a tsquery with "stack too small".
+    violations = invalid(
+        lambda: profiles.SearchProfiles(profile_pb2.SearchProfilesRequest(query=query))
+    )
+    assert "query" in violations
+
+
+def test_search_with_a_few_negations_still_works(profiles: ProfileServiceStub) -> None:
+    create(profiles, "Ada Lovelace")
+    create(profiles, "Ada Byron")
+    found = profiles.SearchProfiles(profile_pb2.SearchProfilesRequest(query="ada -byron"))
+    assert [p.display_name for p in found.profiles] == ["Ada Lovelace"]
