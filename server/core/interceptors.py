@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -149,14 +149,16 @@ class InstrumentedServer(grpc.aio.Server):
     overloaded server still answers health probes) and maps exceptions to statuses. Doing it
     at registration instead of in a `ServerInterceptor` saves an interceptor-chain await and
     a handler object on every call, which measured as a large share of a cache-hit call
-    (docs/BENCHMARKS.md). Generated `add_*Servicer_to_server` functions call the two methods
-    below; the unwrapped generic handler they pass first is dropped for the wrapped one.
+    (docs/BENCHMARKS.md). Generated `add_*Servicer_to_server` functions pass a generic
+    handler and then the same methods as registered handlers: the wrapped registered ones
+    replace the generic one. A generic handler nothing replaces is served as it is.
     """
 
     def __init__(self, server: grpc.aio.Server, limit: InFlightLimit) -> None:
         self._server = server
         self._limit = limit
         self._unlimited = _Unlimited(0)
+        self._unclaimed: list[tuple[str | None, grpc.GenericRpcHandler]] = []
 
     def add_insecure_port(self, address: str) -> int:
         return self._server.add_insecure_port(address)
@@ -165,6 +167,9 @@ class InstrumentedServer(grpc.aio.Server):
         return self._server.add_secure_port(address, server_credentials)
 
     async def start(self) -> None:
+        if self._unclaimed:
+            self._server.add_generic_rpc_handlers([handler for _, handler in self._unclaimed])
+            self._unclaimed.clear()
         await self._server.start()
 
     async def stop(self, grace: float | None) -> None:
@@ -173,12 +178,15 @@ class InstrumentedServer(grpc.aio.Server):
     async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         return await self._server.wait_for_termination(timeout)
 
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        """Ignored: every generated registration follows up with its method handlers."""
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        for handler in handlers:
+            name = handler.service_name() if isinstance(handler, grpc.ServiceRpcHandler) else None
+            self._unclaimed.append((name, handler))
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
+        self._unclaimed = [(name, h) for name, h in self._unclaimed if name != service_name]
         wrapped = {
             name: self._wrapped(f"/{service_name}/{name}", handler)
             for name, handler in method_handlers.items()
