@@ -287,6 +287,18 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
     run = f"{setup.run_id}r{repeat}"
     dsn = floorload.asyncpg_dsn(setup.database_url)
     on = setup.socialhub
+    first_page = Unary(
+        profiles, "ListProfiles", [profile_pb2.ListProfilesRequest(page_size=LIST_PAGE_SIZE)]
+    )
+    deep_page = Unary(
+        profiles,
+        "ListProfiles",
+        [
+            profile_pb2.ListProfilesRequest(
+                page_size=LIST_PAGE_SIZE, page_token=inputs.deep_list_token
+            )
+        ],
+    )
     return [
         Scenario("empty RPC", "floor", setup.grpc(on, EmptyRpc())),
         Scenario(
@@ -328,14 +340,7 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
         Scenario(
             "ListProfiles first page",
             "socialhub",
-            setup.grpc(
-                on,
-                Unary(
-                    profiles,
-                    "ListProfiles",
-                    [profile_pb2.ListProfilesRequest(page_size=LIST_PAGE_SIZE)],
-                ),
-            ),
+            setup.grpc(on, first_page),
             "list first page",
         ),
         Scenario(
@@ -346,18 +351,7 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
         Scenario(
             f"ListProfiles page {inputs.deep_list_page:,}",
             "socialhub",
-            setup.grpc(
-                on,
-                Unary(
-                    profiles,
-                    "ListProfiles",
-                    [
-                        profile_pb2.ListProfilesRequest(
-                            page_size=LIST_PAGE_SIZE, page_token=inputs.deep_list_token
-                        )
-                    ],
-                ),
-            ),
+            setup.grpc(on, deep_page),
             "list deep page",
         ),
         Scenario(
@@ -370,30 +364,12 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
         Scenario(
             f"ListProfiles page {inputs.deep_list_page:,} (cache off)",
             "socialhub",
-            setup.grpc(
-                setup.uncached,
-                Unary(
-                    profiles,
-                    "ListProfiles",
-                    [
-                        profile_pb2.ListProfilesRequest(
-                            page_size=LIST_PAGE_SIZE, page_token=inputs.deep_list_token
-                        )
-                    ],
-                ),
-            ),
+            setup.grpc(setup.uncached, deep_page),
         ),
         Scenario(
             "ListProfiles first page (cache off)",
             "socialhub",
-            setup.grpc(
-                setup.uncached,
-                Unary(
-                    profiles,
-                    "ListProfiles",
-                    [profile_pb2.ListProfilesRequest(page_size=LIST_PAGE_SIZE)],
-                ),
-            ),
+            setup.grpc(setup.uncached, first_page),
         ),
         Scenario(
             "SearchProfiles",
