@@ -192,7 +192,7 @@ async def _invalidate_listings(redis_url: str) -> None:
     from redis.asyncio import Redis
 
     from server.core.cache import Cache
-    from server.profiles.service import LISTINGS_TAG
+    from server.profiles.cache_tags import LISTINGS_TAG
 
     redis = Redis.from_url(redis_url)
     try:

@@ -41,6 +41,7 @@ from server.feed.mapping import (
     profile_name,
 )
 from server.feed.model import NewPost, Page, PostChanges, StreamRequest, Verb
+from server.profiles.cache_tags import LISTINGS_TAG, profile_tag
 
 CREATE_SCOPE = "CreatePost"
 # A stream message stops growing at this size even before batch_size posts, so it stays
@@ -52,9 +53,10 @@ def timeline_tag(profile_id: int) -> str:
     return f"timeline:{profile_id}"
 
 
-def profile_tag(profile_id: int) -> str:
-    # ProfileService caches GetProfile under this tag; the counters we change are in it.
-    return f"profile:{profile_id}"
+def counter_tags(*profile_ids: int) -> list[str]:
+    """What caches the profile counters this domain changes: each profile's GetProfile entry,
+    and the list, search and top pages that show them too."""
+    return [*(profile_tag(profile_id) for profile_id in profile_ids), LISTINGS_TAG]
 
 
 def _profile_not_found(profile_id: int) -> NotFound:
@@ -168,7 +170,7 @@ class FeedService:
                 conn, author_id, self._settings.timeline_fanout_limit
             )
         await self._cache.invalidate(
-            profile_tag(author_id),
+            *counter_tags(author_id),
             timeline_tag(author_id),
             *(timeline_tag(follower) for follower in followers),
         )
@@ -316,7 +318,8 @@ class FeedService:
         # Neighbours' counters changed; followers' timelines lose the deleted authors' posts;
         # the deleted profiles' own timelines must stop answering.
         return [
-            *(tag for n in sorted(neighbours) for tag in (profile_tag(n), timeline_tag(n))),
+            *counter_tags(*sorted(neighbours)),
+            *(timeline_tag(n) for n in sorted(neighbours)),
             *(timeline_tag(p) for p in profile_ids),
         ]
 
@@ -365,7 +368,7 @@ class FeedService:
 
     async def _follows_changed(self, follower_id: int, followee_id: int) -> None:
         await self._cache.invalidate(
-            profile_tag(follower_id), profile_tag(followee_id), timeline_tag(follower_id)
+            *counter_tags(follower_id, followee_id), timeline_tag(follower_id)
         )
 
     async def list_followers(

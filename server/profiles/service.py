@@ -18,6 +18,7 @@ from server.core.errors import AlreadyExists, InvalidArgument, NotFound
 from server.core.names import format_name
 from server.core.pagination import PageTokens, next_token
 from server.profiles import repository
+from server.profiles.cache_tags import LISTINGS_TAG, profile_tag
 from server.profiles.mapping import COLLECTION, profile_from_row
 from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import (
@@ -32,12 +33,7 @@ from server.profiles.tables import (
 DeletionHook = Callable[[AsyncConnection, Sequence[int]], Awaitable[list[str]]]
 
 # Every cached listing (top, filter options, counts) hangs off this tag.
-LISTINGS_TAG = "profiles"
 CREATE_SCOPE = "CreateProfile"
-
-
-def _profile_tag(profile_id: int) -> str:
-    return f"profile:{profile_id}"
 
 
 def _not_found(profile_id: int) -> NotFound:
@@ -101,7 +97,7 @@ class ProfileService:
 
         payload = await self._cache.read_through(
             f"profile:{profile_id}",
-            tag=_profile_tag(profile_id),
+            tag=profile_tag(profile_id),
             ttl_s=self._settings.profile_cache_ttl_s,
             load=load,
         )
@@ -126,7 +122,7 @@ class ProfileService:
             except exc.IntegrityError as error:
                 _raise_if_username_taken(error)
                 raise
-        await self._cache.invalidate(_profile_tag(profile_id), LISTINGS_TAG)
+        await self._cache.invalidate(profile_tag(profile_id), LISTINGS_TAG)
         return profile_from_row(row)
 
     async def delete(self, profile_id: int) -> None:
@@ -145,7 +141,7 @@ class ProfileService:
             if missing and not allow_missing:
                 raise _not_found(missing[0])
         await self._cache.invalidate(
-            *(_profile_tag(i) for i in deleted), *affected_tags, LISTINGS_TAG
+            *(profile_tag(i) for i in deleted), *affected_tags, LISTINGS_TAG
         )
         return deleted
 
@@ -189,8 +185,9 @@ class ProfileService:
         page_token: str,
         load: Callable[[], Awaitable[bytes]],
     ) -> bytes:
-        """List and search pages change only when profiles do: every profile write bumps
-        LISTINGS_TAG, so a cached page is never older than the last committed write."""
+        """List and search pages change only when a listed profile does: every profile write,
+        and every follow or post that moves a counter (FeedService), bumps LISTINGS_TAG, so
+        a cached page is never older than the last committed write."""
         key = hashlib.sha256(f"{request_fingerprint}|{page_size}|{page_token}".encode())
         return await self._cache.read_through(
             f"profiles:page:{key.hexdigest()[:40]}",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from socialhub.v1 import feed_pb2
+from socialhub.v1 import feed_pb2, profile_pb2
 from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
@@ -139,3 +139,31 @@ def test_concurrent_follows_and_unfollows_keep_counters_exact(
     # Every effective follow and unfollow was logged once, so they net out to the rows left.
     by_verb = dict(events)
     assert by_verb.get("profile.followed", 0) - by_verb.get("profile.unfollowed", 0) == len(pairs)
+
+
+def _listed(profiles: ProfileServiceStub, name: str) -> profile_pb2.Profile:
+    page = profiles.ListProfiles(profile_pb2.ListProfilesRequest(page_size=500))
+    [found] = [p for p in page.profiles if p.name == name]
+    return found
+
+
+def test_listed_and_searched_counters_are_fresh_after_follows_and_posts(
+    feed: FeedServiceStub, profiles: ProfileServiceStub
+) -> None:
+    ada, bob = make_profiles(profiles, 2)
+    bob_name = profile(profiles, bob).display_name
+    search = profile_pb2.SearchProfilesRequest(query=bob_name)
+    # Cache the list and search pages first: the writes below must invalidate them.
+    assert _listed(profiles, bob).followers_count == 0
+    profiles.SearchProfiles(search)
+
+    _follow(feed, ada, bob)
+    assert _listed(profiles, bob).followers_count == 1
+    [found] = [p for p in profiles.SearchProfiles(search).profiles if p.name == bob]
+    assert found.followers_count == 1
+
+    feed.CreatePost(feed_pb2.CreatePostRequest(post=feed_pb2.Post(author=bob, body="hello")))
+    assert _listed(profiles, bob).posts_count == 1
+
+    _unfollow(feed, ada, bob)
+    assert _listed(profiles, bob).followers_count == 0
