@@ -194,9 +194,7 @@ class FeedService:
             rows = await repository.tag_page(conn, tags, position, page.size + 1)
         return self._post_page(rows, page)
 
-    def _post_page(
-        self, rows: Sequence[repository.AnyRow], page: Page
-    ) -> tuple[list[feed_pb2.Post], str]:
+    def _post_page(self, rows: Sequence[Any], page: Page) -> tuple[list[feed_pb2.Post], str]:
         kept, token = next_token(self._tokens, rows, page.size, _created_position, page.fingerprint)
         return [post_from_row(row) for row in kept], token
 
@@ -244,7 +242,7 @@ class FeedService:
         viewer_id: int,
         position: Sequence[Any] | None,
         page: Page,
-    ) -> Sequence[repository.AnyRow]:
+    ) -> Sequence[Any]:
         async with self._reads.connect() as conn:
             rows = await read(conn, viewer_id, position, page.size + 1)
             # A deleted viewer follows no one and has no posts: only an empty page can mean it.
