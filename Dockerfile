@@ -22,7 +22,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     STATE_DIR=/app/state
 WORKDIR /app
 USER socialhub
-EXPOSE 50051
+# gRPC, and Prometheus metrics (METRICS_PORT; METRICS_HOST defaults to HOST, 0.0.0.0 here).
+EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; c = grpc.insecure_channel('127.0.0.1:' + os.environ.get('PORT', '50051')); r = g.HealthStub(c).Check(h.HealthCheckRequest(), timeout=2); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]
 ENTRYPOINT ["socialhub"]

@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+# google/api and google/rpc protos from the googleapis-common-protos wheel, for buf (offline).
+GOOGLEAPIS := .tools/googleapis/google/api/field_behavior.proto
 
 .PHONY: install run test lint generate seed bench clean
 
@@ -17,13 +19,16 @@ $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 $(BUF):
 	npm install --prefix .tools --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 
-install: $(INSTALLED) $(BUF)
+$(GOOGLEAPIS): $(INSTALLED) clients/python/googleapis.py
+	$(BIN)/python clients/python/googleapis.py .tools/googleapis
+
+install: $(INSTALLED) $(BUF) $(GOOGLEAPIS)
 
 ## Serve on 127.0.0.1:50051 with embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
 run: $(INSTALLED)
 	$(BIN)/socialhub serve
 
-## Lint, type-check, buf lint, generated-code freshness and the whole pytest suite.
+## Lint, type-check, architecture rules (import-linter), buf lint, generated-code freshness and the whole pytest suite.
 test: lint
 	$(BIN)/pytest
 
@@ -31,6 +36,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BUF) lint
 
 ## Regenerate clients/python/socialhub from protos/.

@@ -28,7 +28,7 @@ import grpc
 import psutil
 from socialhub.v1 import feed_pb2, feed_pb2_grpc
 
-from bench import loadgen
+from bench import credentials, loadgen
 from bench.processes import Process, start_socialhub
 from server.core.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -93,9 +93,11 @@ async def _add_mega_author(database_url: str, posts: int) -> None:
             author,
             posts,
         )
+        # Counters live in profile_counters (migration 0003); a missing row means zeros.
         await conn.execute(
-            "UPDATE profiles SET posts_count = (SELECT count(*) FROM posts WHERE author_id = $1)"
-            " WHERE id = $1",
+            "INSERT INTO profile_counters (profile_id, posts_count)"
+            " VALUES ($1, (SELECT count(*) FROM posts WHERE author_id = $1))"
+            " ON CONFLICT (profile_id) DO UPDATE SET posts_count = excluded.posts_count",
             author,
         )
         await conn.execute("VACUUM ANALYZE")
@@ -124,11 +126,17 @@ async def ensure_rare_tag_posts(database_url: str) -> None:
             author,
         )
         await conn.execute(
-            "UPDATE profiles SET posts_count = posts_count + 100 WHERE id = $1", author
+            "INSERT INTO profile_counters (profile_id, posts_count) VALUES ($1, 100)"
+            " ON CONFLICT (profile_id)"
+            " DO UPDATE SET posts_count = profile_counters.posts_count + 100",
+            author,
         )
         await conn.execute("ANALYZE posts")
     finally:
         await conn.close()
+
+
+_COUNTED = "profiles p LEFT JOIN profile_counters c ON c.profile_id = p.id"
 
 
 async def pick_inputs(database_url: str) -> dict[str, Any]:
@@ -137,17 +145,21 @@ async def pick_inputs(database_url: str) -> dict[str, Any]:
         readers = [
             r["id"]
             for r in await conn.fetch(
-                "SELECT id FROM profiles ORDER BY following_count DESC, id LIMIT 64"
+                f"SELECT p.id FROM {_COUNTED}"
+                " ORDER BY coalesce(c.following_count, 0) DESC, p.id LIMIT 64"
             )
         ]
         authors = [
             r["id"]
             for r in await conn.fetch(
-                "SELECT id FROM profiles ORDER BY posts_count DESC, id LIMIT 65"
+                f"SELECT p.id FROM {_COUNTED}"
+                " ORDER BY coalesce(c.posts_count, 0) DESC, p.id LIMIT 65"
             )
         ]
         following = await conn.fetchval(
-            "SELECT avg(following_count)::float FROM profiles WHERE id = ANY($1)", readers
+            f"SELECT avg(coalesce(c.following_count, 0))::float FROM {_COUNTED}"
+            " WHERE p.id = ANY($1)",
+            readers,
         )
         return {
             "readers": readers,
@@ -155,7 +167,7 @@ async def pick_inputs(database_url: str) -> dict[str, Any]:
             "authors": authors[1:],
             "avg_following_of_readers": following,
             "largest_author_posts": await conn.fetchval(
-                "SELECT posts_count FROM profiles WHERE id = $1", authors[0]
+                f"SELECT coalesce(c.posts_count, 0) FROM {_COUNTED} WHERE p.id = $1", authors[0]
             ),
             "profiles": await conn.fetchval("SELECT count(*) FROM profiles"),
             "posts": await conn.fetchval("SELECT count(*) FROM posts"),
@@ -168,7 +180,7 @@ async def pick_inputs(database_url: str) -> dict[str, Any]:
 def deep_tokens(address: str, readers: list[int]) -> dict[int, str]:
     """The page token of page DEEP_PAGE for each reader, by walking there."""
     tokens: dict[int, str] = {}
-    with grpc.insecure_channel(address) as channel:
+    with credentials.channel(address) as channel:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         for reader in readers:
             token = ""
@@ -250,7 +262,7 @@ class tag_search:  # noqa: N801 - used like a function
 
 
 def second_page_tokens(address: str, authors: list[int]) -> dict[int, str]:
-    with grpc.insecure_channel(address) as channel:
+    with credentials.channel(address) as channel:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         pages = {
             a: stub.ListProfilePosts(
@@ -265,7 +277,7 @@ def stream_figures(address: str, author: int, repeats: int = 3) -> dict[str, Any
     first_message_ms: list[float] = []
     rates: list[float] = []
     total = 0
-    with grpc.insecure_channel(address) as channel:
+    with credentials.channel(address) as channel:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         for _ in range(repeats):
             started = time.perf_counter()

@@ -23,6 +23,8 @@ from typing import Any
 import grpc
 import psutil
 
+from bench import credentials
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Callers still busy this long after the window closes are cancelled and count as errors,
 # so a hung server fails the run instead of hanging the benchmark.
@@ -243,9 +245,12 @@ async def drive(
     warmup_s: float,
     server_pid: Pids,
     backing_pids: Pids = None,
+    send_key: bool = True,
 ) -> Result:
-    """gRPC: `concurrency` callers sharing one channel, as an application's clients would."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    """gRPC: `concurrency` callers sharing one channel, as an application's clients would,
+    sending this run's API key (bench.credentials) unless `send_key` is false."""
+    channel_of = credentials.aio_channel if send_key else grpc.aio.insecure_channel
+    async with channel_of(address) as channel:
         call = factory(channel)
         return await closed_loop(
             scenario,

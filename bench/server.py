@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import uvloop
 
-from server.core.app import Application
+from server.app import application
 from server.core.config import Settings
 from server.core.interceptors import InstrumentedServer
 from server.core.logs import configure_logging
@@ -39,7 +39,7 @@ def register_floor(server: InstrumentedServer) -> None:
 async def serve(settings: Settings) -> None:
     if not settings.database_url or not settings.redis_url:
         raise SystemExit("bench.server needs DATABASE_URL and REDIS_URL")
-    app = Application(
+    app = application(
         settings, settings.database_url, settings.redis_url, extra_services=[register_floor]
     )
     stop = asyncio.Event()

@@ -1,4 +1,4 @@
-"""`make bench`: Socialhub against its floors and against the FastAPI stack it replaces.
+"""`make bench`: Socialhub against its floors, the FastAPI stack it replaces, and a lean peer.
 
     .venv/bin/python -m bench.suite                 # full size, writes docs/BENCHMARKS.md
     .venv/bin/python -m bench.suite --quick --output /tmp/b   # small smoke run (the tests)
@@ -6,8 +6,10 @@
 One run measures everything it compares, on the same data and machine, so every ratio
 comes from a single run: the floors (an empty RPC on the same server configuration, a raw
 asyncpg prepared query, a raw Redis GET of the cached payload), Socialhub's scenarios, and
-the seed-000 FastAPI baseline serving the same operations over HTTP/JSON. Each load
-generator runs in its own process; CPU per call is read from /proc for the server process.
+two HTTP/JSON peers serving the same operations: the seed-000 FastAPI baseline
+(bench/baselines/seed000.py, system "baseline") and the lean peer (bench/baselines/lean.py,
+system "lean"), each scenario of one run right after the other's. Each load generator runs
+in its own process; CPU per call is read from /proc for the server process.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import psutil
 from google.protobuf import message
 from socialhub.v1 import feed_pb2, feed_pb2_grpc, profile_pb2, profile_pb2_grpc
 
-from bench import feed_bench, floorload, httpload, loadgen, report
-from bench.processes import Process, start_baseline, start_socialhub
+from bench import credentials, feed_bench, floorload, httpload, loadgen, report
+from bench.processes import Process, start_baseline, start_lean, start_socialhub
 from bench.server import EMPTY_METHOD
 from server.core.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.feed.mapping import post_from_row
@@ -103,15 +105,18 @@ class CreateProfiles:
 
 
 class HttpCreateProfiles:
-    def __init__(self, run: str) -> None:
+    """A new, unique profile per call; `prefix` keeps each peer's usernames apart."""
+
+    def __init__(self, run: str, prefix: str = "h") -> None:
         self.run = run
+        self.prefix = prefix
 
     def __call__(self, i: int) -> httpload.HttpRequest:
         body = {
             "display_name": f"Bench Person {i}",
-            "username": f"h{self.run}{i}",
+            "username": f"{self.prefix}{self.run}{i}",
             "zone": "North",
-            "x_handle": f"h{self.run}{i}",
+            "x_handle": f"{self.prefix}{self.run}{i}",
             "x_followers": i % 1000,
         }
         return httpload.HttpRequest("POST", "/api/profiles", json.dumps(body).encode())
@@ -119,6 +124,15 @@ class HttpCreateProfiles:
 
 def _get(paths: list[str]) -> httpload.RequestCycle:
     return httpload.RequestCycle([httpload.HttpRequest("GET", path) for path in paths])
+
+
+def _deep_timelines(cursors: dict[int, str]) -> httpload.RequestCycle:
+    return _get(
+        [
+            f"/api/profiles/{reader}/timeline?limit=20&cursor={urllib.parse.quote(cursor)}"
+            for reader, cursor in cursors.items()
+        ]
+    )
 
 
 # ---------------------------------------------------------------- inputs
@@ -137,6 +151,7 @@ class Inputs:
     deep_list_token: str = ""
     timeline_tokens: dict[int, str] = field(default_factory=dict)
     baseline_timeline_cursors: dict[int, str] = field(default_factory=dict)
+    lean_timeline_cursors: dict[int, str] = field(default_factory=dict)
     cached_profile_keys: list[str] = field(default_factory=list)
 
 
@@ -169,9 +184,9 @@ async def pick_inputs(database_url: str, deep_list_page: int) -> Inputs:
     )
 
 
-def walk_deep_pages(address: str, base_url: str, inputs: Inputs) -> None:
+def walk_deep_pages(address: str, base_url: str, lean_url: str, inputs: Inputs) -> None:
     """Page tokens and cursors for the deep scenarios, reached by paging as a client would."""
-    with grpc.insecure_channel(address) as channel:
+    with credentials.channel(address) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
         token = ""
         for _ in range(inputs.deep_list_page - 1):
@@ -182,7 +197,15 @@ def walk_deep_pages(address: str, base_url: str, inputs: Inputs) -> None:
                 raise RuntimeError(f"fewer than {inputs.deep_list_page} pages of profiles")
         inputs.deep_list_token = token
     inputs.timeline_tokens = feed_bench.deep_tokens(address, inputs.readers)
-    for reader in inputs.readers:
+    inputs.baseline_timeline_cursors = _timeline_cursors(base_url, inputs.readers)
+    # Each peer's own cursors: the lean peer's cursor format is not seed 000's.
+    inputs.lean_timeline_cursors = _timeline_cursors(lean_url, inputs.readers)
+
+
+def _timeline_cursors(base_url: str, readers: list[int]) -> dict[int, str]:
+    """The cursor of timeline page DEEP_PAGE on a peer, for each reader that has one."""
+    cursors = {}
+    for reader in readers:
         cursor = ""
         for _ in range(feed_bench.DEEP_PAGE - 1):
             page = _http_json(base_url, f"/api/profiles/{reader}/timeline", cursor=cursor)
@@ -190,7 +213,8 @@ def walk_deep_pages(address: str, base_url: str, inputs: Inputs) -> None:
             if not cursor:
                 break
         if cursor:
-            inputs.baseline_timeline_cursors[reader] = cursor
+            cursors[reader] = cursor
+    return cursors
 
 
 def _http_json(base_url: str, path: str, **query: str) -> Any:
@@ -201,7 +225,7 @@ def _http_json(base_url: str, path: str, **query: str) -> Any:
 
 def warm_profile_cache(address: str, redis_url: str, profile_ids: list[int]) -> list[str]:
     """Read every sampled profile once, then find the Redis keys its payloads live under."""
-    with grpc.insecure_channel(address) as channel:
+    with credentials.channel(address) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
         for profile_id in profile_ids:
             stub.GetProfile(profile_pb2.GetProfileRequest(name=f"profiles/{profile_id}"))
@@ -225,9 +249,9 @@ def warm_profile_cache(address: str, redis_url: str, profile_ids: list[int]) -> 
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    system: str  # "floor", "socialhub" or "baseline"
+    system: str  # "floor", "socialhub", "baseline" (the seed-000 peer) or "lean"
     run: Callable[[], loadgen.Result]
-    compared_with: str | None = None  # the baseline scenario it is measured against
+    compared_with: str | None = None  # the peers' scenario it is measured against
 
 
 @dataclass
@@ -240,6 +264,7 @@ class Setup:
     socialhub: Process
     uncached: Process
     baseline: Process
+    lean: Process
     inputs: Inputs
     run_id: str
 
@@ -262,16 +287,32 @@ class Setup:
             **self.window,
         )
 
-    def http(self, factory: httpload.RequestFactory) -> Callable[[], loadgen.Result]:
+    def http(
+        self, factory: httpload.RequestFactory, peer: Process | None = None
+    ) -> Callable[[], loadgen.Result]:
+        server = peer or self.baseline
         backing = [self.postgres_pid, self.redis_pid]
         return lambda: httpload.run_in_subprocess(
-            self.baseline.address,
+            server.address,
             "",
             factory,
-            server_pid=self.baseline.pid,
+            server_pid=server.pid,
             backing_pids=backing,
             **self.window,
         )
+
+    def peers(
+        self,
+        name: str,
+        factory: httpload.RequestFactory,
+        lean_factory: httpload.RequestFactory | None = None,
+    ) -> list[Scenario]:
+        """One HTTP scenario on each peer, back to back: the same requests unless the lean
+        peer needs its own (its cursors)."""
+        return [
+            Scenario(name, "baseline", self.http(factory)),
+            Scenario(name, "lean", self.http(lean_factory or factory, self.lean)),
+        ]
 
 
 def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
@@ -283,7 +324,6 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
     get_paths = [f"/api/profiles/{i}" for i in ids]
     profiles = profile_pb2_grpc.ProfileServiceStub
     readers = list(inputs.timeline_tokens)
-    deep_readers = list(inputs.baseline_timeline_cursors)
     run = f"{setup.run_id}r{repeat}"
     dsn = floorload.asyncpg_dsn(setup.database_url)
     on = setup.socialhub
@@ -336,30 +376,24 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             setup.grpc(setup.uncached, Unary(profiles, "GetProfile", get_requests)),
             "get profile",
         ),
-        Scenario("get profile", "baseline", setup.http(_get(get_paths))),
+        *setup.peers("get profile", _get(get_paths)),
         Scenario(
             "ListProfiles first page",
             "socialhub",
             setup.grpc(on, first_page),
             "list first page",
         ),
-        Scenario(
-            "list first page",
-            "baseline",
-            setup.http(_get([f"/api/profiles?limit={LIST_PAGE_SIZE}"])),
-        ),
+        *setup.peers("list first page", _get([f"/api/profiles?limit={LIST_PAGE_SIZE}"])),
         Scenario(
             f"ListProfiles page {inputs.deep_list_page:,}",
             "socialhub",
             setup.grpc(on, deep_page),
             "list deep page",
         ),
-        Scenario(
+        # Both peers page by id, so one cursor stands at the same depth on each.
+        *setup.peers(
             "list deep page",
-            "baseline",
-            setup.http(
-                _get([f"/api/profiles?cursor={inputs.baseline_deep_cursor}&limit={LIST_PAGE_SIZE}"])
-            ),
+            _get([f"/api/profiles?cursor={inputs.baseline_deep_cursor}&limit={LIST_PAGE_SIZE}"]),
         ),
         Scenario(
             f"ListProfiles page {inputs.deep_list_page:,} (cache off)",
@@ -387,10 +421,8 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             ),
             "search",
         ),
-        Scenario(
-            "search",
-            "baseline",
-            setup.http(_get([f"/api/profiles/search?q={term}&limit=20" for term in SEARCH_TERMS])),
+        *setup.peers(
+            "search", _get([f"/api/profiles/search?q={term}&limit=20" for term in SEARCH_TERMS])
         ),
         Scenario(
             "ListTopProfiles",
@@ -401,7 +433,7 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             ),
             "top profiles",
         ),
-        Scenario("top profiles", "baseline", setup.http(_get(["/api/profiles/top?limit=15"]))),
+        *setup.peers("top profiles", _get(["/api/profiles/top?limit=15"])),
         Scenario(
             "GetFilterOptions",
             "socialhub",
@@ -411,17 +443,15 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             ),
             "filter options",
         ),
-        Scenario("filter options", "baseline", setup.http(_get(["/api/filter-options"]))),
+        *setup.peers("filter options", _get(["/api/filter-options"])),
         Scenario(
             "GetHomeTimeline first page",
             "socialhub",
             setup.grpc(on, feed_bench.timeline_first(readers)),
             "timeline first page",
         ),
-        Scenario(
-            "timeline first page",
-            "baseline",
-            setup.http(_get([f"/api/profiles/{r}/timeline?limit=20" for r in readers])),
+        *setup.peers(
+            "timeline first page", _get([f"/api/profiles/{r}/timeline?limit=20" for r in readers])
         ),
         Scenario(
             f"GetHomeTimeline page {feed_bench.DEEP_PAGE}",
@@ -429,18 +459,10 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             setup.grpc(on, feed_bench.timeline_deep(inputs.timeline_tokens)),
             "timeline deep page",
         ),
-        Scenario(
+        *setup.peers(
             "timeline deep page",
-            "baseline",
-            setup.http(
-                _get(
-                    [
-                        f"/api/profiles/{r}/timeline?limit=20&cursor="
-                        + urllib.parse.quote(inputs.baseline_timeline_cursors[r])
-                        for r in deep_readers
-                    ]
-                )
-            ),
+            _deep_timelines(inputs.baseline_timeline_cursors),
+            _deep_timelines(inputs.lean_timeline_cursors),
         ),
         Scenario(
             "ListProfilePosts first page",
@@ -448,16 +470,16 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
             setup.grpc(on, feed_bench.author_feed(inputs.authors)),
             "author posts",
         ),
-        Scenario(
-            "author posts",
-            "baseline",
-            setup.http(_get([f"/api/profiles/{a}/posts?limit=20" for a in inputs.authors])),
+        *setup.peers(
+            "author posts", _get([f"/api/profiles/{a}/posts?limit=20" for a in inputs.authors])
         ),
         # Writes last: they invalidate the listing caches the reads above rely on.
         Scenario(
             "CreateProfile", "socialhub", setup.grpc(on, CreateProfiles(run)), "create profile"
         ),
-        Scenario("create profile", "baseline", setup.http(HttpCreateProfiles(run))),
+        *setup.peers(
+            "create profile", HttpCreateProfiles(run), HttpCreateProfiles(run, prefix="l")
+        ),
     ]
 
 
@@ -487,7 +509,7 @@ def rss_sampler(pid: int) -> Iterator[list[int]]:
 
 def stream_once(address: str, author: int) -> tuple[int, float, float]:
     """Posts streamed, seconds, and first-message latency of one StreamProfilePosts call."""
-    with grpc.insecure_channel(address) as channel:
+    with credentials.channel(address) as channel:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         started = time.perf_counter()
         first = 0.0
@@ -680,7 +702,9 @@ def main(argv: list[str] | None = None) -> None:
         processes.append(uncached)
         baseline = start_baseline(database_url, redis_url)
         processes.append(baseline)
-        walk_deep_pages(socialhub.address, baseline.address, inputs)
+        lean = start_lean(database_url, redis_url)
+        processes.append(lean)
+        walk_deep_pages(socialhub.address, baseline.address, lean.address, inputs)
         inputs.cached_profile_keys = warm_profile_cache(
             socialhub.address, redis_url, inputs.profile_ids
         )
@@ -693,6 +717,7 @@ def main(argv: list[str] | None = None) -> None:
             socialhub=socialhub,
             uncached=uncached,
             baseline=baseline,
+            lean=lean,
             inputs=inputs,
             run_id=uuid.uuid4().hex[:8],
         )

@@ -1,26 +1,33 @@
-"""The `socialhub` command: serve, migrate, seed."""
+"""The `socialhub` command: serve, migrate, seed, keys."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import partial
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.app import DOMAINS, application
+from server.core import apikeys, tls
 from server.core import migrate as migrations
 from server.core.app import Application
-from server.core.config import Settings
+from server.core.config import DEV_PAGE_TOKEN_SECRET, Settings
 from server.core.db import create_engine
 from server.core.embedded import EmbeddedServerMissing
 from server.core.logs import configure_logging
+from server.core.metrics import multiprocess_dir
 from server.core.runtime import Backing, backing_servers
 from server.core.workers import STOP_SIGNALS, claim_port, run_workers
 
 log = logging.getLogger("socialhub")
+T = TypeVar("T")
 cli = typer.Typer(help="Socialhub gRPC service.", no_args_is_help=True, add_completion=False)
 
 
@@ -42,14 +49,15 @@ def _settings() -> Settings:
 async def _seed_demo(settings: Settings, backing: Backing) -> None:
     from tqdm import tqdm
 
-    from server.seed import seed_demo_if_empty
+    from server.seed import first_start_volumes, seed_demo_if_empty
 
     # No bar is shown here, and tqdm's monitor thread would outlive the load: `serve
     # --workers` forks afterwards, which is only safe with no thread left running.
     tqdm.monitor_interval = 0
     engine = create_engine(settings, backing.database_url)
     try:
-        if await seed_demo_if_empty(engine, settings.demo_profiles):
+        volumes = first_start_volumes(settings.demo_profiles)
+        if await seed_demo_if_empty(engine, DOMAINS, volumes):
             log.info("loaded demo data", extra={"profiles": settings.demo_profiles})
     finally:
         await engine.dispose()
@@ -75,15 +83,47 @@ async def _serve(app: Application, on_ready: Callable[[int], None]) -> None:
     await app.stop()
 
 
-def _ready_line(address: str, detail: str = "") -> str:
-    return f"Socialhub ready on {address}{detail} - try: grpcurl -plaintext {address} list"
+# Under STATE_DIR: the development key of the embedded default, reused by later starts.
+DEV_KEY_FILE = "dev-api-key"
 
 
-def _serve_one_process(settings: Settings, backing: Backing) -> None:
+def _ready_line(settings: Settings, address: str, detail: str = "", key: str | None = None) -> str:
+    """One line with a grpcurl call that works as printed (given the key, when one is known)."""
+    flags = "" if settings.tls_cert_file else "-plaintext "
+    if key is not None:
+        flags += f"-H 'authorization: Bearer {key}' "
+    elif settings.auth_enabled:
+        flags += '-H "authorization: Bearer $SOCIALHUB_KEY" '
+    call = f"""-d '{{"page_size": 2}}' {address} socialhub.v1.ProfileService/ListProfiles"""
+    return f"Socialhub ready on {address}{detail} - try: grpcurl {flags}{call}"
+
+
+def _refusal(settings: Settings) -> str | None:
+    """Why `serve` must not start with these settings, if it must not."""
+    try:
+        tls.check(settings)
+    except tls.TlsSettingsError as error:
+        return str(error)
+    if settings.database_url is not None and settings.page_token_secret == DEV_PAGE_TOKEN_SECRET:
+        return (
+            "PAGE_TOKEN_SECRET is the development value, which anyone can use to forge page "
+            "tokens; outside the embedded default (DATABASE_URL is set) set a secret of your "
+            "own, e.g. PAGE_TOKEN_SECRET=$(openssl rand -base64 32)"
+        )
+    return None
+
+
+def _development_key(settings: Settings, backing: Backing) -> str | None:
+    if not (backing.embedded_database and settings.auth_enabled):
+        return None
+    return apikeys.development_key(backing.database_url, settings.state_dir / DEV_KEY_FILE)
+
+
+def _serve_one_process(settings: Settings, backing: Backing, key: str | None) -> None:
     def ready(port: int) -> None:
-        print(_ready_line(f"{settings.host}:{port}"), flush=True)
+        print(_ready_line(settings, f"{settings.host}:{port}", key=key), flush=True)
 
-    app = Application(settings, backing.database_url, backing.redis_url)
+    app = application(settings, backing.database_url, backing.redis_url)
     _run(_serve(app, ready))
 
 
@@ -92,18 +132,20 @@ def _serve_worker(
 ) -> None:
     """One of `serve --workers N`, in its forked process: its own engine, Redis and server."""
     configure_logging(settings.log_level, worker=index)
-    app = Application(
+    app = application(
         settings,
         backing.database_url,
         backing.redis_url,
         reuse_port=True,
-        # The periodic jobs purge shared tables: once per service is enough.
+        # One worker per replica competes for the periodic jobs (one replica runs them).
         run_jobs=index == 0,
+        # Every worker writes its metrics to the shared directory; worker 0 serves them all.
+        serve_metrics=index == 0,
     )
     _run(_serve(app, lambda _port: ready()))
 
 
-def _serve_workers(settings: Settings, backing: Backing) -> int:
+def _serve_workers(settings: Settings, backing: Backing, key: str | None) -> int:
     try:
         # Every worker must bind the same port, so port 0 is resolved here, once.
         settings.port = claim_port(settings.host, settings.port)
@@ -113,9 +155,11 @@ def _serve_workers(settings: Settings, backing: Backing) -> int:
 
     def ready(pids: list[int]) -> None:
         detail = f" ({len(pids)} workers, pids {' '.join(map(str, pids))})"
-        print(_ready_line(settings.address, detail), flush=True)
+        print(_ready_line(settings, settings.address, detail, key), flush=True)
 
-    return run_workers(settings.workers, partial(_serve_worker, settings, backing), ready)
+    # Made before the fork, so every worker inherits it (server/core/metrics.py).
+    with multiprocess_dir():
+        return run_workers(settings.workers, partial(_serve_worker, settings, backing), ready)
 
 
 @cli.command()
@@ -137,14 +181,20 @@ def serve(
         settings.port = port
     if workers is not None:
         settings.workers = workers
+    if refusal := _refusal(settings):
+        typer.echo(f"socialhub: {refusal}", err=True)
+        raise typer.Exit(2)
+    if not settings.auth_enabled:
+        log.warning("authentication is off (AUTH_ENABLED=false): every call is served as admin")
     with backing_servers(settings) as backing:
         migrations.upgrade(backing.database_url)
         if _should_seed(settings, backing):
             # Not uvloop: libuv keeps its resolver threads, asyncio.run joins its own.
             asyncio.run(_seed_demo(settings, backing))
+        key = _development_key(settings, backing)
         if settings.workers == 1:
-            _serve_one_process(settings, backing)
-        elif status := _serve_workers(settings, backing):
+            _serve_one_process(settings, backing, key)
+        elif status := _serve_workers(settings, backing, key):
             raise typer.Exit(status)
 
 
@@ -165,7 +215,7 @@ def seed(
     follows: Annotated[int, typer.Option(min=0, help="Follows to add.")] = 0,
 ) -> None:
     """Add bulk demo data with COPY, showing progress."""
-    from server.seed import FeedVolumes, seed_feed, seed_profiles
+    from server.seed import seed as seed_domains
 
     settings = _settings()
     # Bulk loads and recounts run for minutes; the per-statement limit is for serving.
@@ -174,31 +224,151 @@ def seed(
     async def load(database_url: str) -> None:
         engine = create_engine(bulk_settings, database_url)
         try:
-            await seed_profiles(engine, profiles)
-            if posts or follows:
-                await seed_feed(engine, FeedVolumes.for_posts(posts, follows))
+            volumes = {"profiles": profiles, "posts": posts, "follows": follows}
+            await seed_domains(engine, DOMAINS, volumes)
         finally:
             await engine.dispose()
         if settings.redis_url:
-            await _invalidate_listings(settings.redis_url)
+            await _invalidate_cache(settings.redis_url)
 
     with backing_servers(settings, need_redis=False) as backing:
         migrations.upgrade(backing.database_url)
         _run(load(backing.database_url))
 
 
-async def _invalidate_listings(redis_url: str) -> None:
-    """Servers sharing this Redis must not keep serving counts and lists from before the load."""
+async def _invalidate_cache(redis_url: str) -> None:
+    """Servers sharing this Redis must not keep serving anything cached before the load."""
     from redis.asyncio import Redis
 
     from server.core.cache import Cache
-    from server.profiles.cache_tags import LISTINGS_TAG
 
     redis = Redis.from_url(redis_url)
     try:
-        await Cache(redis).invalidate(LISTINGS_TAG)
+        await Cache(redis).invalidate_everything()
     finally:
         await redis.aclose()
+
+
+keys = typer.Typer(
+    help="API keys: shown once at creation, stored as a hash, revoked within API_KEY_CACHE_TTL_S.",
+    no_args_is_help=True,
+)
+cli.add_typer(keys, name="keys")
+
+
+def _on_database(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work` in one transaction on the configured (or embedded) database."""
+    settings = _settings()
+
+    async def transaction(engine: AsyncEngine) -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    with backing_servers(settings, need_redis=False) as backing:
+        migrations.upgrade(backing.database_url)
+        return apikeys.run_on(backing.database_url, transaction)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
+@keys.command("create")
+def create_key(
+    name: Annotated[str, typer.Option(help="What the key is for (shown in lists).")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help="profiles.read, profiles.write, feed.read, ... or admin; repeatable."),
+    ],
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option(help="Bind the key to a tenant (businesses/7); repeatable."),
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="Expire after this long: 30d, 12h, 90m, 3600s.")
+    ] = None,
+) -> None:
+    """Create a key: prints it on stdout (the only time it is shown), the rest on stderr."""
+    try:
+        scopes = apikeys.check_scopes(scope)
+        tenants = apikeys.check_tenants(tenant or [])
+        lifetime = None if expires_in is None else apikeys.parse_duration(expires_in)
+    except ValueError as error:
+        typer.echo(f"socialhub: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def create(conn: AsyncConnection) -> apikeys.IssuedKey:
+        return await apikeys.create(
+            conn, name=name, scopes=scopes, tenants=tenants, expires_in=lifetime
+        )
+
+    issued = _on_database(create)
+    stored = issued.stored
+    typer.echo(
+        f"created API key {stored.id} {stored.name!r} ({stored.prefix}): scopes "
+        f"{', '.join(stored.scopes)}; tenants {', '.join(stored.tenants) or 'any'}; expires "
+        f"{_when(stored.expire_time)}. The key is shown once, below; keep it secret.",
+        err=True,
+    )
+    typer.echo(issued.key)
+
+
+@keys.command("list")
+def list_keys(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key.")] = False,
+) -> None:
+    """Every key, without secrets: id, name, prefix, state, scopes, tenants and times."""
+
+    async def listing(conn: AsyncConnection) -> tuple[list[apikeys.ApiKey], datetime]:
+        return await apikeys.list_all(conn), await apikeys.now(conn)
+
+    stored, now = _on_database(listing)
+    rows = [
+        {
+            "id": key.id,
+            "name": key.name,
+            "prefix": key.prefix,
+            "state": key.state(now),
+            "scopes": list(key.scopes),
+            "tenants": list(key.tenants),
+            "create_time": _when(key.create_time),
+            "last_used_time": _when(key.last_used_time),
+            "expire_time": _when(key.expire_time),
+            "revoke_time": _when(key.revoke_time),
+        }
+        for key in stored
+    ]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    columns = ("id", "name", "prefix", "state", "scopes", "tenants", "last_used_time")
+    table = [[str(c).upper() for c in columns]] + [
+        [",".join(v) if isinstance(v := row[c], list) else str(v) for c in columns] for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+
+
+@keys.command("revoke")
+def revoke_key(key_id: Annotated[int, typer.Argument(help="The key's id (keys list).")]) -> None:
+    """Revoke a key: every replica refuses it within API_KEY_CACHE_TTL_S."""
+
+    async def revoke(conn: AsyncConnection) -> apikeys.ApiKey | None:
+        return await apikeys.revoke(conn, key_id)
+
+    revoked = _on_database(revoke)
+    if revoked is None:
+        typer.echo(f"socialhub: no active API key with id {key_id}", err=True)
+        raise typer.Exit(1)
+    ttl = Settings().api_key_cache_ttl_s
+    typer.echo(
+        f"revoked API key {revoked.id} {revoked.name!r} ({revoked.prefix}); servers refuse "
+        f"it within API_KEY_CACHE_TTL_S ({ttl:g} s)"
+    )
 
 
 def main() -> None:

@@ -8,11 +8,19 @@ import pytest
 from grpc_health.v1 import health_pb2_grpc
 from socialhub.v1 import feed_pb2_grpc, profile_pb2_grpc
 
+from server.app import data_tables
 from server.core import migrate
-from tests.harness import Backing, ServerThread, test_settings
+from server.core.embedded import EmbeddedRedis
+from tests.harness import Backing, Isolated, ServerThread, test_settings
 
-# Every table the tests may fill; emptied before each test.
-TABLES = ("profiles", "request_ids", "posts", "follows", "comments", "likes", "activity")
+
+@pytest.fixture(scope="session", autouse=True)
+def free_metrics_ports() -> Iterator[None]:
+    """Servers the tests start as processes answer /metrics on a free port, not on 9464:
+    several run at once, and a `make run` may hold 9464."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("METRICS_PORT", "0")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +28,38 @@ def backing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backing]:
     servers = Backing.start(Path(tmp_path_factory.mktemp("state")))
     try:
         migrate.upgrade(servers.database_url)
+        # Not test data: api_keys is left out of the per-test cleanup, so this key lasts.
+        servers.admin_key = servers.issue_key("tests (admin)", ["admin"])
         yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, for tests that stop it: a failed restart breaks only them."""
+    redis = EmbeddedRedis(tmp_path / "own-redis")
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Iterator[Isolated]:
+    """PostgreSQL, Redis and a server of the test's own, for tests that stop PostgreSQL or
+    Redis: if a restart fails, the session's servers, and every other test, are unharmed."""
+    servers = Backing.start(tmp_path / "own-state")
+    try:
+        migrate.upgrade(servers.database_url)
+        servers.admin_key = servers.issue_key("isolated (admin)", ["admin"])
+        thread = ServerThread(test_settings(), servers.database_url, servers.redis_url).start()
+        try:
+            with servers.channel(thread.address) as chan:
+                yield Isolated(servers, thread, chan)
+        finally:
+            thread.stop()
     finally:
         servers.stop()
 
@@ -33,8 +72,9 @@ def server(backing: Backing) -> Iterator[ServerThread]:
 
 
 @pytest.fixture(scope="session")
-def channel(server: ServerThread) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(server.address) as chan:
+def channel(backing: Backing, server: ServerThread) -> Iterator[grpc.Channel]:
+    """To the session server, which authenticates calls: with the admin key."""
+    with backing.channel(server.address) as chan:
         yield chan
 
 
@@ -60,7 +100,7 @@ def clean_data(request: pytest.FixtureRequest) -> None:
         return
     servers: Backing = request.getfixturevalue("backing")
     with servers.sql() as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        conn.execute(f"TRUNCATE {', '.join(data_tables())} RESTART IDENTITY CASCADE")
     import redis
 
     with redis.Redis.from_url(servers.redis_url) as client:

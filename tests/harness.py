@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
 import psycopg
 
+from bench import credentials
+from server.app import application
+from server.core import apikeys
 from server.core.app import Application
 from server.core.config import Settings
 from server.core.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -31,6 +35,8 @@ class Backing:
     redis: EmbeddedRedis
     database_url: str
     redis_url: str
+    # An admin API key of this database (tests/conftest.py issues it once per session).
+    admin_key: str = ""
 
     @classmethod
     def start(cls, state_dir: Path) -> Backing:
@@ -58,10 +64,27 @@ class Backing:
     def sql(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.database_url, autocommit=True)
 
+    def issue_key(self, name: str, scopes: list[str], **options: Any) -> str:
+        return apikeys.issue(self.database_url, name=name, scopes=scopes, **options).key
+
+    def channel(self, address: str, key: str | None = None) -> grpc.Channel:
+        """A plaintext channel to a server of this database, sending `key` (default: admin)."""
+        return credentials.channel(address, key or self.admin_key)
+
+    def serve_env(self) -> dict[str, str]:
+        """The environment of a `serve` subprocess on these servers: the URLs, and a page-token
+        secret of its own (outside the embedded default, `serve` refuses the development one)."""
+        return {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "PAGE_TOKEN_SECRET": credentials.PAGE_TOKEN_SECRET,
+        }
+
 
 def test_settings(**overrides: Any) -> Settings:
     defaults: dict[str, Any] = {
         "port": 0,
+        "metrics_port": 0,
         "health_check_interval_s": 0.2,
         "redis_retry_after_s": 0.2,
         "shutdown_grace_s": 2.0,
@@ -77,6 +100,8 @@ class ServerThread:
     settings: Settings
     database_url: str
     redis_url: str
+    # More Application fields (domain_settings, run_jobs, ...).
+    options: dict[str, Any] = field(default_factory=dict)
     app: Application | None = None
     loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -109,7 +134,7 @@ class ServerThread:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        self.app = Application(self.settings, self.database_url, self.redis_url)
+        self.app = application(self.settings, self.database_url, self.redis_url, **self.options)
         await self.app.start()
         self._ready.set()
         await self._stop.wait()
@@ -128,3 +153,12 @@ class ServerThread:
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test
+
+
+@dataclass
+class Isolated:
+    """PostgreSQL, Redis and a server of one test's own (the `isolated` fixture)."""
+
+    backing: Backing
+    server: ServerThread
+    channel: grpc.Channel

@@ -58,7 +58,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 log = logging.getLogger("baseline.seed000")
 
@@ -170,6 +170,31 @@ class Profile(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    # The counters live in their own table (migration 0003_profile_counters). lazy="joined"
+    # adds a LEFT OUTER JOIN to every profile query: the usual ORM way to serve a one-to-one
+    # row in every response without a lazy load per profile.
+    counters: Mapped[ProfileCounters | None] = relationship(lazy="joined", viewonly=True)
+
+    # A profile without a counters row has zero of each.
+    @property
+    def followers_count(self) -> int:
+        return self.counters.followers_count if self.counters else 0
+
+    @property
+    def following_count(self) -> int:
+        return self.counters.following_count if self.counters else 0
+
+    @property
+    def posts_count(self) -> int:
+        return self.counters.posts_count if self.counters else 0
+
+
+class ProfileCounters(Base):
+    __tablename__ = "profile_counters"
+
+    profile_id: Mapped[int] = mapped_column(
+        ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True
     )
     followers_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     following_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -6,6 +6,7 @@ the committed code is stale, so both paths produce byte-identical output.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 from importlib import resources
@@ -20,7 +21,16 @@ GENERATED_PACKAGE = "socialhub"
 
 
 def proto_files() -> list[Path]:
-    return sorted(PROTO_ROOT.rglob("*.proto"))
+    return sorted(path for path in PROTO_ROOT.rglob("*.proto") if "baseline" not in path.parts)
+
+
+def googleapis_root() -> Path:
+    """Where the googleapis-common-protos wheel keeps google/api/*.proto (field_behavior,
+    resource): imported by our protos, found offline, never vendored into the repository."""
+    spec = importlib.util.find_spec("google.api.field_behavior_pb2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("googleapis-common-protos is not installed")
+    return Path(spec.origin).parents[2]
 
 
 def generate(out_dir: Path) -> None:
@@ -33,6 +43,7 @@ def generate(out_dir: Path) -> None:
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
         f"--proto_path={well_known}",
+        f"--proto_path={googleapis_root()}",
         f"--plugin=protoc-gen-mypy={plugin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={plugin_dir / 'protoc-gen-mypy_grpc'}",
         f"--python_out={out_dir}",

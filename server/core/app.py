@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic_settings import BaseSettings
 from redis.asyncio import Redis
-from socialhub.v1 import feed_pb2, feed_pb2_grpc, profile_pb2, profile_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.core import tls
+from server.core.auth import Authenticator
 from server.core.cache import Cache
 from server.core.config import Settings
 from server.core.db import create_engine
+from server.core.domain import Domain, DomainContext, Job, Plugin
 from server.core.health import HealthMonitor
 from server.core.idempotency import purge_expired_request_ids
 from server.core.interceptors import InFlightLimit, InstrumentedServer
+from server.core.leader import JobLeadership
+from server.core.metrics import Metrics
 from server.core.pagination import PageTokens
-from server.core.periodic import PeriodicJob
-from server.feed.retention import ActivityRetention
-from server.feed.service import FeedService
-from server.feed.servicer import FeedServicer
-from server.profiles.service import ProfileService
-from server.profiles.servicer import ProfileServicer
+from server.core.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger("socialhub.server")
 
@@ -47,19 +52,36 @@ class Application:
     settings: Settings
     database_url: str
     redis_url: str
+    # The composition root's list (server/app.py), in build order.
+    domains: Sequence[Domain] = ()
+    # Tests and benchmarks may give a domain settings other than the environment's.
+    domain_settings: Mapping[type[BaseSettings], BaseSettings] = field(default_factory=dict)
     engine: AsyncEngine | None = None
+    jobs_engine: AsyncEngine | None = None
     redis: Redis | None = None
     cache: Cache | None = None
     server: InstrumentedServer | None = None
     health: HealthMonitor | None = None
-    retention: ActivityRetention | None = None
-    jobs: list[PeriodicJob] = field(default_factory=list)
+    auth: Authenticator | None = None
+    plugins: list[Plugin] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    leadership: JobLeadership | None = None
     port: int = 0
-    # Worker processes of `serve --workers N` share the port; only one runs the periodic jobs.
+    # Worker processes of `serve --workers N` share the port; only one of them competes for
+    # the periodic jobs' leadership (which one replica of the deployment wins).
     reuse_port: bool = False
     run_jobs: bool = True
     # More services on the same instrumented server (the benchmark's empty-RPC floor).
     extra_services: list[Callable[[InstrumentedServer], None]] = field(default_factory=list)
+    # Service full name -> scope prefix, from the domains (authorization).
+    scopes_by_service: dict[str, str] = field(default_factory=dict)
+    metrics: Metrics | None = None
+    # Answer /metrics here; with `serve --workers` only worker 0 does, for all of them.
+    serve_metrics: bool = True
+    metrics_port: int = 0
+    tracing: Tracing | None = None
+    # Spans go here (tests pass one with an in-memory exporter); else OTLP if configured.
+    tracer_provider: TracerProvider | None = None
 
     async def start(self) -> int:
         settings = self.settings
@@ -75,74 +97,119 @@ class Application:
         )
         tokens = PageTokens(settings.page_token_secret)
 
+        self.metrics = Metrics.create() if settings.metrics_enabled else None
+        if self.metrics is not None:
+            self.cache.stats.export(self.metrics.cache)
+        self.tracing = Tracing.start(settings, self.tracer_provider)
+        limit = InFlightLimit(
+            settings.max_concurrent_rpcs, self.metrics.rpc.shed if self.metrics else None
+        )
         self.server = InstrumentedServer(
             grpc.aio.server(options=server_options(reuse_port=self.reuse_port)),
-            InFlightLimit(settings.max_concurrent_rpcs),
+            limit,
+            metrics=self.metrics.rpc if self.metrics else None,
+            tracing=self.tracing,
         )
-        feed = FeedService(self.engine, self.cache, tokens, settings)
-        profiles = ProfileService(
-            self.engine, self.cache, tokens, settings, deletion_hooks=[feed.release_profiles]
+        context = DomainContext(
+            self.engine, self.cache, tokens, settings, domain_settings=self.domain_settings
         )
-        profile_pb2_grpc.add_ProfileServiceServicer_to_server(
-            ProfileServicer(profiles), self.server
+        self.plugins = [domain.build(context) for domain in self.domains]
+        services = [service for plugin in self.plugins for service in plugin.services]
+        self.scopes_by_service = {service.name: service.scope for service in services}
+        self.auth = Authenticator(
+            self.engine,
+            enabled=settings.auth_enabled,
+            cache_ttl_s=settings.api_key_cache_ttl_s,
+            scopes_by_service=self.scopes_by_service,
+            client_principals=tls.client_principals(settings),
         )
-        feed_pb2_grpc.add_FeedServiceServicer_to_server(FeedServicer(feed), self.server)
+        # Each method's guard is decided as it registers, from the scopes above.
+        self.server.guard_for = self.auth.guard
+        for service in services:
+            service.register(self.server)
         for register in self.extra_services:
             register(self.server)
-        self.retention = ActivityRetention(self.engine, settings)
         engine = self.engine
-        self.jobs = [
-            PeriodicJob(
-                "activity-retention", settings.activity_purge_interval_s, self.retention.purge_once
-            ),
-            PeriodicJob(
+        self.jobs = jobs = [
+            Job(
                 "request-id-purge",
                 settings.request_id_purge_interval_s,
                 lambda: purge_expired_request_ids(engine),
             ),
+            *(job for plugin in self.plugins for job in plugin.jobs),
         ]
-        service_names = [
-            profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name,
-            feed_pb2.DESCRIPTOR.services_by_name["FeedService"].full_name,
-        ]
+        # Its own connection, so the lock never holds one of the calls' pooled connections.
+        one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+        self.jobs_engine = create_engine(one_connection, self.database_url)
+        self.leadership = JobLeadership(self.jobs_engine, jobs, poll_s=settings.job_leader_poll_s)
+        service_names = [service.name for service in services]
 
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
-        reflection.enable_server_reflection(
-            [
-                *service_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self.server,
-        )
-        self.port = self.server.add_insecure_port(settings.address)
+        if settings.reflection_enabled:
+            reflection.enable_server_reflection(
+                [
+                    *service_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
+                self.server,
+            )
+        credentials = tls.server_credentials(settings)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(settings.address)
+        else:
+            self.port = self.server.add_secure_port(settings.address, credentials)
         self.health = HealthMonitor(
             health_servicer,
             self.engine,
             self.cache,
             service_names,
             settings.health_check_interval_s,
+            metrics=self.metrics,
         )
+        if self.metrics is not None:
+            self.metrics_port = await self.metrics.start(
+                self.engine,
+                limit,
+                host=settings.metrics_host or settings.host,
+                port=settings.metrics_port,
+                serve=self.serve_metrics,
+            )
         await self.health.start()
         await self.server.start()
+        self.auth.start()
         if self.run_jobs:
-            for job in self.jobs:
-                job.start()
+            self.leadership.start()
         return self.port
 
+    def job(self, name: str) -> Job:
+        return next(job for job in self.jobs if job.name == name)
+
     async def stop(self) -> None:
-        """Flip health to NOT_SERVING, refuse new calls, let in-flight ones finish, close pools."""
-        for job in self.jobs:
-            await job.stop()
+        """Hand the jobs over, flip health to NOT_SERVING and keep serving for the drain time
+        (so load balancers and clients move away first), then refuse new calls with
+        UNAVAILABLE, let in-flight ones finish, and close the pools."""
+        if self.leadership is not None:
+            await self.leadership.stop()
         if self.health is not None:
             await self.health.stop()
+            if self.settings.shutdown_drain_s > 0:
+                await asyncio.sleep(self.settings.shutdown_drain_s)
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_s)
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self.tracing is not None:
+            await self.tracing.stop()
+        if self.auth is not None:
+            await self.auth.stop()
         if self.cache is not None:
             await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if self.engine is not None:
             await self.engine.dispose()
+        if self.jobs_engine is not None:
+            await self.jobs_engine.dispose()
         log.info("server stopped")

@@ -17,12 +17,13 @@ namespace for when Redis answers again, so no stale entry survives an outage.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -43,18 +44,62 @@ if not version then
 end
 return {version, redis.call('GET', ARGV[1] .. '@' .. version)}
 """
+_READ_SCRIPT_SHA = hashlib.sha1(_READ_SCRIPT.encode()).hexdigest()
 
 
 def _new_version() -> str:
     return os.urandom(8).hex()
 
 
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class ExportedCounters(Protocol):
+    """Where the counts also go (Prometheus counters: server/core/metrics.py)."""
+
+    @property
+    def hits(self) -> _Counter: ...
+    @property
+    def misses(self) -> _Counter: ...
+    @property
+    def errors(self) -> _Counter: ...
+    @property
+    def bypassed(self) -> _Counter: ...
+
+
 @dataclass
 class CacheStats:
+    """This process's cache reads and Redis failures, counted as they happen."""
+
     hits: int = 0
     misses: int = 0
     errors: int = 0
     bypassed: int = 0
+    exported: ExportedCounters | None = field(default=None, repr=False)
+
+    def export(self, counters: ExportedCounters) -> None:
+        self.exported = counters
+
+    def hit(self) -> None:
+        self.hits += 1
+        if self.exported is not None:
+            self.exported.hits.inc()
+
+    def miss(self) -> None:
+        self.misses += 1
+        if self.exported is not None:
+            self.exported.misses.inc()
+
+    def error(self) -> None:
+        self.errors += 1
+        if self.exported is not None:
+            self.exported.errors.inc()
+
+    def bypass(self) -> None:
+        self.bypassed += 1
+        if self.exported is not None:
+            self.exported.bypassed.inc()
 
 
 class Cache:
@@ -76,10 +121,10 @@ class Cache:
         self._down_until = 0.0
         self._wipe_pending = False
         self._inflight: dict[str, asyncio.Task[bytes]] = {}
-        self._read = redis.register_script(_READ_SCRIPT)
-        # The read is the hot path: it goes through a lean pipelined client (which connects
-        # on first use, so a Cache that only invalidates never opens it). redis-py's script
-        # stays as the fallback for connections that client cannot make (TLS, sentinel).
+        # The read is the hot path: it always goes through the lean pipelined client, over
+        # the same TCP, TLS or Unix socket connection settings, credentials and database as
+        # `redis` (it connects on first use, so a Cache that only invalidates never opens
+        # it). A client it cannot copy (Sentinel, Cluster) raises here, at startup.
         self._fast = RespClient.for_redis(redis)
         self.stats = CacheStats()
 
@@ -95,24 +140,21 @@ class Cache:
             return await load()
         # The common case (Redis up, nothing to wipe) costs no extra coroutine.
         if (self.degraded or self._wipe_pending) and not await self._usable():
-            self.stats.bypassed += 1
+            self.stats.bypass()
             return await load()
         full_key = f"{self._prefix}:{key}"
         try:
             keys = [self._tag_key(tag)]
             args: list[str | int] = [full_key, _new_version(), self._tag_ttl_s]
-            if self._fast is not None:
-                version, cached = await self._fast.evalsha(self._read.sha, _READ_SCRIPT, keys, args)
-            else:
-                version, cached = await self._read(keys=keys, args=args)
+            version, cached = await self._fast.evalsha(_READ_SCRIPT_SHA, _READ_SCRIPT, keys, args)
         except REDIS_FAILURES as error:
             self._record_failure("read", error)
             return await load()
         if cached is not None:
-            self.stats.hits += 1
+            self.stats.hit()
             payload: bytes = cached  # bulk strings arrive as bytes: no copy needed
             return payload
-        self.stats.misses += 1
+        self.stats.miss()
         entry = f"{full_key}@{version.decode()}"
         # Concurrent misses of the same entry (same version) share one load.
         flight = self._inflight.get(entry)
@@ -135,10 +177,13 @@ class Cache:
             self._wipe_pending = True
             self._record_failure("invalidate", error)
 
+    async def invalidate_everything(self) -> None:
+        """Drop every entry of this namespace (after a bulk load that bypassed the services)."""
+        await self._wipe()
+
     async def aclose(self) -> None:
         """Close the read path's connections; the redis-py client stays the caller's to close."""
-        if self._fast is not None:
-            await self._fast.aclose()
+        await self._fast.aclose()
 
     async def ping(self) -> bool:
         try:
@@ -193,7 +238,7 @@ class Cache:
             done.exception()  # every waiter sees it; this only marks it as retrieved
 
     def _record_failure(self, operation: str, error: BaseException) -> None:
-        self.stats.errors += 1
+        self.stats.error()
         was_up = not self.degraded
         self._down_until = time.monotonic() + self._retry_after_s
         if was_up:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ClauseElement, MetaData, Row, exc
+from sqlalchemy import URL, ClauseElement, MetaData, Row, exc, make_url
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from server.core.config import Settings
 
@@ -34,15 +36,91 @@ def async_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]}")
 
 
+# libpq's TLS parameters (sslmode, sslrootcert, ...), which asyncpg reads from a DSN only.
+# SQLAlchemy's asyncpg dialect hands every URL query parameter to asyncpg.connect() as a
+# keyword argument, and connect() rejects these ("unexpected keyword argument 'sslmode'").
+_LIBPQ_TLS_PARAMETERS = frozenset(
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcrl",
+        "sslnegotiation",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+    }
+)
+
+
+def engine_url(url: str) -> tuple[URL, dict[str, Any]]:
+    """The SQLAlchemy URL for `url` (any postgres:// spelling), and the connect arguments
+    that carry its libpq TLS parameters to asyncpg.
+
+    They travel as a host-less DSN, which asyncpg merges with the host, port and credentials
+    SQLAlchemy passes, so they mean what they mean to libpq and psql: `sslmode=require`
+    encrypts (and checks the CA too if `sslrootcert` is given), `verify-full` also checks the
+    host name, PGSSLMODE and ~/.postgresql/root.crt apply when unset.
+    """
+    parsed = make_url(async_url(url))
+    tls = {
+        name: value if isinstance(value, str) else value[-1]  # repeated: the last one, as libpq
+        for name, value in parsed.query.items()
+        if name in _LIBPQ_TLS_PARAMETERS
+    }
+    if not tls:
+        return parsed, {}
+    dsn = "postgresql://?" + urllib.parse.urlencode(tls)
+    return parsed.difference_update_query(tls), {"dsn": dsn}
+
+
+class CountingPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's async pool, also counting the checkouts that wait for a connection
+    (the metrics' pool waiting gauge and waits counter): SQLAlchemy keeps no such count."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting = 0
+        self.waits = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.size() + max(self._max_overflow, 0)
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        # As QueuePool._do_get decides: a checkout waits when no connection is idle and the
+        # overflow is used up (-1 is no overflow limit). One event loop: nothing changes
+        # between this test and the wait.
+        if self.checkedin() or not -1 < self._max_overflow <= self._overflow:
+            return super()._do_get()
+        self.waiting += 1
+        self.waits += 1
+        try:
+            return super()._do_get()
+        finally:
+            self.waiting -= 1
+
+    def recreate(self) -> CountingPool:
+        # After a database restart the engine swaps in a new pool: the count goes on.
+        pool = super().recreate()
+        assert isinstance(pool, CountingPool)
+        pool.waits = self.waits
+        return pool
+
+
 def create_engine(settings: Settings, url: str) -> AsyncEngine:
+    sqlalchemy_url, tls_args = engine_url(url)
     return create_async_engine(
-        async_url(url),
+        sqlalchemy_url,
+        poolclass=CountingPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
         pool_recycle=settings.db_pool_recycle_s,
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args={
+            **tls_args,
             "timeout": settings.db_pool_timeout_s,
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),

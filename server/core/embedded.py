@@ -41,9 +41,13 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self._durable = durable
         self._server: object | None = None
+        # False when another process (a running `make run`) had it up already: a command
+        # such as `socialhub keys create` beside it must not stop that server on its way out.
+        self._owned = True
 
     def start(self) -> str:
         """Start (initialising on first use) and return a connection URL."""
+        self._owned = self._postmaster() is None
         with warnings.catch_warnings():
             # platformdirs warns at import when XDG_RUNTIME_DIR is unset; its fallback is fine.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -77,13 +81,26 @@ class EmbeddedPostgres:
         threads, which is not fork-safe.
         """
         self._server = None
-        pid_file = self.data_dir / "postmaster.pid"
+        if not self._owned:
+            return
+        postmaster = self._postmaster()
+        if postmaster is None:
+            log.debug("embedded postgres was not running")
+            return
         try:
-            postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
             postmaster.send_signal(signal.SIGINT)
             postmaster.wait(timeout_s)
-        except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess):
+        except psutil.NoSuchProcess:
             log.debug("embedded postgres was not running")
+
+    def _postmaster(self) -> psutil.Process | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            process = psutil.Process(pid)
+            # A stale pid file may name a pid reused by something else.
+            return process if "postgres" in process.name() else None
+        except (FileNotFoundError, ValueError, IndexError, psutil.Error):
+            return None
 
 
 def redis_server_binary() -> str:

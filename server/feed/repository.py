@@ -2,7 +2,8 @@
 
 Lists page with a row comparison on the sort key and id, `(created_at, id) < (:t, :id)`,
 which PostgreSQL turns into one range of a composite index. Writes that touch two
-profile rows lock them in id order first, so concurrent follows never deadlock.
+profiles lock them in id order first (server.profiles.public), so concurrent follows never
+deadlock.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from asyncpg.exceptions import ForeignKeyViolationError
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    exc,
     func,
     literal,
     or_,
@@ -39,8 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.core.db import CompiledQuery
 from server.core.pagination import KeyValue
 from server.feed.model import NewPost, Verb
-from server.feed.tables import activity, comments, follows, likes, posts
-from server.profiles.tables import profiles
+from server.feed.tables import activity, comments, follows, likes, posts, profile_counters
 
 POST_COLUMNS = tuple(posts.c)
 AnyRow = Row[*tuple[Any, ...]]
@@ -59,40 +61,48 @@ def _before(created_at: Any, key: Any, position: Sequence[Any] | None) -> list[C
     return [tuple_(created_at, key) < tuple_(*position)]
 
 
-# --- profiles (existence, locks and the counters this domain keeps) ---
-
-
-async def profile_exists(conn: AsyncConnection, profile_id: int, *, lock: bool = False) -> bool:
-    """With `lock`, the profile cannot be deleted before the transaction ends (FOR KEY SHARE),
-    so a row referencing it can be inserted without a foreign-key error."""
-    statement = select(profiles.c.id).where(profiles.c.id == profile_id)
-    if lock:
-        statement = statement.with_for_update(read=True, key_share=True)
-    return (await conn.execute(statement)).first() is not None
-
-
-async def lock_profiles(conn: AsyncConnection, profile_ids: Sequence[int]) -> set[int]:
-    """Lock the existing rows of `profile_ids` in id order; return the ids that exist."""
-    statement = (
-        select(profiles.c.id)
-        .where(profiles.c.id.in_(sorted(set(profile_ids))))
-        .order_by(profiles.c.id)
-        .with_for_update(key_share=True)  # FOR NO KEY UPDATE
-    )
-    return {row.id for row in await conn.execute(statement)}
+# --- profile counters (this domain's; profiles are reached through server.profiles.public) ---
 
 
 async def add_to_profile_counter(
     conn: AsyncConnection, profile_id: int, column: str, delta: int
 ) -> bool:
-    """Add `delta` to one counter; False if the profile does not exist."""
-    statement = (
-        update(profiles)
-        .where(profiles.c.id == profile_id)
-        .values({column: profiles.c[column] + delta})
-        .returning(profiles.c.id)
+    """Add `delta` to one counter of a profile; False if the profile does not exist.
+
+    A profile's first count creates its row, and the foreign key proves the profile exists.
+    Taking back (delta < 0) is an UPDATE: the row exists, since that count was added, and an
+    upsert would check its negative insert row against the constraint first.
+    """
+    if delta < 0:
+        await conn.execute(
+            update(profile_counters)
+            .where(profile_counters.c.profile_id == profile_id)
+            .values({column: profile_counters.c[column] + delta})
+        )
+        return True
+    statement = insert(profile_counters).values(profile_id=profile_id, **{column: delta})
+    statement = statement.on_conflict_do_update(
+        index_elements=[profile_counters.c.profile_id],
+        set_={column: profile_counters.c[column] + statement.excluded[column]},
     )
-    return (await conn.execute(statement)).first() is not None
+    try:
+        await conn.execute(statement)
+    except exc.IntegrityError as error:
+        if isinstance(getattr(error.orig, "__cause__", None), ForeignKeyViolationError):
+            return False
+        raise
+    return True
+
+
+@functools.cache
+def _counters_of_many() -> CompiledQuery:
+    ids = bindparam("profile_ids", type_=ARRAY(BigInteger))
+    return CompiledQuery(select(profile_counters).where(profile_counters.c.profile_id == any_(ids)))
+
+
+async def counters_of(conn: AsyncConnection, profile_ids: Sequence[int]) -> list[Any]:
+    """Counter rows of those of `profile_ids` that have any (one primary-key probe each)."""
+    return await _counters_of_many().fetch(conn, profile_ids=list(profile_ids))
 
 
 # --- posts ---
@@ -524,10 +534,6 @@ async def copy_records(
     await driver.copy_records_to_table(table, records=records, columns=list(columns))
 
 
-async def profile_ids(conn: AsyncConnection) -> list[int]:
-    return [row.id for row in await conn.execute(select(profiles.c.id).order_by(profiles.c.id))]
-
-
 async def posts_since(conn: AsyncConnection, first_id: int) -> list[tuple[int, datetime]]:
     """(id, created_at) of the posts with id >= first_id: what a bulk load just added."""
     statement = (
@@ -572,12 +578,23 @@ def _recount(target: Any, column: str, key: Any) -> Any:
     )
 
 
+def _recount_profiles(column: str, key: Any) -> Any:
+    """The same for a profile counter, whose row may not exist yet: an upsert."""
+    counts = select(key.label("profile_id"), func.count().label(column)).group_by(key)
+    statement = insert(profile_counters).from_select(["profile_id", column], counts)
+    return statement.on_conflict_do_update(
+        index_elements=[profile_counters.c.profile_id],
+        set_={column: statement.excluded[column]},
+        where=profile_counters.c[column] != statement.excluded[column],
+    )
+
+
 async def recount_all(conn: AsyncConnection) -> None:
-    """Set every counter to the true count after a bulk load: one UPDATE ... FROM per counter."""
+    """Set every counter to the true count after a bulk load: one statement per counter."""
     for statement in (
-        _recount(profiles, "posts_count", posts.c.author_id),
-        _recount(profiles, "followers_count", follows.c.followee_id),
-        _recount(profiles, "following_count", follows.c.follower_id),
+        _recount_profiles("posts_count", posts.c.author_id),
+        _recount_profiles("followers_count", follows.c.followee_id),
+        _recount_profiles("following_count", follows.c.follower_id),
         _recount(posts, "like_count", likes.c.post_id),
         _recount(posts, "comment_count", comments.c.post_id),
     ):
@@ -605,9 +622,9 @@ async def release_counters(conn: AsyncConnection, profile_ids: Sequence[int]) ->
             .subquery()
         )
         await conn.execute(
-            update(profiles)
-            .where(profiles.c.id == counts.c.profile_id)
-            .values({counter: profiles.c[counter] - counts.c.n})
+            update(profile_counters)
+            .where(profile_counters.c.profile_id == counts.c.profile_id)
+            .values({counter: profile_counters.c[counter] - counts.c.n})
         )
     for counter, table, actor in (
         ("like_count", likes, likes.c.profile_id),

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.core.config import Settings
 from server.feed import repository
+from server.feed.settings import FeedSettings
 
 log = logging.getLogger("socialhub.feed.retention")
 
@@ -21,7 +21,7 @@ log = logging.getLogger("socialhub.feed.retention")
 class ActivityRetention:
     """Run by a server.core.periodic.PeriodicJob every ACTIVITY_PURGE_INTERVAL_S."""
 
-    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(self, engine: AsyncEngine, settings: FeedSettings) -> None:
         self._engine = engine
         self._settings = settings
 

@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core import idempotency
 from server.core.cache import Cache
-from server.core.config import Settings
 from server.core.db import autocommit_reads, columns_of
 from server.core.errors import InvalidArgument, NotFound
 from server.core.pagination import PageTokens, next_token
 from server.feed import repository
+from server.feed.counters import counters_tag
 from server.feed.mapping import (
     comment_from_row,
     comment_name,
@@ -41,7 +41,8 @@ from server.feed.mapping import (
     profile_name,
 )
 from server.feed.model import NewPost, Page, PostChanges, StreamRequest, Verb
-from server.profiles.cache_tags import LISTINGS_TAG, profile_tag
+from server.feed.settings import FeedSettings
+from server.profiles import public as profiles
 
 CREATE_SCOPE = "CreatePost"
 # A stream message stops growing at this size even before batch_size posts, so it stays
@@ -54,9 +55,9 @@ def timeline_tag(profile_id: int) -> str:
 
 
 def counter_tags(*profile_ids: int) -> list[str]:
-    """What caches the profile counters this domain changes: each profile's GetProfile entry,
-    and the list, search and top pages that show them too."""
-    return [*(profile_tag(profile_id) for profile_id in profile_ids), LISTINGS_TAG]
+    """What caches the profile counters this domain changes: one entry per profile, its own
+    (profile lists read counters fresh, so no profile listing is invalidated)."""
+    return [counters_tag(profile_id) for profile_id in profile_ids]
 
 
 def _profile_not_found(profile_id: int) -> NotFound:
@@ -81,7 +82,7 @@ def _created_position(row: Any) -> tuple[Any, Any]:
 
 class FeedService:
     def __init__(
-        self, engine: AsyncEngine, cache: Cache, tokens: PageTokens, settings: Settings
+        self, engine: AsyncEngine, cache: Cache, tokens: PageTokens, settings: FeedSettings
     ) -> None:
         self._engine = engine
         self._reads = autocommit_reads(engine)
@@ -182,7 +183,7 @@ class FeedService:
         async with self._reads.connect() as conn:
             rows = await repository.author_page(conn, author_id, position, page.size + 1)
             # Posts go with their author, so only an empty page needs the existence check.
-            if not rows and not await repository.profile_exists(conn, author_id):
+            if not rows and not await profiles.profile_exists(conn, author_id):
                 raise _profile_not_found(author_id)
         return self._post_page(rows, page)
 
@@ -246,7 +247,7 @@ class FeedService:
         async with self._reads.connect() as conn:
             rows = await read(conn, viewer_id, position, page.size + 1)
             # A deleted viewer follows no one and has no posts: only an empty page can mean it.
-            if not rows and not await repository.profile_exists(conn, viewer_id):
+            if not rows and not await profiles.profile_exists(conn, viewer_id):
                 raise _profile_not_found(viewer_id)
         return rows
 
@@ -270,7 +271,7 @@ class FeedService:
     ) -> AsyncIterator[tuple[list[feed_pb2.Post], str]]:
         position = self._tokens.decode(request.cursor, request.fingerprint, "resume_cursor")
         async with self._engine.connect() as conn:
-            if not await repository.profile_exists(conn, profile_id):
+            if not await profiles.profile_exists(conn, profile_id):
                 raise _profile_not_found(profile_id)
             statement = statement_for(profile_id, position)
             async for batch in self._stream(conn, statement, request):
@@ -311,7 +312,7 @@ class FeedService:
         Runs in the deleting transaction; returns the cache tags to invalidate after it.
         """
         neighbours = await repository.counter_neighbours(conn, profile_ids)
-        await repository.lock_profiles(conn, [*profile_ids, *neighbours])
+        await profiles.lock_profiles(conn, [*profile_ids, *neighbours])
         await repository.release_counters(conn, profile_ids)
         # Neighbours' counters changed; followers' timelines lose the deleted authors' posts;
         # the deleted profiles' own timelines must stop answering.
@@ -353,7 +354,7 @@ class FeedService:
 
     async def _lock_both(self, conn: AsyncConnection, follower_id: int, followee_id: int) -> None:
         # In id order, so two opposite follows between the same profiles cannot deadlock.
-        found = await repository.lock_profiles(conn, [follower_id, followee_id])
+        found = await profiles.lock_profiles(conn, [follower_id, followee_id])
         for profile_id in (follower_id, followee_id):
             if profile_id not in found:
                 raise _profile_not_found(profile_id)
@@ -394,7 +395,7 @@ class FeedService:
     ) -> tuple[list[feed_pb2.Follow], str]:
         position = self._tokens.decode(page.token, page.fingerprint)
         async with self._reads.connect() as conn:
-            if not await repository.profile_exists(conn, profile_id):
+            if not await profiles.profile_exists(conn, profile_id):
                 raise _profile_not_found(profile_id)
             rows = await read_page(conn, profile_id, position, page.size + 1)
         kept, token = next_token(
@@ -409,7 +410,7 @@ class FeedService:
     async def relationship(self, profile_id: int, other_id: int) -> feed_pb2.Relationship:
         async with self._reads.connect() as conn:
             for checked in dict.fromkeys((profile_id, other_id)):
-                if not await repository.profile_exists(conn, checked):
+                if not await profiles.profile_exists(conn, checked):
                     raise _profile_not_found(checked)
             pairs = await repository.follow_pairs(conn, profile_id, other_id)
         return feed_pb2.Relationship(
@@ -426,7 +427,7 @@ class FeedService:
             # Locking the post first orders us after a concurrent DeletePost of it.
             if await repository.get_post(conn, post_id, for_update=True) is None:
                 raise _post_not_found(post_id)
-            if not await repository.profile_exists(conn, author_id, lock=True):
+            if not await profiles.profile_exists(conn, author_id, lock=True):
                 raise _profile_not_found(author_id)
             row = await repository.insert_comment(conn, post_id, author_id, body)
             await repository.add_to_post_counter(conn, post_id, "comment_count", 1)
@@ -488,7 +489,7 @@ class FeedService:
     ) -> None:
         if await repository.get_post(conn, post_id, for_update=True) is None:
             raise _post_not_found(post_id)
-        if not await repository.profile_exists(conn, profile_id, lock=True):
+        if not await profiles.profile_exists(conn, profile_id, lock=True):
             raise _profile_not_found(profile_id)
 
     # --- activity ---

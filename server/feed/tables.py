@@ -1,4 +1,4 @@
-"""The feed tables (posts, follows, comments, likes, activity), as migration 0002 creates them."""
+"""The feed tables (posts, follows, comments, likes, activity, profile counters)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,26 @@ VERB_MAX = 32
 OBJECT_MAX = 200
 
 POST_COUNTERS = ("like_count", "comment_count", "share_count", "view_count")
+PROFILE_COUNTERS = ("followers_count", "following_count", "posts_count")
+
+# The counters this domain keeps about each profile, exact in the transaction that follows,
+# unfollows, posts or deletes. A profile without a row has zero of each. They live here, not on
+# the profiles table, so that feed writes touch only feed rows (docs/ARCHITECTURE.md).
+profile_counters = Table(
+    "profile_counters",
+    metadata,
+    Column(
+        "profile_id",
+        BigInteger,
+        ForeignKey("profiles.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    *(
+        Column(counter, BigInteger, nullable=False, server_default=text("0"))
+        for counter in PROFILE_COUNTERS
+    ),
+    *(CheckConstraint(f"{c} >= 0", name=f"{c}_non_negative") for c in PROFILE_COUNTERS),
+)
 
 posts = Table(
     "posts",

@@ -33,9 +33,6 @@ def profile_from_row(row: Any) -> profile_pb2.Profile:
         total_followers=data["total_followers"],
         create_time=timestamp(data["created_at"]),
         update_time=timestamp(data["updated_at"]),
-        followers_count=data["followers_count"],
-        following_count=data["following_count"],
-        posts_count=data["posts_count"],
         **{column: data[column] for column in _OPTIONAL_TEXT if data[column] is not None},
     )
     if data["date_of_birth"] is not None:

@@ -222,3 +222,28 @@ async def is_empty(conn: AsyncConnection) -> bool:
 
 async def max_id(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.coalesce(func.max(profiles.c.id), 0)))).scalar_one())
+
+
+# --- for other domains, through server.profiles.public ---
+
+
+async def exists(conn: AsyncConnection, profile_id: int, *, lock: bool = False) -> bool:
+    statement = select(profiles.c.id).where(profiles.c.id == profile_id)
+    if lock:
+        # FOR KEY SHARE: blocks deletion, not updates, until the transaction ends.
+        statement = statement.with_for_update(read=True, key_share=True)
+    return (await conn.execute(statement)).first() is not None
+
+
+async def lock_existing(conn: AsyncConnection, profile_ids: Sequence[int]) -> set[int]:
+    statement = (
+        select(profiles.c.id)
+        .where(profiles.c.id.in_(sorted(set(profile_ids))))
+        .order_by(profiles.c.id)
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE
+    )
+    return {row.id for row in await conn.execute(statement)}
+
+
+async def all_ids(conn: AsyncConnection) -> list[int]:
+    return [row.id for row in await conn.execute(select(profiles.c.id).order_by(profiles.c.id))]

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core import idempotency
 from server.core.cache import Cache
-from server.core.config import Settings
 from server.core.db import autocommit_reads, unique_violation
 from server.core.errors import AlreadyExists, InvalidArgument, NotFound
 from server.core.names import format_name
@@ -21,16 +20,14 @@ from server.profiles import repository
 from server.profiles.cache_tags import LISTINGS_TAG, profile_tag
 from server.profiles.mapping import COLLECTION, profile_from_row
 from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
+from server.profiles.public import NO_COUNTERS, ProfileCounters, ProfileHooks
+from server.profiles.settings import ProfileSettings
 from server.profiles.tables import (
     FILTER_COLUMNS,
     MAX_TOTAL_FOLLOWERS,
     PLATFORMS,
     total_followers,
 )
-
-# Called inside the deleting transaction with the ids about to go; returns cache tags to
-# invalidate once it commits.
-DeletionHook = Callable[[AsyncConnection, Sequence[int]], Awaitable[list[str]]]
 
 # Every cached listing (top, filter options, counts) hangs off this tag.
 CREATE_SCOPE = "CreateProfile"
@@ -58,15 +55,33 @@ class ProfileService:
         engine: AsyncEngine,
         cache: Cache,
         tokens: PageTokens,
-        settings: Settings,
-        deletion_hooks: Sequence[DeletionHook] = (),
+        settings: ProfileSettings,
+        hooks: ProfileHooks,
     ) -> None:
         self._engine = engine
         self._reads = autocommit_reads(engine)
         self._cache = cache
         self._tokens = tokens
         self._settings = settings
-        self._deletion_hooks = deletion_hooks
+        self._hooks = hooks
+
+    # Counters (followers, following, posts) belong to the domain that keeps them; they are
+    # laid over the profile data here, after the cache, so a follow never empties a listing.
+
+    async def _counted(self, profile: profile_pb2.Profile, profile_id: int) -> profile_pb2.Profile:
+        source = self._hooks.counters
+        if source is not None:
+            _set_counters(profile, await source.counters_of(profile_id))
+        return profile
+
+    async def _all_counted(self, profiles: Sequence[profile_pb2.Profile]) -> None:
+        source = self._hooks.counters
+        if source is None or not profiles:
+            return
+        ids = [_id_of(profile) for profile in profiles]
+        counters = await source.counters_of_many(ids)
+        for profile, profile_id in zip(profiles, ids, strict=True):
+            _set_counters(profile, counters.get(profile_id, NO_COUNTERS))
 
     async def create(
         self, values: ProfileValues, request_id: uuid.UUID | None, request_digest: str
@@ -76,7 +91,7 @@ class ProfileService:
                 conn, CREATE_SCOPE, request_id, request_digest, _existing_profile
             )
             if earlier is not None:
-                return earlier
+                return await self._counted(earlier, _id_of(earlier))
             try:
                 row = await repository.insert(conn, values)
             except exc.IntegrityError as error:
@@ -101,7 +116,7 @@ class ProfileService:
             ttl_s=self._settings.profile_cache_ttl_s,
             load=load,
         )
-        return profile_pb2.Profile.FromString(payload)
+        return await self._counted(profile_pb2.Profile.FromString(payload), profile_id)
 
     async def update(self, profile_id: int, values: ProfileValues) -> profile_pb2.Profile:
         async with self._engine.begin() as conn:
@@ -123,7 +138,7 @@ class ProfileService:
                 _raise_if_username_taken(error)
                 raise
         await self._cache.invalidate(profile_tag(profile_id), LISTINGS_TAG)
-        return profile_from_row(row)
+        return await self._counted(profile_from_row(row), profile_id)
 
     async def delete(self, profile_id: int) -> None:
         await self.batch_delete([profile_id], allow_missing=False)
@@ -134,7 +149,7 @@ class ProfileService:
             # Other domains settle what they keep about these profiles (counters on the
             # profiles they followed, say) in this same transaction.
             affected_tags = [
-                tag for hook in self._deletion_hooks for tag in await hook(conn, profile_ids)
+                tag for hook in self._hooks.deletion for tag in await hook(conn, profile_ids)
             ]
             deleted = await repository.delete_many(conn, profile_ids)
             missing = sorted(set(profile_ids) - set(deleted))
@@ -176,7 +191,9 @@ class ProfileService:
             ).SerializeToString()
 
         payload = await self._cached_page(request_fingerprint, page_size, page_token, load)
-        return profile_pb2.ListProfilesResponse.FromString(payload)
+        response = profile_pb2.ListProfilesResponse.FromString(payload)
+        await self._all_counted(response.profiles)
+        return response
 
     async def _cached_page(
         self,
@@ -185,9 +202,9 @@ class ProfileService:
         page_token: str,
         load: Callable[[], Awaitable[bytes]],
     ) -> bytes:
-        """List and search pages change only when a listed profile does: every profile write,
-        and every follow or post that moves a counter (FeedService), bumps LISTINGS_TAG, so
-        a cached page is never older than the last committed write."""
+        """List and search pages change only when a listed profile does: every profile write
+        bumps LISTINGS_TAG, so a cached page is never older than the last committed write.
+        Counters are not part of the cached page (see _all_counted)."""
         key = hashlib.sha256(f"{request_fingerprint}|{page_size}|{page_token}".encode())
         return await self._cache.read_through(
             f"profiles:page:{key.hexdigest()[:40]}",
@@ -233,7 +250,9 @@ class ProfileService:
             ).SerializeToString()
 
         payload = await self._cached_page(request_fingerprint, page_size, page_token, load)
-        return profile_pb2.SearchProfilesResponse.FromString(payload)
+        response = profile_pb2.SearchProfilesResponse.FromString(payload)
+        await self._all_counted(response.profiles)
+        return response
 
     async def top(self, column: str, limit: int) -> list[profile_pb2.Profile]:
         async def load() -> bytes:
@@ -250,7 +269,9 @@ class ProfileService:
             ttl_s=self._settings.top_profiles_cache_ttl_s,
             load=load,
         )
-        return list(profile_pb2.ListTopProfilesResponse.FromString(payload).profiles)
+        profiles = list(profile_pb2.ListTopProfilesResponse.FromString(payload).profiles)
+        await self._all_counted(profiles)
+        return profiles
 
     async def filter_options(self) -> profile_pb2.FilterOptions:
         async def load() -> bytes:
@@ -265,6 +286,16 @@ class ProfileService:
             load=load,
         )
         return profile_pb2.FilterOptions.FromString(payload)
+
+
+def _id_of(profile: profile_pb2.Profile) -> int:
+    return int(profile.name.rpartition("/")[2])
+
+
+def _set_counters(profile: profile_pb2.Profile, counters: ProfileCounters) -> None:
+    profile.followers_count = counters.followers
+    profile.following_count = counters.following
+    profile.posts_count = counters.posts
 
 
 def _filter_key(profile_filter: ProfileFilter) -> str:

@@ -49,8 +49,6 @@ def total_followers(values: Mapping[str, Any]) -> int:
     return sum(int(values[f"{platform}_followers"]) for platform in PLATFORMS)
 
 
-COUNTER_COLUMNS = ("followers_count", "following_count", "posts_count")
-
 _TOTAL_FOLLOWERS = " + ".join(f"{p}_followers" for p in PLATFORMS)
 _SEARCH_DOCUMENT = " || ' ' || ".join(
     f"coalesce({c}, '')"
@@ -92,16 +90,10 @@ profiles = Table(
     ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Kept exact by FeedService in the transaction that follows, unfollows, posts or deletes.
-    *(
-        Column(column, BigInteger, nullable=False, server_default=text("0"))
-        for column in COUNTER_COLUMNS
-    ),
     *(
         CheckConstraint(f"{p}_followers >= 0", name=f"{p}_followers_non_negative")
         for p in PLATFORMS
     ),
-    *(CheckConstraint(f"{c} >= 0", name=f"{c}_non_negative") for c in COUNTER_COLUMNS),
     *(Index(None, column) for column in FILTER_COLUMNS),
     Index("ix_profiles_zone_designation", "zone", "designation"),
     # Sort keys end with id so the keyset row comparison (key, id) > (:key, :id) is one index range.

@@ -12,7 +12,6 @@ from server.core.errors import Violations
 from server.core.validation import check_text
 from server.profiles.model import PlatformStatus, ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import (
-    COUNTER_COLUMNS,
     FILTER_COLUMNS,
     LENGTHS,
     MAX_TOTAL_FOLLOWERS,
@@ -39,7 +38,17 @@ TEXT_FIELDS = (
     "bio",
 )
 PRESENCE_FIELDS = ("handle", "followers", "active", "verified")
-OUTPUT_ONLY = frozenset({"name", "total_followers", "create_time", "update_time", *COUNTER_COLUMNS})
+OUTPUT_ONLY = frozenset(
+    {
+        "name",
+        "total_followers",
+        "create_time",
+        "update_time",
+        "followers_count",
+        "following_count",
+        "posts_count",
+    }
+)
 MUTABLE_TOP_LEVEL = (*TEXT_FIELDS, "date_of_birth", *PLATFORMS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_QUERY_LENGTH = 200

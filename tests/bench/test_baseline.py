@@ -1,25 +1,19 @@
-"""The FastAPI peer baseline answers like Socialhub, and the load generators count right.
+"""Both HTTP peers answer like Socialhub, and the load generators count right.
 
-The baseline runs as `python -m bench.baselines.seed000` in a subprocess against the
-test PostgreSQL and Redis; its answers are compared with Socialhub's gRPC answers for the
-same data. Load generators run in spawned processes, as the benchmark runs them.
+The peers (`bench.baselines.seed000` and `bench.baselines.lean`) run in subprocesses
+against the test PostgreSQL and Redis; the checks that hold for both run once per peer
+(the `peer` fixture) and compare its answers with Socialhub's gRPC answers for the same
+data. The lean peer's caching is checked in test_lean.py. Load generators run in spawned
+processes, as the benchmark runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,98 +22,51 @@ from socialhub.v1 import feed_pb2, profile_pb2
 from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from bench import feed_bench, floorload, httpload, loadgen
+from bench import credentials, feed_bench, floorload, httpload, loadgen
 from bench.httpload import HttpRequest, RequestCycle
-from server.core.embedded import free_port
 from server.profiles.tables import PROFILE_COLUMNS
+from tests.bench.peers import Peer, create, flat, id_of, peer_pages, socialhub_pages
 from tests.feed.support import T0, copy_follows, copy_posts, copy_profiles
 from tests.harness import Backing, ServerThread
-from tests.helpers import new_profile
 
-pytest.importorskip("fastapi", reason="the baseline needs the bench extra")
-pytest.importorskip("uvicorn", reason="the baseline needs the bench extra")
+pytest.importorskip("fastapi", reason="the peers need the bench extra")
+pytest.importorskip("uvicorn", reason="the peers need the bench extra")
 
-REPO = Path(__file__).resolve().parents[2]
 # Long enough for hundreds of calls, short enough to keep the file well under 20 s.
 RUN: dict[str, Any] = {"concurrency": 4, "duration_s": 1.0, "warmup_s": 0.2}
 FAILING_RUN: dict[str, Any] = {**RUN, "duration_s": 0.5}
-# The proxy-free opener: a proxy from the environment must not sit between test and server.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@dataclass(frozen=True)
-class Baseline:
-    url: str
-    pid: int
-
-    def call(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """Status and decoded JSON of GET `path`, or of POST `body` to it."""
-        request = urllib.request.Request(
-            self.url + path,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="GET" if body is None else "POST",
-        )
-        try:
-            with _OPENER.open(request, timeout=10) as response:
-                return int(response.status), json.load(response)
-        except urllib.error.HTTPError as error:
-            return error.code, json.load(error)
-
-    def get(self, path: str) -> Any:
-        status, body = self.call(path)
-        assert status == 200, (path, status, body)
-        return body
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the baseline exited during start-up"
-        try:
-            with _OPENER.open(url + "/healthz", timeout=1) as response:
-                if json.load(response) == {"status": "ok"}:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the baseline did not answer /healthz within 30 s")
-
-
-@pytest.fixture(scope="module")
-def baseline(backing: Backing) -> Iterator[Baseline]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url}
-    command = [sys.executable, "-m", "bench.baselines.seed000", "--port", str(port)]
-    process = subprocess.Popen([*command, "--host", "127.0.0.1"], env=env, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(url, process)
-        yield Baseline(url, process.pid)
-    finally:
-        process.terminate()
-        process.wait(15)
-
-
-def _id(name: str) -> int:
-    return int(name.rsplit("/", 1)[1])
-
-
-def _create(profiles: ProfileServiceStub, display_name: str, **fields: Any) -> int:
-    request = profile_pb2.CreateProfileRequest(profile=new_profile(display_name, **fields))
-    return _id(profiles.CreateProfile(request).name)
+COUNTERS = ("followers_count", "following_count", "posts_count")
+# Where each peer keeps its cached filter options.
+FILTER_OPTIONS_KEYS = {"seed000": "cache:filter-options*", "lean": "lean:profiles:filter-options@*"}
 
 
 def _presence(handle: str, followers: int, **flags: bool) -> profile_pb2.PlatformPresence:
     return profile_pb2.PlatformPresence(handle=handle, followers=followers, **flags)
 
 
+def _follow(feed: FeedServiceStub, follower: int, followee: int) -> None:
+    feed.FollowProfile(
+        feed_pb2.FollowProfileRequest(
+            follower=f"profiles/{follower}", followee=f"profiles/{followee}"
+        )
+    )
+
+
+def _counters_of(body: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(body[counter] for counter in COUNTERS)
+
+
+def _expected_counters(profile: profile_pb2.Profile) -> tuple[int, ...]:
+    return tuple(getattr(profile, counter) for counter in COUNTERS)
+
+
 # --- profiles -----------------------------------------------------------------------------
 
 
 def test_get_profile_carries_every_column_as_socialhub_does(
-    baseline: Baseline, profiles: ProfileServiceStub
+    peer: Peer, profiles: ProfileServiceStub, feed: FeedServiceStub
 ) -> None:
-    profile_id = _create(
+    profile_id = create(
         profiles,
         "Ada Lovelace",
         username="ada",
@@ -131,11 +78,13 @@ def test_get_profile_carries_every_column_as_socialhub_does(
         x=_presence("ada", 10, active=True),
         youtube=_presence("adatube", 5, verified=True),
     )
+    follower = create(profiles, "Follower")
+    _follow(feed, follower, profile_id)
     expected = profiles.GetProfile(profile_pb2.GetProfileRequest(name=f"profiles/{profile_id}"))
 
-    body = baseline.get(f"/api/profiles/{profile_id}")
+    body = peer.get(f"/api/profiles/{profile_id}")
 
-    assert set(body) == {column.name for column in PROFILE_COLUMNS}
+    assert set(body) == {column.name for column in PROFILE_COLUMNS} | set(COUNTERS)
     assert body["id"] == profile_id
     for field in ("display_name", "username", "zone", "designation", "email", "bio"):
         assert body[field] == getattr(expected, field)
@@ -146,52 +95,80 @@ def test_get_profile_carries_every_column_as_socialhub_does(
     assert body["total_followers"] == expected.total_followers == 15
     created_at = datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
     assert created_at == expected.create_time.ToDatetime(tzinfo=UTC)
-    assert baseline.call("/api/profiles/999999")[0] == 404
+    # The counters come from profile_counters, on both sides of the follow.
+    assert _counters_of(body) == _expected_counters(expected) == (1, 0, 0)
+    follower_expected = profiles.GetProfile(
+        profile_pb2.GetProfileRequest(name=f"profiles/{follower}")
+    )
+    follower_body = peer.get(f"/api/profiles/{follower}")
+    assert _counters_of(follower_body) == _expected_counters(follower_expected) == (0, 1, 0)
+    assert peer.call("/api/profiles/999999")[0] == 404
+
+
+def test_a_profile_without_counters_has_zeros(peer: Peer, backing: Backing) -> None:
+    (profile_id,) = copy_profiles(backing, 1)
+    with backing.sql() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM profile_counters WHERE profile_id = %s", (profile_id,)
+        ).fetchone()
+    assert row == (0,)
+
+    assert _counters_of(peer.get(f"/api/profiles/{profile_id}")) == (0, 0, 0)
 
 
 def test_list_pages_by_id_with_the_total_of_the_filter(
-    baseline: Baseline, profiles: ProfileServiceStub
+    peer: Peer, profiles: ProfileServiceStub, feed: FeedServiceStub
 ) -> None:
-    ids = [_create(profiles, f"Person {i}", zone="North" if i % 2 else "South") for i in range(5)]
+    ids = [create(profiles, f"Person {i}", zone="North" if i % 2 else "South") for i in range(5)]
+    _follow(feed, ids[0], ids[1])
 
-    first = baseline.get("/api/profiles?limit=2")
+    first = peer.get("/api/profiles?limit=2")
     assert [p["id"] for p in first["items"]] == ids[:2]
     assert (first["next_cursor"], first["total"]) == (ids[1], 5)
+    assert [_counters_of(p) for p in first["items"]] == [(0, 1, 0), (1, 0, 0)]
     walked, cursor = [], 0
     while cursor is not None:
-        page = baseline.get(f"/api/profiles?limit=2&cursor={cursor}")
+        page = peer.get(f"/api/profiles?limit=2&cursor={cursor}")
         walked += [p["id"] for p in page["items"]]
         cursor = page["next_cursor"]
     assert walked == ids
 
-    north = baseline.get("/api/profiles?zone=North&limit=50")
+    north = peer.get("/api/profiles?zone=North&limit=50")
     expected = profiles.ListProfiles(
         profile_pb2.ListProfilesRequest(filter=profile_pb2.ProfileFilter(zone="North"))
     )
-    assert [p["id"] for p in north["items"]] == sorted(_id(p.name) for p in expected.profiles)
+    assert [p["id"] for p in north["items"]] == sorted(id_of(p.name) for p in expected.profiles)
+    assert [_counters_of(p) for p in north["items"]] == [
+        _expected_counters(p) for p in sorted(expected.profiles, key=lambda p: id_of(p.name))
+    ]
     assert north["total"] == expected.total_size == 2
     assert north["next_cursor"] is None
+    both = peer.get("/api/profiles?zone=North&designation=MP")
+    assert (both["items"], both["total"]) == ([], 0)
+    assert peer.call("/api/profiles?limit=0")[0] == 422
+    assert peer.call("/api/profiles?cursor=x")[0] == 422
 
 
 def test_search_and_top_return_socialhubs_profiles_in_its_order(
-    baseline: Baseline, profiles: ProfileServiceStub
+    peer: Peer, profiles: ProfileServiceStub
 ) -> None:
-    _create(profiles, "Water Minister", bio="water water water", x=_presence("w1", 50))
-    _create(profiles, "Housing", bio="housing and water", x=_presence("w2", 500))
-    _create(profiles, "Roads", bio="roads only", youtube=_presence("r", 7))
-    _create(profiles, "Also Water", bio="water", x=_presence("w3", 50), youtube=_presence("y", 9))
+    create(profiles, "Water Minister", bio="water water water", x=_presence("w1", 50))
+    create(profiles, "Housing", bio="housing and water", x=_presence("w2", 500))
+    create(profiles, "Roads", bio="roads only", youtube=_presence("r", 7))
+    create(profiles, "Also Water", bio="water", x=_presence("w3", 50), youtube=_presence("y", 9))
 
     search = profiles.SearchProfiles(profile_pb2.SearchProfilesRequest(query="water"))
-    body = baseline.get("/api/profiles/search?q=water&limit=20")
-    assert [p["id"] for p in body["items"]] == [_id(p.name) for p in search.profiles]
+    body = peer.get("/api/profiles/search?q=water&limit=20")
+    assert [p["id"] for p in body["items"]] == [id_of(p.name) for p in search.profiles]
     assert len(body["items"]) == 3
 
     for platform, enum in (("x", profile_pb2.PLATFORM_X), (None, profile_pb2.PLATFORM_UNSPECIFIED)):
         top = profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest(platform=enum, limit=3))
         query = f"platform={platform}&limit=3" if platform else "limit=3"
-        body = baseline.get(f"/api/profiles/top?{query}")
-        assert [p["id"] for p in body["items"]] == [_id(p.name) for p in top.profiles]
-    assert baseline.call("/api/profiles/top?platform=myspace")[0] == 422
+        body = peer.get(f"/api/profiles/top?{query}")
+        assert [p["id"] for p in body["items"]] == [id_of(p.name) for p in top.profiles]
+    assert peer.call("/api/profiles/top?platform=myspace")[0] == 422
+    assert peer.call("/api/profiles/search?q=")[0] == 422
 
 
 def _option_sets(body: dict[str, Any]) -> dict[str, set[tuple[str, int]]]:
@@ -199,37 +176,38 @@ def _option_sets(body: dict[str, Any]) -> dict[str, set[tuple[str, int]]]:
 
 
 def test_filter_options_are_cached_until_a_write(
-    baseline: Baseline, profiles: ProfileServiceStub, backing: Backing
+    peer: Peer, profiles: ProfileServiceStub, backing: Backing
 ) -> None:
     for zone, designation in (("North", "MP"), ("North", "Mayor"), ("South", "MP")):
-        _create(profiles, f"{zone} {designation}", zone=zone, designation=designation)
+        create(profiles, f"{zone} {designation}", zone=zone, designation=designation)
     expected = profiles.GetFilterOptions(profile_pb2.GetFilterOptionsRequest())
 
-    options = baseline.get("/api/filter-options")
+    options = peer.get("/api/filter-options")
     assert _option_sets(options) == {
         field: {(v.value, v.count) for v in getattr(expected, field)}
         for field in ("zones", "party_districts", "constituencies", "designations")
     }
     assert options["zones"][0] == {"value": "North", "count": 2}
+    assert options["designations"] == [{"value": "MP", "count": 2}, {"value": "Mayor", "count": 1}]
 
-    # A row added behind the baseline's back stays invisible while the entry lives...
+    # A row added behind the peer's back stays invisible while the entry lives...
     with backing.sql() as conn:
         conn.execute(
             "INSERT INTO profiles (display_name, x_handle, zone) VALUES ('e', 'e', 'East')"
         )
-    assert baseline.get("/api/filter-options") == options
+    assert peer.get("/api/filter-options") == options
     with redis.Redis.from_url(backing.redis_url) as client:
-        assert client.keys("cache:filter-options*")
+        assert client.keys(FILTER_OPTIONS_KEYS[peer.name])
     # ...and a write through the API drops it.
-    status, created = baseline.call(
+    status, created = peer.call(
         "/api/profiles", {"display_name": "W", "x_handle": "w", "zone": "West"}
     )
     assert (status, created["zone"]) == (201, "West")
-    zones = _option_sets(baseline.get("/api/filter-options"))["zones"]
+    zones = _option_sets(peer.get("/api/filter-options"))["zones"]
     assert zones == {("North", 2), ("South", 1), ("East", 1), ("West", 1)}
 
 
-def test_create_validates_and_returns_the_stored_profile(baseline: Baseline) -> None:
+def test_create_validates_and_returns_the_stored_profile(peer: Peer) -> None:
     good = {"display_name": "Grace", "username": "grace", "x_handle": "g", "x_followers": 3}
     for bad in (
         {"x_handle": "g"},
@@ -237,50 +215,26 @@ def test_create_validates_and_returns_the_stored_profile(baseline: Baseline) -> 
         {"display_name": "No handles"},
         {**good, "x_followers": -1},
         {**good, "email": "not an address"},
+        {**good, "date_of_birth": "yesterday"},
+        {**good, "bio": "b" * 2001},
     ):
-        assert baseline.call("/api/profiles", bad)[0] == 422, bad
+        assert peer.call("/api/profiles", bad)[0] == 422, bad
 
-    status, created = baseline.call("/api/profiles", good)
+    status, created = peer.call("/api/profiles", good)
     assert status == 201
     assert created["id"] > 0
     assert (created["display_name"], created["total_followers"]) == ("Grace", 3)
     assert created["created_at"]
-    assert created["followers_count"] == 0
-    assert baseline.get(f"/api/profiles/{created['id']}") == created
-    assert baseline.call("/api/profiles", good)[0] == 409
+    assert _counters_of(created) == (0, 0, 0)
+    assert peer.get(f"/api/profiles/{created['id']}") == created
+    assert peer.call("/api/profiles", good)[0] == 409
 
 
 # --- posts and timelines ------------------------------------------------------------------
 
 
-def _socialhub_pages(read: Callable[[str], Any]) -> list[list[int]]:
-    """Every page of a Socialhub listing, as post ids; `read` takes the page token."""
-    pages, token = [], ""
-    while True:
-        response = read(token)
-        pages.append([_id(p.name) for p in response.posts])
-        token = response.next_page_token
-        if not token:
-            return pages
-
-
-def _baseline_pages(baseline: Baseline, path: str, page_size: int) -> list[list[int]]:
-    pages: list[list[int]] = []
-    cursor = ""
-    while True:
-        body = baseline.get(f"{path}?limit={page_size}" + (f"&cursor={cursor}" if cursor else ""))
-        pages.append([p["id"] for p in body["items"]])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return pages
-
-
-def _flat(pages: list[list[int]]) -> list[int]:
-    return [post_id for page in pages for post_id in page]
-
-
 def test_author_posts_and_timeline_hold_socialhubs_posts_in_its_order(
-    baseline: Baseline, feed: FeedServiceStub, backing: Backing
+    peer: Peer, feed: FeedServiceStub, backing: Backing
 ) -> None:
     reader, followed, other_followed, stranger, idle = copy_profiles(backing, 5)
     copy_follows(backing, [(reader, followed), (reader, other_followed)])
@@ -291,28 +245,26 @@ def test_author_posts_and_timeline_hold_socialhubs_posts_in_its_order(
     ]
     copy_posts(backing, rows)
 
-    timeline = _socialhub_pages(
+    timeline = socialhub_pages(
         lambda token: feed.GetHomeTimeline(
             feed_pb2.GetHomeTimelineRequest(
                 profile=f"profiles/{reader}", page_size=5, page_token=token
             )
         )
     )
-    assert _flat(_baseline_pages(baseline, f"/api/profiles/{reader}/timeline", 5)) == _flat(
-        timeline
-    )
-    assert len(_flat(timeline)) == 12  # the followed authors' and the reader's own
+    assert flat(peer_pages(peer, f"/api/profiles/{reader}/timeline", 5)) == flat(timeline)
+    assert len(flat(timeline)) == 12  # the followed authors' and the reader's own
 
-    authored = _socialhub_pages(
+    authored = socialhub_pages(
         lambda token: feed.ListProfilePosts(
             feed_pb2.ListProfilePostsRequest(
                 parent=f"profiles/{followed}", page_size=3, page_token=token
             )
         )
     )
-    assert _flat(_baseline_pages(baseline, f"/api/profiles/{followed}/posts", 3)) == _flat(authored)
+    assert flat(peer_pages(peer, f"/api/profiles/{followed}/posts", 3)) == flat(authored)
 
-    newest = baseline.get(f"/api/profiles/{followed}/posts?limit=1")["items"][0]
+    newest = peer.get(f"/api/profiles/{followed}/posts?limit=1")["items"][0]
     expected = feed.GetPost(feed_pb2.GetPostRequest(name=f"posts/{newest['id']}"))
     assert newest["author_id"] == followed
     assert newest["body"] == expected.body
@@ -323,10 +275,10 @@ def test_author_posts_and_timeline_hold_socialhubs_posts_in_its_order(
     )
     assert newest["like_count"] == expected.like_count
 
-    assert baseline.get(f"/api/profiles/{idle}/timeline") == {"items": [], "next_cursor": None}
-    assert baseline.call("/api/profiles/999999/timeline")[0] == 404
-    assert baseline.call("/api/profiles/999999/posts")[0] == 404
-    assert baseline.call(f"/api/profiles/{reader}/posts?cursor=nonsense")[0] == 400
+    assert peer.get(f"/api/profiles/{idle}/timeline") == {"items": [], "next_cursor": None}
+    assert peer.call("/api/profiles/999999/timeline")[0] == 404
+    assert peer.call("/api/profiles/999999/posts")[0] == 404
+    assert peer.call(f"/api/profiles/{reader}/posts?cursor=nonsense")[0] == 400
 
 
 # --- load generators ----------------------------------------------------------------------
@@ -355,9 +307,7 @@ def _assert_all_failed(result: loadgen.Result) -> None:
     assert result.server_cpu_us_per_call is None, result
 
 
-def test_http_load_counts_successes_and_failing_statuses(
-    baseline: Baseline, backing: Backing
-) -> None:
+def test_http_load_counts_successes_and_failing_statuses(baseline: Peer, backing: Backing) -> None:
     (profile_id,) = copy_profiles(backing, 1)
 
     def load(path: str, duration: dict[str, Any]) -> loadgen.Result:
@@ -376,7 +326,7 @@ def test_http_load_counts_successes_and_failing_statuses(
     _assert_all_failed(bad)
 
 
-def test_http_load_posts_json_bodies(baseline: Baseline, backing: Backing) -> None:
+def test_http_load_posts_json_bodies(baseline: Peer, backing: Backing) -> None:
     body = json.dumps({"display_name": "Loaded", "x_handle": "loaded"}).encode()
     factory = RequestCycle([HttpRequest("POST", "/api/profiles", body)])
 
@@ -434,9 +384,14 @@ def test_redis_floor_counts_hits_and_misses(backing: Backing) -> None:
 
 
 def test_grpc_load_still_counts_calls_and_errors(
-    server: ServerThread, profiles: ProfileServiceStub
+    server: ServerThread,
+    profiles: ProfileServiceStub,
+    backing: Backing,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    author = _create(profiles, "Author")
+    author = create(profiles, "Author")
+    # The spawned load generator sends the key it finds in its environment, as in a bench run.
+    monkeypatch.setenv(credentials.KEY_VARIABLE, backing.admin_key)
 
     def load(author_id: int, duration: dict[str, Any]) -> loadgen.Result:
         # feed_bench's own factory: the benchmark's use of the gRPC generator still works.

@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+import pytest
 import redis
 from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -11,7 +12,7 @@ from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from server.core.cache import Cache
-from tests.harness import Backing, ServerThread
+from tests.harness import Backing, Isolated, ServerThread
 from tests.helpers import new_profile
 
 
@@ -78,12 +79,11 @@ def test_a_reader_that_raced_a_write_never_caches_stale_data(server: ServerThrea
     assert server.run(race()) == b"new"
 
 
-def test_redis_outage_degrades_to_the_database(
-    backing: Backing,
-    server: ServerThread,
-    profiles: ProfileServiceStub,
-    health: health_pb2_grpc.HealthStub,
-) -> None:
+@pytest.mark.slow
+def test_redis_outage_degrades_to_the_database(isolated: Isolated) -> None:
+    backing, server = isolated.backing, isolated.server
+    profiles = ProfileServiceStub(isolated.channel)
+    health = health_pb2_grpc.HealthStub(isolated.channel)
     created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
     get = profile_pb2.GetProfileRequest(name=created.name)
     profiles.GetProfile(get)

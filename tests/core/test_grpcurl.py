@@ -8,15 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import ServerThread
+from tests.harness import Backing, ServerThread
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 
 
-def grpcurl(server: ServerThread, *command: str, data: str | None = None) -> str:
+def grpcurl(
+    server: ServerThread,
+    *command: str,
+    data: str | None = None,
+    key: str | None = None,
+    transport: tuple[str, ...] = ("-plaintext",),
+) -> str:
+    """grpcurl as the README shows it: with `-H "authorization: Bearer $SOCIALHUB_KEY"`."""
     flags = ["-d", data] if data is not None else []
+    if key is not None:
+        flags += ["-H", f"authorization: Bearer {key}"]
     result = subprocess.run(
-        [GRPCURL, "-plaintext", *flags, server.address, *command],
+        [GRPCURL, *transport, *flags, server.address, *command],
         capture_output=True,
         text=True,
         timeout=30,
@@ -34,17 +43,19 @@ def test_list_and_describe_work_without_proto_files(server: ServerThread) -> Non
     assert "rpc ListProfiles" in described
 
 
-def test_calls_and_health_check(server: ServerThread) -> None:
+def test_calls_and_health_check(backing: Backing, server: ServerThread) -> None:
+    key = backing.admin_key
     created = json.loads(
         grpcurl(
             server,
             "socialhub.v1.ProfileService/CreateProfile",
             data='{"profile": {"displayName": "Grace Hopper", "x": {"handle": "grace"}}}',
+            key=key,
         )
     )
     assert created["name"].startswith("profiles/")
     top = json.loads(
-        grpcurl(server, "socialhub.v1.ProfileService/ListTopProfiles", data='{"limit": 5}')
+        grpcurl(server, "socialhub.v1.ProfileService/ListTopProfiles", data='{"limit": 5}', key=key)
     )
     assert [p["display_name"] for p in top["profiles"]] == ["Grace Hopper"]
     health = json.loads(
@@ -57,12 +68,14 @@ def test_calls_and_health_check(server: ServerThread) -> None:
     assert health == {"status": "SERVING"}
 
 
-def test_feed_calls_from_the_readme(server: ServerThread) -> None:
+def test_feed_calls_from_the_readme(backing: Backing, server: ServerThread) -> None:
+    key = backing.admin_key
     author = json.loads(
         grpcurl(
             server,
             "socialhub.v1.ProfileService/CreateProfile",
             data='{"profile": {"display_name": "Ada", "x": {"handle": "ada"}}}',
+            key=key,
         )
     )["name"]
     post = json.loads(
@@ -78,6 +91,7 @@ def test_feed_calls_from_the_readme(server: ServerThread) -> None:
                     }
                 }
             ),
+            key=key,
         )
     )
     assert post["metadata"]["tags"] == ["townhall", "education"]
@@ -86,6 +100,7 @@ def test_feed_calls_from_the_readme(server: ServerThread) -> None:
             server,
             "socialhub.v1.FeedService/SearchPostsByTag",
             data='{"tags": ["education"], "page_size": 3}',
+            key=key,
         )
     )
     assert [p["name"] for p in found["posts"]] == [post["name"]]
@@ -93,6 +108,7 @@ def test_feed_calls_from_the_readme(server: ServerThread) -> None:
         server,
         "socialhub.v1.FeedService/StreamProfilePosts",
         data=json.dumps({"parent": author, "batch_size": 100}),
+        key=key,
     )
     assert post["name"] in streamed
     assert "resume_cursor" in streamed

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
+from bench import credentials
 from server.core.embedded import free_port
 from tests.harness import Backing
 
@@ -47,7 +47,9 @@ def test_serve_starts_everything_and_sigterm_stops_everything(tmp_path: Path) ->
         assert "grpcurl" in ready
         assert _processes_using(state_dir), "embedded postgres and redis should be running"
 
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # The development key `serve` creates on the embedded default.
+        key = (state_dir / "dev-api-key").read_text().strip()
+        with credentials.channel(f"127.0.0.1:{port}", key) as channel:
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert health.status == health_pb2.HealthCheckResponse.SERVING
             listed = ProfileServiceStub(channel).ListProfiles(profile_pb2.ListProfilesRequest())

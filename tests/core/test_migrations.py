@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
+from server.app import target_metadata
 from server.core import migrate
-from server.core.schema import target_metadata
 from tests.harness import Backing
 
 DATABASE = "migration_check"

@@ -1,4 +1,5 @@
-"""The pipelined RESP client against the real embedded Redis, on both event loops."""
+"""The pipelined RESP client against the real embedded Redis, on both event loops, and
+against a real Redis serving TLS (tests/tls_servers.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import redis
 import uvloop
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
+from redis.credentials import CredentialProvider
 
-from server.core.embedded import redis_server_binary
-from server.core.resp import RespClient
+from server.core.embedded import EmbeddedRedis, redis_server_binary
+from server.core.resp import DEFAULT_TIMEOUT_S, RespClient, UnsupportedRedisConnection
 from tests.harness import Backing
+from tests.tls_servers import TestCA, TlsRedis, test_ca
 
 T = TypeVar("T")
 Runner = Callable[[Coroutine[Any, Any, T]], T]
@@ -37,9 +41,7 @@ def run(request: pytest.FixtureRequest) -> Runner[Any]:
 
 def client_for(url: str, **overrides: Any) -> RespClient:
     settings = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, **overrides}
-    client = RespClient.for_redis(Redis.from_url(url, **settings))
-    assert client is not None
-    return client
+    return RespClient.for_redis(Redis.from_url(url, **settings))
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ def test_concurrent_requests_each_get_their_own_reply(
     async def main() -> list[Any]:
         client = client_for(backing.redis_url)
         try:
-            return await asyncio.gather(*(client.execute("GET", f"resp:{i}") for i in range(500)))
+            return await asyncio.gather(*(client._execute("GET", f"resp:{i}") for i in range(500)))
         finally:
             await client.aclose()
 
@@ -72,15 +74,15 @@ def test_error_replies_raise_and_leave_the_connection_usable(
         client = client_for(backing.redis_url, socket_timeout=5.0)
         try:
             with pytest.raises(redis_errors.ResponseError, match="not an integer"):
-                await client.execute("INCR", "resp:text")
+                await client._execute("INCR", "resp:text")
             with pytest.raises(redis_errors.NoScriptError):
-                await client.execute("EVALSHA", "0" * 40, 0)
+                await client._execute("EVALSHA", "0" * 40, 0)
             # Errors between pipelined replies do not shift the others.
             return await asyncio.gather(
-                client.execute("NOSUCHCOMMAND"),
-                client.execute("GET", "resp:text"),
-                client.execute("INCR", "resp:text"),
-                client.execute("PING"),
+                client._execute("NOSUCHCOMMAND"),
+                client._execute("GET", "resp:text"),
+                client._execute("INCR", "resp:text"),
+                client._execute("PING"),
                 return_exceptions=True,
             )
         finally:
@@ -115,16 +117,16 @@ def test_a_killed_connection_fails_pending_calls_and_the_next_call_reconnects(
     async def main() -> Any:
         client = client_for(backing.redis_url, socket_timeout=5.0)
         try:
-            await client.execute("PING")  # connected
+            await client._execute("PING")  # connected
             blocked = asyncio.gather(
-                *(client.execute("BLPOP", f"resp:never:{i}", 3) for i in range(4)),
+                *(client._execute("BLPOP", f"resp:never:{i}", 3) for i in range(4)),
                 return_exceptions=True,
             )
             await asyncio.sleep(0.1)
             await asyncio.to_thread(sync_redis.client_kill_filter, _type="normal")
             errors = await asyncio.wait_for(blocked, 2)
             assert all(isinstance(error, redis_errors.ConnectionError) for error in errors)
-            return await client.execute("PING")
+            return await client._execute("PING")
         finally:
             await client.aclose()
 
@@ -132,20 +134,20 @@ def test_a_killed_connection_fails_pending_calls_and_the_next_call_reconnects(
 
 
 def test_redis_restart_fails_calls_while_down_and_recovers_with_scripts(
-    backing: Backing, run: Runner[Any]
+    own_redis: EmbeddedRedis, run: Runner[Any]
 ) -> None:
     async def main() -> Any:
-        client = client_for(backing.redis_url)
+        client = client_for(f"redis://127.0.0.1:{own_redis.port}/0")
         try:
             await client.evalsha(SHA, SCRIPT, ["k"], ["before"])
-            await asyncio.to_thread(backing.redis.stop)
+            await asyncio.to_thread(own_redis.stop)
             try:
                 with pytest.raises(redis_errors.ConnectionError):
-                    await client.execute("PING")
+                    await client._execute("PING")
                 with pytest.raises(redis_errors.ConnectionError):
-                    await client.execute("PING")  # still down: a new attempt, not a hang
+                    await client._execute("PING")  # still down: a new attempt, not a hang
             finally:
-                await asyncio.to_thread(backing.redis.start)
+                await asyncio.to_thread(own_redis.start)
             # The restarted Redis has no scripts.
             return await client.evalsha(SHA, SCRIPT, ["k"], ["after"])
         finally:
@@ -162,18 +164,18 @@ def test_a_paused_redis_times_out_and_the_client_recovers(
     async def main() -> Any:
         client = client_for(backing.redis_url, socket_timeout=0.2, socket_connect_timeout=0.2)
         try:
-            await asyncio.gather(client.execute("PING"), client.execute("PING"))
+            await asyncio.gather(client._execute("PING"), client._execute("PING"))
             await asyncio.to_thread(sync_redis.client_pause, 700, all=True)
             started = time.monotonic()
             stuck = await asyncio.gather(
-                *(client.execute("GET", "resp:a") for _ in range(6)), return_exceptions=True
+                *(client._execute("GET", "resp:a") for _ in range(6)), return_exceptions=True
             )
             assert time.monotonic() - started < 0.5
             assert all(isinstance(error, redis_errors.TimeoutError) for error in stuck)
             await asyncio.sleep(0.8)  # unpaused: the replies to the timed-out GETs must not
             # reach the new calls, so the old connections were dropped.
             return await asyncio.gather(
-                *(client.execute("GET", key) for key in ["resp:b", "resp:a"] * 3)
+                *(client._execute("GET", key) for key in ["resp:b", "resp:a"] * 3)
             )
         finally:
             await client.aclose()
@@ -189,15 +191,25 @@ def test_a_cancelled_call_does_not_shift_later_replies(
     async def main() -> Any:
         client = client_for(backing.redis_url)
         try:
-            await client.execute("PING")
-            cancelled = asyncio.ensure_future(client.execute("GET", "resp:a"))
+            await client._execute("PING")
+            cancelled = asyncio.ensure_future(client._execute("GET", "resp:a"))
             await asyncio.sleep(0)  # written
             cancelled.cancel()
-            return [await client.execute("GET", "resp:b") for _ in range(4)]
+            return [await client._execute("GET", "resp:b") for _ in range(4)]
         finally:
             await client.aclose()
 
     assert run(main()) == [b"b"] * 4
+
+
+class Credentials(CredentialProvider):
+    """A provider (rotating passwords, cloud IAM tokens) instead of a password in the URL."""
+
+    def get_credentials(self) -> tuple[str, str]:
+        return ("resp-test", "secret")
+
+    async def get_credentials_async(self) -> tuple[str, str]:
+        return self.get_credentials()
 
 
 def test_database_and_acl_user_come_from_the_redis_py_settings(
@@ -212,14 +224,17 @@ def test_database_and_acl_user_come_from_the_redis_py_settings(
         async def main() -> None:
             client = client_for(f"redis://resp-test:secret@{base}/3")
             wrong = client_for(f"redis://resp-test:wrong@{base}/3")
+            provided = client_for(f"redis://{base}/0", credential_provider=Credentials())
             try:
-                assert await client.execute("ACL", "WHOAMI") == b"resp-test"
-                await client.execute("SET", "resp:in-db-3", "yes")
+                assert await client._execute("ACL", "WHOAMI") == b"resp-test"
+                await client._execute("SET", "resp:in-db-3", "yes")
                 with pytest.raises(redis_errors.AuthenticationError):
-                    await wrong.execute("PING")
+                    await wrong._execute("PING")
+                assert await provided._execute("ACL", "WHOAMI") == b"resp-test"
             finally:
                 await client.aclose()
                 await wrong.aclose()
+                await provided.aclose()
 
         run(main())
         with redis.Redis.from_url(f"redis://{base}/3") as db3:
@@ -245,8 +260,8 @@ def test_unix_socket(tmp_path: Path, run: Runner[Any]) -> None:
         async def main() -> Any:
             client = client_for(f"unix://{socket}?db=1")
             try:
-                await client.execute("SET", "k", "over a unix socket")
-                return await client.execute("GET", "k")
+                await client._execute("SET", "k", "over a unix socket")
+                return await client._execute("GET", "k")
             finally:
                 await client.aclose()
 
@@ -256,17 +271,51 @@ def test_unix_socket(tmp_path: Path, run: Runner[Any]) -> None:
         server.wait(10)
 
 
-def test_connections_it_cannot_make_are_left_to_redis_py() -> None:
-    assert RespClient.for_redis(Redis.from_url("rediss://cache.internal:6380/0")) is None
+def test_what_it_cannot_connect_to_is_refused_not_left_to_a_slower_client() -> None:
+    """Sentinel-managed pools find their server through the sentinels: refused at startup."""
+    sentinel = Sentinel([("127.0.0.1", 26379)])  # type: ignore[no-untyped-call]
+    with pytest.raises(UnsupportedRedisConnection, match="Sentinel"):
+        RespClient.for_redis(sentinel.master_for("cache"))
+    tls = RespClient.for_redis(Redis.from_url("rediss://cache.internal:6380/0"))
+    assert tls.uses_tls
+
+
+def test_a_client_without_timeouts_still_waits_a_bounded_time() -> None:
+    untimed = RespClient.for_redis(
+        Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=None, socket_connect_timeout=None)
+    )
+    assert untimed._timeout_s == untimed._connect_timeout_s == DEFAULT_TIMEOUT_S
+    with pytest.raises(ValueError, match="positive"):
+        RespClient(timeout_s=0)
+
+
+def test_with_no_configured_timeout_a_paused_redis_fails_after_the_default_bound(
+    backing: Backing, sync_redis: redis.Redis, run: Runner[Any]
+) -> None:
+    async def main() -> float:
+        client = client_for(backing.redis_url, socket_timeout=None, socket_connect_timeout=None)
+        try:
+            await client._execute("PING")
+            await asyncio.to_thread(sync_redis.client_pause, 2500, all=True)
+            started = time.monotonic()
+            with pytest.raises(redis_errors.TimeoutError):
+                await client._execute("PING")
+            return time.monotonic() - started
+        finally:
+            await client.aclose()
+            await asyncio.to_thread(sync_redis.client_unpause)
+
+    waited = run(main())
+    assert DEFAULT_TIMEOUT_S * 0.9 < waited < DEFAULT_TIMEOUT_S + 0.5
 
 
 def test_a_closed_client_refuses_calls(backing: Backing, run: Runner[Any]) -> None:
     async def main() -> None:
         client = client_for(backing.redis_url)
-        await client.execute("PING")
+        await client._execute("PING")
         await client.aclose()
         with pytest.raises(redis_errors.ConnectionError, match="closed"):
-            await client.execute("PING")
+            await client._execute("PING")
 
     run(main())
 
@@ -282,10 +331,105 @@ def test_answered_requests_never_time_out_however_long_the_traffic_lasts(
         try:
             deadline = time.monotonic() + 0.5
             while time.monotonic() < deadline:
-                await asyncio.gather(*(client.execute("PING") for _ in range(4)))
+                await asyncio.gather(*(client._execute("PING") for _ in range(4)))
                 calls += 4
             return calls
         finally:
             await client.aclose()
 
     assert run(main()) > 100
+
+
+# ---------------------------------------------------------------- over TLS
+
+
+@pytest.fixture(scope="module")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return test_ca(tmp_path_factory.mktemp("resp-ca"))
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory, tls_ca: TestCA) -> Iterator[TlsRedis]:
+    server = TlsRedis(
+        tmp_path_factory.mktemp("resp-tls-redis"), tls_ca, bind=("127.0.0.1", "127.0.0.2")
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_over_tls_pipelined_replies_each_reach_their_caller(
+    tls_redis: TlsRedis, run: Runner[Any]
+) -> None:
+    with redis.Redis.from_url(tls_redis.url) as setup:
+        setup.mset({f"tls:{i}": f"value-{i}" for i in range(300)})
+
+    async def main() -> list[Any]:
+        client = client_for(tls_redis.url)
+        assert client.uses_tls
+        try:
+            first = await asyncio.gather(*(client._execute("GET", f"tls:{i}") for i in range(300)))
+            # Scripts too, as the cache reads: the same EVALSHA, and EVAL after a flush.
+            await client.evalsha(SHA, SCRIPT, ["k"], ["a"])
+            await client._execute("SCRIPT", "FLUSH")
+            return [*first, await client.evalsha(SHA, SCRIPT, ["k"], ["tls"])]
+        finally:
+            await client.aclose()
+
+    assert run(main()) == [*(f"value-{i}".encode() for i in range(300)), [b"k", b"tls"]]
+
+
+def test_over_tls_the_server_certificate_is_checked(
+    tls_redis: TlsRedis, tmp_path: Path, run: Runner[Any]
+) -> None:
+    other_ca = test_ca(tmp_path / "other")
+
+    # The certificate names 127.0.0.1 and localhost, not 127.0.0.2, where Redis listens too.
+    other_name = tls_redis.url.replace("127.0.0.1", "127.0.0.2")
+
+    async def main() -> Any:
+        untrusted = client_for(
+            tls_redis.url.replace(str(tls_redis.ca.ca_file), str(other_ca.ca_file))
+        )
+        wrong_name = client_for(other_name)
+        unchecked_name = client_for(other_name + "&ssl_check_hostname=false")
+        plain = client_for(f"redis://127.0.0.1:{tls_redis.port}/0", socket_timeout=0.3)
+        try:
+            with pytest.raises(redis_errors.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusted._execute("PING")
+            with pytest.raises(redis_errors.ConnectionError, match="IP address mismatch"):
+                await wrong_name._execute("PING")
+            # A plain client gets no RESP reply from a TLS port: it fails, it does not hang.
+            with pytest.raises((redis_errors.ConnectionError, redis_errors.TimeoutError)):
+                await plain._execute("PING")
+            # As with redis-py, ssl_check_hostname=false still checks the CA, not the name.
+            return await unchecked_name._execute("PING")
+        finally:
+            for client in (untrusted, wrong_name, unchecked_name, plain):
+                await client.aclose()
+
+    assert run(main()) == b"PONG"
+
+
+def test_over_tls_acl_users_authenticate_and_wrong_passwords_are_auth_errors(
+    tls_redis: TlsRedis, run: Runner[Any]
+) -> None:
+    with redis.Redis.from_url(tls_redis.url) as setup:
+        setup.acl_setuser(
+            "tls-user", enabled=True, passwords=["+s3cret"], keys=["*"], categories=["+@all"]
+        )
+
+    async def main() -> None:
+        client = client_for(tls_redis.url_for("tls-user:s3cret", database=2))
+        wrong = client_for(tls_redis.url_for("tls-user:nope"))
+        try:
+            assert await client._execute("ACL", "WHOAMI") == b"tls-user"
+            info = (await client._execute("CLIENT", "INFO")).decode()
+            assert " db=2 " in f" {info} "
+            with pytest.raises(redis_errors.AuthenticationError):
+                await wrong._execute("PING")
+        finally:
+            await client.aclose()
+            await wrong.aclose()
+
+    run(main())

@@ -27,7 +27,7 @@ def test_in_flight_call_completes_while_new_calls_are_refused(backing: Backing) 
     server = ServerThread(
         test_settings(shutdown_grace_s=10.0), backing.database_url, backing.redis_url
     ).start()
-    channel = grpc.insecure_channel(server.address)
+    channel = backing.channel(server.address)
     stub = ProfileServiceStub(channel)
     profile = stub.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
     profile_id = int(profile.name.split("/")[1])

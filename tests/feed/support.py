@@ -89,9 +89,9 @@ def copy_posts(backing: Backing, rows: Iterable[tuple[int, str, dict[str, Any], 
             for author_id, body, meta, created_at in rows:
                 copy.write_row((author_id, body, json.dumps(meta), created_at, created_at))
         conn.execute(
-            "UPDATE profiles SET posts_count = c.n FROM "
-            "(SELECT author_id, count(*) AS n FROM posts GROUP BY author_id) c "
-            "WHERE profiles.id = c.author_id"
+            "INSERT INTO profile_counters (profile_id, posts_count) "
+            "SELECT author_id, count(*) FROM posts GROUP BY author_id "
+            "ON CONFLICT (profile_id) DO UPDATE SET posts_count = excluded.posts_count"
         )
 
 
@@ -104,7 +104,7 @@ def copy_follows(backing: Backing, pairs: Sequence[tuple[int, int]]) -> None:
                 copy.write_row((follower, followee, T0 + timedelta(seconds=index)))
         for column, key in (("followers_count", "followee_id"), ("following_count", "follower_id")):
             conn.execute(
-                f"UPDATE profiles SET {column} = c.n FROM "
-                f"(SELECT {key} AS id, count(*) AS n FROM follows GROUP BY {key}) c "
-                "WHERE profiles.id = c.id"
+                f"INSERT INTO profile_counters (profile_id, {column}) "
+                f"SELECT {key}, count(*) FROM follows GROUP BY {key} "
+                f"ON CONFLICT (profile_id) DO UPDATE SET {column} = excluded.{column}"
             )

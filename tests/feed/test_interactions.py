@@ -208,8 +208,12 @@ def test_retention_job_deletes_only_expired_events_in_batches(
         for index in range(50):
             copy.write_row((1, "post.liked", "posts/1", now - timedelta(days=89, seconds=index)))
     assert server.app is not None
-    assert server.app.retention is not None
-    deleted = server.run(server.app.retention.purge_once())
+    purge = server.app.job("activity-retention").run_once
+
+    async def purge_once() -> int:
+        return await purge()
+
+    deleted = server.run(purge_once())
     assert deleted == 12_000  # three batches of at most 5,000
     with backing.sql() as conn:
         assert conn.execute("SELECT count(*) FROM activity").fetchone() == (50,)

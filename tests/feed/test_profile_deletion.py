@@ -15,7 +15,8 @@ def _true_counts(backing: Backing) -> tuple[list[tuple[int, ...]], list[tuple[in
     with backing.sql() as conn:
         wrong_profiles = conn.execute(
             """
-            SELECT id, followers_count, following_count, posts_count FROM profiles p
+            SELECT id, followers_count, following_count, posts_count
+            FROM profiles p JOIN profile_counters c ON c.profile_id = p.id
             WHERE followers_count <> (SELECT count(*) FROM follows WHERE followee_id = p.id)
                OR following_count <> (SELECT count(*) FROM follows WHERE follower_id = p.id)
                OR posts_count <> (SELECT count(*) FROM posts WHERE author_id = p.id)

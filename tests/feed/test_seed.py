@@ -3,15 +3,20 @@ from __future__ import annotations
 from socialhub.v1 import feed_pb2
 from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 
-from server.seed import FeedVolumes, seed_demo_if_empty, seed_feed
+from server.app import DOMAINS
+from server.feed.seeding import FeedVolumes, seed_feed
+from server.seed import first_start_volumes, seed_demo_if_empty
 from tests.harness import Backing, ServerThread
 
+PROFILE_COUNTERS = (
+    "SELECT count(*) FROM profiles p LEFT JOIN profile_counters c ON c.profile_id = p.id"
+)
 COUNTER_CHECKS = {
-    "posts_count": "SELECT count(*) FROM profiles p WHERE posts_count <>"
+    "posts_count": f"{PROFILE_COUNTERS} WHERE coalesce(c.posts_count, 0) <>"
     " (SELECT count(*) FROM posts WHERE author_id = p.id)",
-    "followers_count": "SELECT count(*) FROM profiles p WHERE followers_count <>"
+    "followers_count": f"{PROFILE_COUNTERS} WHERE coalesce(c.followers_count, 0) <>"
     " (SELECT count(*) FROM follows WHERE followee_id = p.id)",
-    "following_count": "SELECT count(*) FROM profiles p WHERE following_count <>"
+    "following_count": f"{PROFILE_COUNTERS} WHERE coalesce(c.following_count, 0) <>"
     " (SELECT count(*) FROM follows WHERE follower_id = p.id)",
     "like_count": "SELECT count(*) FROM posts p WHERE like_count <>"
     " (SELECT count(*) FROM likes WHERE post_id = p.id)",
@@ -26,7 +31,7 @@ def test_demo_data_feeds_every_rpc_with_exact_counters(
     assert server.app is not None
     engine = server.app.engine
     assert engine is not None
-    assert server.run(seed_demo_if_empty(engine, 60))
+    assert server.run(seed_demo_if_empty(engine, DOMAINS, first_start_volumes(60)))
     # Seeding again on top must stay valid: follows that exist already are skipped.
     server.run(seed_feed(engine, FeedVolumes.for_posts(200, 300), progress=False))
 

@@ -10,7 +10,7 @@ import pytest
 from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from server.seed import seed_profiles
+from server.profiles.seeding import seed_profiles
 from tests.harness import ServerThread
 from tests.helpers import field_violations, new_profile
 

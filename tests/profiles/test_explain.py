@@ -152,6 +152,10 @@ def test_every_read_statement_uses_an_index(large_table: Any) -> None:
                 problems += _problems(conn, name, statement)
     # Counts behind total_size (cached). A count over a platform flag reads the whole table by
     # design, as does a search for a word nearly every profile has; neither is asserted here.
+    # Nor is the count of every profile: it reads every row either way, and whether a Seq Scan
+    # or an index-only scan is cheaper depends on the row width, not on a missing index.
     for label, profile_filter in FILTERS.items():
+        if label == "none":
+            continue
         problems += _problems(conn, f"count {label}", repository.count_statement(profile_filter))
     assert not problems, "\n".join(problems)

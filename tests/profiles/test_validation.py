@@ -9,7 +9,7 @@ from google.protobuf import field_mask_pb2
 from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from server.seed import seed_profiles
+from server.profiles.seeding import seed_profiles
 from tests.harness import ServerThread
 from tests.helpers import new_profile
 from tests.profiles.support import create, invalid

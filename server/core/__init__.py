@@ -1,0 +1,1 @@
+"""Shared machinery of every domain: config, db, cache, pagination, errors, health, server."""

@@ -1,0 +1,1 @@
+"""The profiles domain: people with per-platform handles."""
