@@ -8,8 +8,14 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 # google/api and google/rpc protos from the googleapis-common-protos wheel, for buf (offline).
 GOOGLEAPIS := .tools/googleapis/google/api/field_behavior.proto
+# The TypeScript client's npm dependencies (protoc-gen-es, tsc, tsx included), from its lock file.
+TS := clients/typescript
+TS_INSTALLED := $(TS)/node_modules/.installed
+# The frozen v1 contract: `make lint` fails on any change that would break a compiled client
+# (docs/API.md, "Changing the contract"). Written only by `make freeze`.
+BASELINE := protos/baseline/socialhub-v1.binpb
 
-.PHONY: install run test lint generate seed bench clean
+.PHONY: install run test lint generate freeze seed bench clean
 
 $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +28,11 @@ $(BUF):
 $(GOOGLEAPIS): $(INSTALLED) clients/python/googleapis.py
 	$(BIN)/python clients/python/googleapis.py .tools/googleapis
 
-install: $(INSTALLED) $(BUF) $(GOOGLEAPIS)
+$(TS_INSTALLED): $(TS)/package.json $(TS)/package-lock.json
+	npm ci --prefix $(TS) --no-audit --no-fund --silent
+	touch $@
+
+install: $(INSTALLED) $(BUF) $(GOOGLEAPIS) $(TS_INSTALLED)
 
 ## Serve on 127.0.0.1:50051 with embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
 run: $(INSTALLED)
@@ -38,10 +48,19 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BUF) lint
+	$(BUF) breaking protos --against $(BASELINE)
+	npm --prefix $(TS) run --silent typecheck
 
-## Regenerate clients/python/socialhub from protos/.
-generate: $(INSTALLED)
+## Regenerate clients/python/socialhub and clients/typescript/src/gen from protos/.
+generate: $(INSTALLED) $(BUF) $(GOOGLEAPIS) $(TS_INSTALLED)
 	$(BIN)/python clients/python/generate.py
+	$(BUF) generate
+
+## Rebuild the v1 baseline that `make lint` checks for breaking changes. Only for a reviewed,
+## deliberate change that breaks no client (docs/API.md); a break is a new package, socialhub.v2.
+freeze: $(BUF) $(GOOGLEAPIS)
+	mkdir -p $(dir $(BASELINE))
+	$(BUF) build protos --exclude-source-info -o $(BASELINE)
 
 ## Benchmarks against the floors and the FastAPI baseline; rewrites docs/BENCHMARKS.md.
 ## The first run seeds .state/bench (200k profiles, 2M posts; about 12 min), every run then
@@ -53,4 +72,4 @@ seed: $(INSTALLED)
 	$(BIN)/socialhub seed --profiles 100000
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis $(TS)/node_modules $(TS)/dist

@@ -96,9 +96,9 @@ async def _drive(database_url: str, redis_url: str) -> dict[str, Any]:
                 counts["writes"] += 1
                 a, b = rng.sample(range(1, 3001), 2)
                 if rng.random() < 0.5:
-                    await feed.FollowProfile(
-                        feed_pb2.FollowProfileRequest(
-                            follower=f"profiles/{a}", followee=f"profiles/{b}"
+                    await feed.CreateFollow(
+                        feed_pb2.CreateFollowRequest(
+                            parent=f"profiles/{a}", follow=feed_pb2.Follow(followee=f"profiles/{b}")
                         )
                     )
                 else:

@@ -85,8 +85,8 @@ async def _add_mega_author(database_url: str, posts: int) -> None:
         author = await conn.fetchval("SELECT min(id) FROM profiles")
         await conn.execute(
             """
-            INSERT INTO posts (author_id, body, metadata, created_at)
-            SELECT $1, 'mega post ' || g, jsonb_build_object('tags', jsonb_build_array('mega')),
+            INSERT INTO posts (author_id, body, tags, created_at)
+            SELECT $1, 'mega post ' || g, ARRAY['mega'],
                    now() - make_interval(secs => g * 20)
             FROM generate_series(1, $2::int) AS g
             """,
@@ -110,16 +110,14 @@ async def ensure_rare_tag_posts(database_url: str) -> None:
     for a newest-first walk, the best for the GIN index."""
     conn = await asyncpg.connect(_asyncpg_url(database_url))
     try:
-        if await conn.fetchval(
-            'SELECT count(*) FROM posts WHERE metadata @> \'{"tags": ["rare-bench-tag"]}\''
-        ):
+        if await conn.fetchval("SELECT count(*) FROM posts WHERE tags @> ARRAY['rare-bench-tag']"):
             return
         author = await conn.fetchval("SELECT max(id) FROM profiles")
         await conn.execute(
             """
-            INSERT INTO posts (author_id, body, metadata, created_at)
+            INSERT INTO posts (author_id, body, tags, created_at)
             SELECT $1, 'rare post ' || g,
-                   jsonb_build_object('tags', jsonb_build_array('rare-bench-tag')),
+                   ARRAY['rare-bench-tag'],
                    now() - make_interval(days => g)
             FROM generate_series(1, 100) AS g
             """,
@@ -185,9 +183,11 @@ def deep_tokens(address: str, readers: list[int]) -> dict[int, str]:
         for reader in readers:
             token = ""
             for _ in range(DEEP_PAGE - 1):
-                page = stub.GetHomeTimeline(
-                    feed_pb2.GetHomeTimelineRequest(
-                        profile=f"profiles/{reader}", page_size=PAGE_SIZE, page_token=token
+                page = stub.ListPosts(
+                    feed_pb2.ListPostsRequest(
+                        filter=f'home_timeline = "profiles/{reader}"',
+                        page_size=PAGE_SIZE,
+                        page_token=token,
                     )
                 )
                 token = page.next_page_token
@@ -215,14 +215,16 @@ class _timeline:  # noqa: N801 - used like a function
     def __call__(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[Any]]:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         requests = [
-            feed_pb2.GetHomeTimelineRequest(
-                profile=f"profiles/{r}", page_size=PAGE_SIZE, page_token=self.tokens.get(r, "")
+            feed_pb2.ListPostsRequest(
+                filter=f'home_timeline = "profiles/{r}"',
+                page_size=PAGE_SIZE,
+                page_token=self.tokens.get(r, ""),
             )
             for r in self.readers
         ]
 
         async def call(i: int) -> Any:
-            return await stub.GetHomeTimeline(requests[i % len(requests)])
+            return await stub.ListPosts(requests[i % len(requests)])
 
         return call
 
@@ -235,14 +237,16 @@ class author_feed:  # noqa: N801 - used like a function
     def __call__(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[Any]]:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         requests = [
-            feed_pb2.ListProfilePostsRequest(
-                parent=f"profiles/{a}", page_size=PAGE_SIZE, page_token=self.tokens.get(a, "")
+            feed_pb2.ListPostsRequest(
+                filter=f'author = "profiles/{a}"',
+                page_size=PAGE_SIZE,
+                page_token=self.tokens.get(a, ""),
             )
             for a in self.authors
         ]
 
         async def call(i: int) -> Any:
-            return await stub.ListProfilePosts(requests[i % len(requests)])
+            return await stub.ListPosts(requests[i % len(requests)])
 
         return call
 
@@ -265,8 +269,8 @@ def second_page_tokens(address: str, authors: list[int]) -> dict[int, str]:
     with credentials.channel(address) as channel:
         stub = feed_pb2_grpc.FeedServiceStub(channel)
         pages = {
-            a: stub.ListProfilePosts(
-                feed_pb2.ListProfilePostsRequest(parent=f"profiles/{a}", page_size=PAGE_SIZE)
+            a: stub.ListPosts(
+                feed_pb2.ListPostsRequest(filter=f'author = "profiles/{a}"', page_size=PAGE_SIZE)
             ).next_page_token
             for a in authors
         }
@@ -284,7 +288,7 @@ def stream_figures(address: str, author: int, repeats: int = 3) -> dict[str, Any
             total = 0
             for index, message in enumerate(
                 stub.StreamProfilePosts(
-                    feed_pb2.StreamProfilePostsRequest(parent=f"profiles/{author}")
+                    feed_pb2.StreamProfilePostsRequest(author=f"profiles/{author}")
                 )
             ):
                 if index == 0:
@@ -308,7 +312,8 @@ async def raw_cursor_rate(database_url: str, author: int, repeats: int = 3) -> d
             count = 0
             async with conn.transaction():
                 async for _row in conn.cursor(
-                    "SELECT id, author_id, body, metadata, created_at, like_count, comment_count,"
+                    "SELECT id, author_id, body, tags, location_district, language_code, media,"
+                    " attributes, created_at, like_count, comment_count,"
                     " share_count, view_count FROM posts WHERE author_id = $1"
                     " ORDER BY created_at DESC, id DESC",
                     author,

@@ -424,22 +424,34 @@ def scenarios(setup: Setup, repeat: int) -> list[Scenario]:
         *setup.peers(
             "search", _get([f"/api/profiles/search?q={term}&limit=20" for term in SEARCH_TERMS])
         ),
+        # ListTopProfiles is gone from the API: its answer is ListProfiles by followers.
         Scenario(
-            "ListTopProfiles",
+            "ListProfiles most followed",
             "socialhub",
             setup.grpc(
                 on,
-                Unary(profiles, "ListTopProfiles", [profile_pb2.ListTopProfilesRequest(limit=15)]),
+                Unary(
+                    profiles,
+                    "ListProfiles",
+                    [
+                        profile_pb2.ListProfilesRequest(
+                            page_size=15,
+                            order=profile_pb2.ProfileOrder(
+                                field=profile_pb2.PROFILE_SORT_FIELD_FOLLOWERS, descending=True
+                            ),
+                        )
+                    ],
+                ),
             ),
             "top profiles",
         ),
         *setup.peers("top profiles", _get(["/api/profiles/top?limit=15"])),
         Scenario(
-            "GetFilterOptions",
+            "SummarizeProfiles",
             "socialhub",
             setup.grpc(
                 on,
-                Unary(profiles, "GetFilterOptions", [profile_pb2.GetFilterOptionsRequest()]),
+                Unary(profiles, "SummarizeProfiles", [profile_pb2.SummarizeProfilesRequest()]),
             ),
             "filter options",
         ),
@@ -515,7 +527,7 @@ def stream_once(address: str, author: int) -> tuple[int, float, float]:
         first = 0.0
         total = 0
         for message_ in stub.StreamProfilePosts(
-            feed_pb2.StreamProfilePostsRequest(parent=f"profiles/{author}")
+            feed_pb2.StreamProfilePostsRequest(author=f"profiles/{author}")
         ):
             if not total:
                 first = time.perf_counter() - started
@@ -533,7 +545,8 @@ async def raw_cursor(database_url: str, author: int, *, build_protobuf: bool) ->
         count = 0
         async with conn.transaction():
             async for row in conn.cursor(
-                "SELECT id, author_id, body, metadata, created_at, updated_at, like_count,"
+                "SELECT id, author_id, body, tags, location_district, language_code, media,"
+                " attributes, created_at, updated_at, like_count,"
                 " comment_count, share_count, view_count FROM posts WHERE author_id = $1"
                 " ORDER BY created_at DESC, id DESC",
                 author,

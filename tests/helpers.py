@@ -40,3 +40,22 @@ def error_reason(error: grpc.RpcError) -> str:
             detail.Unpack(info)
             return str(info.reason)
     raise AssertionError("no ErrorInfo in the error")
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    for detail in rich_status(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError("no ErrorInfo in the error")
+
+
+def request_id(error: grpc.RpcError) -> str:
+    """The request id of the error's google.rpc.RequestInfo detail."""
+    for detail in rich_status(error).details:
+        if detail.Is(error_details_pb2.RequestInfo.DESCRIPTOR):
+            info = error_details_pb2.RequestInfo()
+            detail.Unpack(info)
+            return str(info.request_id)
+    raise AssertionError("no RequestInfo in the error")

@@ -136,7 +136,8 @@ INSERT_PROFILE = (
     f" VALUES ({', '.join(f'${n}' for n in range(1, len(_WRITTEN) + 1))}) RETURNING {_P}"
 )
 _POST = (
-    "id, author_id, body, metadata, like_count, comment_count, share_count, view_count,"
+    "id, author_id, body, tags, location_district, language_code, media, attributes,"
+    " like_count, comment_count, share_count, view_count,"
     " created_at, updated_at"
 )
 POSTS_BY_IDS = f"SELECT {_POST} FROM posts WHERE id = ANY($1::bigint[])"
@@ -312,7 +313,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 def _post(row: Mapping[str, Any]) -> dict[str, Any]:
     post = dict(row)
     # asyncpg hands jsonb over as its text: embedded as is, never parsed and re-encoded.
-    post["metadata"] = orjson.Fragment(post["metadata"])
+    for column in ("media", "attributes"):
+        if post[column] is not None:
+            post[column] = orjson.Fragment(post[column])
     return post
 
 

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.encoders import jsonable_encoder
-from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import (
@@ -43,6 +43,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     String,
+    Text,
     func,
     literal,
     literal_column,
@@ -50,7 +51,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -207,10 +208,11 @@ class Post(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
     body: Mapped[str] = mapped_column(String(5000))
-    # `metadata` is reserved on declarative classes, hence the attribute name.
-    meta: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", JSONB, server_default=text("'{}'::jsonb")
-    )
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    location_district: Mapped[str] = mapped_column(String(100), server_default=text("''"))
+    language_code: Mapped[str] = mapped_column(String(35), server_default=text("''"))
+    media: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     like_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     comment_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     share_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
@@ -348,7 +350,11 @@ class PostResponse(BaseModel):
     id: int
     author_id: int
     body: str
-    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
+    tags: list[str]
+    location_district: str
+    language_code: str
+    media: list[dict[str, Any]] | None
+    attributes: dict[str, Any] | None
     like_count: int
     comment_count: int
     share_count: int

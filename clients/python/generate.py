@@ -1,7 +1,9 @@
-"""Generate the Python client package from protos/ (run by `make generate`).
+"""Generate the Python stubs of the client package from protos/ (run by `make generate`).
 
-The same function writes into a scratch folder for the test that fails when
-the committed code is stale, so both paths produce byte-identical output.
+Only the generated packages (`socialhub/v1`, one per proto package) are replaced: the
+hand-written client beside them (`socialhub/client`, `socialhub/__init__.py`, `py.typed`) is
+kept. The same function writes into a scratch folder for the test that fails when the
+committed code is stale, so both paths produce byte-identical output.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -17,11 +20,16 @@ from grpc_tools import protoc
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO_ROOT / "protos"
 PACKAGE_ROOT = Path(__file__).resolve().parent
-GENERATED_PACKAGE = "socialhub"
 
 
 def proto_files() -> list[Path]:
     return sorted(path for path in PROTO_ROOT.rglob("*.proto") if "baseline" not in path.parts)
+
+
+def generated_packages() -> list[Path]:
+    """The folders protoc writes, relative to the output root: one per proto package
+    (`socialhub/v1`). Everything else under `socialhub/` is written by hand."""
+    return sorted({path.relative_to(PROTO_ROOT).parent for path in proto_files()})
 
 
 def googleapis_root() -> Path:
@@ -34,9 +42,19 @@ def googleapis_root() -> Path:
 
 
 def generate(out_dir: Path) -> None:
-    """Write the generated package `socialhub/` under `out_dir`, replacing any old one."""
-    shutil.rmtree(out_dir / GENERATED_PACKAGE, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the generated packages under `out_dir`, replacing old ones, keeping the rest.
+
+    protoc writes into a scratch folder first: a proto that does not compile leaves the
+    committed stubs as they were instead of deleting them."""
+    with tempfile.TemporaryDirectory() as scratch:
+        _protoc(Path(scratch))
+        for package in generated_packages():
+            (Path(scratch) / package / "__init__.py").touch()
+            shutil.rmtree(out_dir / package, ignore_errors=True)
+            shutil.copytree(Path(scratch) / package, out_dir / package)
+
+
+def _protoc(out_dir: Path) -> None:
     well_known = resources.files("grpc_tools") / "_proto"
     plugin_dir = Path(sys.executable).parent
     args = [
@@ -54,10 +72,6 @@ def generate(out_dir: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    for package_dir in [out_dir / GENERATED_PACKAGE, *(out_dir / GENERATED_PACKAGE).rglob("*/")]:
-        if package_dir.is_dir():
-            (package_dir / "__init__.py").touch()
-    (out_dir / GENERATED_PACKAGE / "py.typed").touch()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ log = logging.getLogger("socialhub.auth")
 
 ADMIN = apikeys.ADMIN_SCOPE
 # Method verbs that only read (AIP-131..136 and streams); every other verb writes.
-READ_VERBS = ("BatchGet", "Get", "List", "Search", "Stream", "Watch")
+# "Summarize" is a custom method's verb (ProfileService.SummarizeProfiles: counts, no write).
+READ_VERBS = ("BatchGet", "Get", "List", "Search", "Stream", "Summarize", "Watch")
 # Services any caller may use: probes must work without credentials, and reflection only
 # describes the API (REFLECTION_ENABLED=false removes it).
 OPEN_SERVICES = frozenset(
@@ -139,15 +140,15 @@ class _Accepted:
 
 def _rejection(stored: apikeys.ApiKey | None, now: float) -> _Rejected | None:
     if stored is None:
-        return _Rejected("unknown API key", "API_KEY_INVALID")
+        return _Rejected("unknown API key", reason="API_KEY_INVALID")
     if stored.revoke_time is not None:
-        return _Rejected(f"API key {stored.prefix} is revoked", "API_KEY_REVOKED")
+        return _Rejected(f"API key {stored.prefix} is revoked", reason="API_KEY_REVOKED")
     if stored.expire_time is not None and stored.expire_time.timestamp() <= now:
-        return _Rejected(f"API key {stored.prefix} has expired", "API_KEY_EXPIRED")
+        return _Rejected(f"API key {stored.prefix} has expired", reason="API_KEY_EXPIRED")
     return None
 
 
-_MALFORMED = _Rejected("not a Socialhub API key", "API_KEY_INVALID")
+_MALFORMED = _Rejected("not a Socialhub API key", reason="API_KEY_INVALID")
 
 
 class Authenticator:

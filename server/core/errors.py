@@ -14,74 +14,83 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """Base of every error a client is meant to see. `reason` is stable and machine-readable;
-    `metadata` goes into the status's ErrorInfo beside it."""
+    """Base of every error a client is meant to see. `reason` is stable and machine-readable:
+    it becomes ErrorInfo.reason, says what happened (`PROFILE_NOT_FOUND`, not `NOT_FOUND`) and is
+    listed in docs/API.md (tests/core/test_api_docs.py checks both ways). `metadata` goes into
+    the status's ErrorInfo beside it."""
 
-    reason = "ERROR"
+    reason: str
     metadata: Mapping[str, str] = MappingProxyType({})
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.message = message
-        if reason is not None:
-            self.reason = reason
+        self.reason = reason
 
 
 class InvalidArgument(DomainError):
-    reason = "INVALID_ARGUMENT"
+    """Bad fields of the request, each named in a BadRequest violation. The default reason
+    covers ordinary field validation; a case a client handles apart gets a reason of its own."""
 
-    def __init__(self, violations: list[FieldViolation], *, reason: str | None = None) -> None:
+    def __init__(
+        self, violations: list[FieldViolation], *, reason: str = "REQUEST_FIELD_INVALID"
+    ) -> None:
         summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
         super().__init__(f"invalid request: {summary}", reason=reason)
         self.violations = violations
 
     @classmethod
-    def single(cls, field: str, description: str) -> InvalidArgument:
-        return cls([FieldViolation(field, description)])
+    def single(
+        cls, field: str, description: str, *, reason: str = "REQUEST_FIELD_INVALID"
+    ) -> InvalidArgument:
+        return cls([FieldViolation(field, description)], reason=reason)
+
+
+# The errors below have no default reason: a NotFound that does not say what was not found
+# (or a conflict that does not say which) is no use to a client that branches on it.
 
 
 class NotFound(DomainError):
-    reason = "NOT_FOUND"
+    pass
 
 
 class AlreadyExists(DomainError):
-    reason = "ALREADY_EXISTS"
+    pass
 
 
 class Aborted(DomainError):
-    reason = "ABORTED"
+    pass
 
 
 class FailedPrecondition(DomainError):
-    reason = "FAILED_PRECONDITION"
+    pass
 
 
 class Unavailable(DomainError):
-    reason = "UNAVAILABLE"
+    pass
 
 
 class Unauthenticated(DomainError):
-    """No credentials, or ones that prove nothing (unknown, expired, revoked)."""
-
-    reason = "UNAUTHENTICATED"
+    """No credentials, or ones that prove nothing (unknown, expired, revoked); the reason says
+    which."""
 
 
 class PermissionDenied(DomainError):
     """The caller is known but lacks `scope`."""
 
-    reason = "SCOPE_MISSING"
-
     def __init__(self, message: str, *, scope: str) -> None:
-        super().__init__(message)
+        super().__init__(message, reason="SCOPE_MISSING")
         self.scope = scope
         self.metadata = {"scope": scope}
 
 
 class ResourceExhausted(DomainError):
-    reason = "RESOURCE_EXHAUSTED"
+    """The server sheds the call; RetryInfo says when to try again."""
 
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, retry_after_s: float, reason: str = "SERVER_OVERLOADED"
+    ) -> None:
+        super().__init__(message, reason=reason)
         self.retry_after_s = retry_after_s
 
 

@@ -69,7 +69,9 @@ async def claim(
         )
     ).one()
     if earlier.request_hash != digest:
-        raise InvalidArgument.single("request_id", "was already used for a different request")
+        raise InvalidArgument.single(
+            "request_id", "was already used for a different request", reason="REQUEST_ID_REUSED"
+        )
     return int(earlier.resource_id)
 
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("socialhub.rpc")
 
-ERROR_DOMAIN = "socialhub.v1"
+# AIP-193: the service's globally unique name, the same for every version of the API.
+ERROR_DOMAIN = "socialhub.dev"
 DATABASE_RETRY_AFTER_S = 1.0
 OVERLOAD_RETRY_AFTER_S = 0.1
 CONFLICT_RETRY_AFTER_S = 0.05
@@ -72,13 +73,16 @@ def _retry_info(seconds: float) -> any_pb2.Any:
 
 
 def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
-    """Translate any exception into a google.rpc.Status with typed details."""
-    info = error_details_pb2.ErrorInfo(domain=ERROR_DOMAIN, metadata={"request_id": request_id})
+    """Translate any exception into a google.rpc.Status with typed details: an ErrorInfo
+    (domain, reason, metadata), the call's RequestInfo, and BadRequest or RetryInfo where
+    they apply."""
+    info = error_details_pb2.ErrorInfo(domain=ERROR_DOMAIN)
+    request_info = _packed(error_details_pb2.RequestInfo(request_id=request_id))
     if isinstance(exc, errors.DomainError):
         code = next(c for cls, c in _CODES.items() if isinstance(exc, cls))
         info.reason = exc.reason
         info.metadata.update(exc.metadata)
-        details = [_packed(info)]
+        details = [_packed(info), request_info]
         if isinstance(exc, errors.InvalidArgument):
             bad_request = error_details_pb2.BadRequest(
                 field_violations=[
@@ -100,20 +104,21 @@ def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
         return status_pb2.Status(
             code=code_pb2.ABORTED,
             message="the request conflicted with a concurrent one; retry it",
-            details=[_packed(info), _retry_info(CONFLICT_RETRY_AFTER_S)],
+            details=[_packed(info), request_info, _retry_info(CONFLICT_RETRY_AFTER_S)],
         )
     if is_database_unavailable(exc):
         info.reason = "DATABASE_UNAVAILABLE"
         return status_pb2.Status(
             code=code_pb2.UNAVAILABLE,
             message="the database is unavailable; retry later",
-            details=[_packed(info), _retry_info(DATABASE_RETRY_AFTER_S)],
+            details=[_packed(info), request_info, _retry_info(DATABASE_RETRY_AFTER_S)],
         )
-    info.reason = "INTERNAL"
+    # The request id stays in the text too: it is what a user pastes into a support ticket.
+    info.reason = "INTERNAL_ERROR"
     return status_pb2.Status(
         code=code_pb2.INTERNAL,
         message=f"internal error (request_id={request_id})",
-        details=[_packed(info)],
+        details=[_packed(info), request_info],
     )
 
 

@@ -54,7 +54,16 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes `text` encodes, if `text` is exactly how `_b64` writes them.
+
+    Base64 decoders ignore the unused low bits of the last character, so several texts decode
+    to the same bytes (flipping the last bit of a token still gave the same page). Only the one
+    text the server issued is accepted: a token is compared as it was issued, not as decoded.
+    """
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical encoding")
+    return data
 
 
 def _encode_value(value: KeyValue) -> Any:
@@ -70,6 +79,9 @@ def _decode_value(value: Any) -> KeyValue:
 
 
 class PageTokens:
+    """Page tokens and stream resume cursors: every token the server did not issue for this very
+    request is INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID on the token's field."""
+
     def __init__(self, secret: str) -> None:
         self._secret = secret.encode()
 
@@ -94,17 +106,23 @@ class PageTokens:
             payload = _unb64(encoded_payload)
             signature = _unb64(encoded_signature)
         except (ValueError, binascii.Error):
-            raise InvalidArgument.single(
-                field, "is not a page token issued by this service"
-            ) from None
+            raise _not_issued(field) from None
         if not hmac.compare_digest(signature, self._sign(payload)):
-            raise InvalidArgument.single(field, "is not a page token issued by this service")
+            raise _not_issued(field)
         decoded = json.loads(payload)
         if decoded.get("f") != request_fingerprint:
             raise InvalidArgument.single(
-                field, "was issued for a different filter or order; start from the first page"
+                field,
+                "was issued for a different filter or order; start from the first page",
+                reason="PAGE_TOKEN_INVALID",
             )
         return tuple(_decode_value(v) for v in decoded["k"])
+
+
+def _not_issued(field: str) -> InvalidArgument:
+    return InvalidArgument.single(
+        field, "is not a page token issued by this service", reason="PAGE_TOKEN_INVALID"
+    )
 
 
 def next_token(

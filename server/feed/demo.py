@@ -10,7 +10,16 @@ from typing import Any
 
 from server.profiles.public import DISTRICTS, TOPICS
 
-POST_COLUMNS = ("author_id", "body", "metadata", "created_at", "updated_at")
+POST_COLUMNS = (
+    "author_id",
+    "body",
+    "tags",
+    "location_district",
+    "language_code",
+    "media",
+    "created_at",
+    "updated_at",
+)
 FOLLOW_COLUMNS = ("follower_id", "followee_id", "created_at")
 COMMENT_COLUMNS = ("post_id", "author_id", "body", "created_at")
 LIKE_COLUMNS = ("post_id", "profile_id", "created_at")
@@ -64,22 +73,22 @@ def post_records(
     now = _now()
     for _ in range(count):
         tags = rng.sample(TAGS, rng.randint(1, 3))
-        metadata: dict[str, Any] = {
-            "tags": tags,
-            "location": {"district": rng.choice(DISTRICTS)},
-            "language": "en",
-        }
+        district = rng.choice(DISTRICTS)
+        media = None
         if rng.random() < 0.3:
-            metadata["media"] = [
-                {
-                    "kind": rng.choice(("image", "video")),
-                    "url": f"https://media.example.org/{rng.getrandbits(48):012x}",
-                }
-            ]
+            # The stored form of Post.media (server/feed/mapping.py).
+            media = json.dumps(
+                [
+                    {
+                        "kind": rng.choice(("image", "video")),
+                        "url": f"https://media.example.org/{rng.getrandbits(48):012x}",
+                    }
+                ]
+            )
         topic = tags[0].replace("-", " ")
         body = f"{rng.choice(OPENERS)} {topic}. {rng.choice(CLOSERS)}".strip()
         created = now - SPAN * rng.random() ** 2  # more posts recently
-        yield (rng.choice(author_ids), body, json.dumps(metadata), created, created)
+        yield (rng.choice(author_ids), body, tags, district, "en", media, created, created)
 
 
 def follow_records(

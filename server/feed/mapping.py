@@ -11,7 +11,15 @@ from server.core.db import columns_of
 from server.core.names import format_name
 from server.core.timestamps import timestamp
 from server.feed.model import Verb
-from server.feed.validation import COMMENTS, POSTS, PROFILES
+from server.feed.validation import (
+    ACTIVITY_EVENTS,
+    COMMENTS,
+    FOLLOWS,
+    LIKES,
+    POSTS,
+    PROFILES,
+    RELATIONSHIPS,
+)
 
 VERBS = {
     Verb.POST_CREATED: feed_pb2.ACTIVITY_VERB_POST_CREATED,
@@ -43,13 +51,23 @@ def post_id_of(name: str) -> int:
     return int(name.rpartition("/")[2])
 
 
+MEDIA_TYPES = {"image": feed_pb2.Media.TYPE_IMAGE, "video": feed_pb2.Media.TYPE_VIDEO}
+
+
 def post_from_row(row: Any) -> feed_pb2.Post:
-    """From a SQLAlchemy Row or an asyncpg Record (CompiledQuery)."""
+    """From a SQLAlchemy Row or an asyncpg Record (CompiledQuery).
+
+    The hot path of every post listing: typed columns go straight into the constructor,
+    and the optional parts (location, media, attributes) are built only when present;
+    building a Struct from a JSON document was 12% of ListProfilePosts' CPU (issue 13).
+    """
     data = columns_of(row)
     post = feed_pb2.Post(
-        name=post_name(data["id"]),
-        author=profile_name(data["author_id"]),
+        name=f"posts/{data['id']}",
+        author=f"profiles/{data['author_id']}",
         body=data["body"],
+        tags=data["tags"],
+        language_code=data["language_code"],
         like_count=data["like_count"],
         comment_count=data["comment_count"],
         share_count=data["share_count"],
@@ -57,9 +75,21 @@ def post_from_row(row: Any) -> feed_pb2.Post:
         create_time=timestamp(data["created_at"]),
         update_time=timestamp(data["updated_at"]),
     )
-    document = data["metadata"]
-    if document:
-        post.metadata.update(document)
+    district = data["location_district"]
+    if district:
+        post.location.district = district
+    media = data["media"]
+    if media:
+        post.media.extend(
+            feed_pb2.Media(
+                type=MEDIA_TYPES.get(item["kind"], feed_pb2.Media.TYPE_UNSPECIFIED),
+                uri=item["url"],
+            )
+            for item in media
+        )
+    attributes = data["attributes"]
+    if attributes:
+        post.attributes.update(attributes)
     return post
 
 
@@ -72,9 +102,21 @@ def comment_from_row(row: Any) -> feed_pb2.Comment:
     )
 
 
+def follow_name(follower_id: int, followee_id: int) -> str:
+    return f"{profile_name(follower_id)}/{format_name(FOLLOWS, followee_id)}"
+
+
+def like_name(post_id: int, profile_id: int) -> str:
+    return f"{post_name(post_id)}/{format_name(LIKES, profile_id)}"
+
+
+def relationship_name(profile_id: int, other_id: int) -> str:
+    return f"{profile_name(profile_id)}/{format_name(RELATIONSHIPS, other_id)}"
+
+
 def follow_from_row(row: Any) -> feed_pb2.Follow:
     return feed_pb2.Follow(
-        follower=profile_name(row.follower_id),
+        name=follow_name(row.follower_id, row.followee_id),
         followee=profile_name(row.followee_id),
         create_time=timestamp(row.created_at),
     )
@@ -82,12 +124,15 @@ def follow_from_row(row: Any) -> feed_pb2.Follow:
 
 def like_message(post_id: int, profile_id: int, created_at: datetime) -> feed_pb2.Like:
     return feed_pb2.Like(
-        post=post_name(post_id), profile=profile_name(profile_id), create_time=timestamp(created_at)
+        name=like_name(post_id, profile_id),
+        profile=profile_name(profile_id),
+        create_time=timestamp(created_at),
     )
 
 
 def event_from_row(row: Any) -> feed_pb2.ActivityEvent:
     event = feed_pb2.ActivityEvent(
+        name=f"{profile_name(row.actor_id)}/{format_name(ACTIVITY_EVENTS, row.id)}",
         actor=profile_name(row.actor_id),
         verb=VERBS.get(Verb(row.verb), feed_pb2.ACTIVITY_VERB_UNSPECIFIED)
         if row.verb in Verb._value2member_map_

@@ -23,17 +23,25 @@ class Verb(enum.StrEnum):
 
 @dataclass(frozen=True)
 class NewPost:
+    """`values` are the posts columns the request sets (tags, location_district, ...)."""
+
     author_id: int
     body: str
-    metadata: dict[str, Any]
+    values: dict[str, Any]
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.values.get("tags", []))
 
 
 @dataclass(frozen=True)
 class PostChanges:
-    """Only the fields named in the update mask are set."""
+    """The posts columns named (through their fields) in the update mask, and those fields."""
 
-    body: str | None = None
-    metadata: dict[str, Any] | None = None
+    values: dict[str, Any]
+    fields: tuple[str, ...]
+    # Set by a full replacement ("*"): the author it names, which must be the post's own.
+    author_id: int | None = None
 
 
 @dataclass(frozen=True)

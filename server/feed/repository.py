@@ -111,7 +111,7 @@ async def counters_of(conn: AsyncConnection, profile_ids: Sequence[int]) -> list
 async def insert_post(conn: AsyncConnection, new: NewPost) -> AnyRow:
     statement = (
         insert(posts)
-        .values(author_id=new.author_id, body=new.body, metadata=new.metadata)
+        .values(author_id=new.author_id, body=new.body, **new.values)
         .returning(*POST_COLUMNS)
     )
     return (await conn.execute(statement)).one()
@@ -308,11 +308,13 @@ def timeline_posts(viewer_id: int, position: Position) -> AnySelect:
 
 
 def tag_statement(tags: Sequence[str], position: Position, limit: int) -> AnySelect:
-    """Posts whose metadata contains all `tags` (GIN jsonb_path_ops), newest first."""
+    """Posts whose tags contain all `tags` (`tags @> ARRAY[...]`, GIN ix_posts_tags), newest
+    first. The array column has element statistics, so PostgreSQL estimates a combination of
+    tags from each tag's frequency and picks the GIN bitmap or the newest-first walk well."""
     return (
         select(*POST_COLUMNS)
         .where(
-            posts.c["metadata"].contains({"tags": list(tags)}),
+            posts.c.tags.contains(list(tags)),
             *_before(posts.c.created_at, posts.c.id, position),
         )
         .order_by(*_newest_first(posts.c.created_at, posts.c.id))
@@ -377,6 +379,31 @@ def _follow_list(
     )
 
 
+def follows_statement(
+    follower_id: int | None, followee_id: int | None, position: Position, limit: int
+) -> AnySelect:
+    """Follows by a follower (ix_follows_follower_id_created_at), of a followee
+    (ix_follows_followee_id_created_at), or the one follow between both, newest first."""
+    if follower_id is None:
+        assert followee_id is not None
+        return followers_statement(followee_id, position, limit)
+    statement = following_statement(follower_id, position, limit)
+    if followee_id is not None:
+        statement = statement.where(follows.c.followee_id == followee_id)
+    return statement
+
+
+async def follows_page(
+    conn: AsyncConnection,
+    follower_id: int | None,
+    followee_id: int | None,
+    position: Position,
+    limit: int,
+) -> Sequence[AnyRow]:
+    statement = follows_statement(follower_id, followee_id, position, limit)
+    return (await conn.execute(statement)).all()
+
+
 def followers_statement(followee_id: int, position: Position, limit: int) -> AnySelect:
     """A backward range of ix_follows_followee_id_created_at."""
     return _follow_list(follows.c.followee_id, follows.c.follower_id, followee_id, position, limit)
@@ -385,18 +412,6 @@ def followers_statement(followee_id: int, position: Position, limit: int) -> Any
 def following_statement(follower_id: int, position: Position, limit: int) -> AnySelect:
     """A backward range of ix_follows_follower_id_created_at."""
     return _follow_list(follows.c.follower_id, follows.c.followee_id, follower_id, position, limit)
-
-
-async def followers_page(
-    conn: AsyncConnection, followee_id: int, position: Position, limit: int
-) -> Sequence[AnyRow]:
-    return (await conn.execute(followers_statement(followee_id, position, limit))).all()
-
-
-async def following_page(
-    conn: AsyncConnection, follower_id: int, position: Position, limit: int
-) -> Sequence[AnyRow]:
-    return (await conn.execute(following_statement(follower_id, position, limit))).all()
 
 
 async def follower_ids(conn: AsyncConnection, followee_id: int, limit: int) -> list[int]:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.core import idempotency
 from server.core.cache import Cache
 from server.core.db import autocommit_reads, columns_of
-from server.core.errors import InvalidArgument, NotFound
+from server.core.errors import FieldViolation, InvalidArgument, NotFound
 from server.core.pagination import PageTokens, next_token
 from server.feed import repository
 from server.feed.counters import counters_tag
@@ -34,11 +34,14 @@ from server.feed.mapping import (
     comment_name,
     event_from_row,
     follow_from_row,
+    follow_name,
     like_message,
+    like_name,
     post_from_row,
     post_id_of,
     post_name,
     profile_name,
+    relationship_name,
 )
 from server.feed.model import NewPost, Page, PostChanges, StreamRequest, Verb
 from server.feed.settings import FeedSettings
@@ -61,11 +64,27 @@ def counter_tags(*profile_ids: int) -> list[str]:
 
 
 def _profile_not_found(profile_id: int) -> NotFound:
-    return NotFound(f"{profile_name(profile_id)} does not exist")
+    return NotFound(f"{profile_name(profile_id)} does not exist", reason="PROFILE_NOT_FOUND")
 
 
 def _post_not_found(post_id: int) -> NotFound:
-    return NotFound(f"{post_name(post_id)} does not exist")
+    return NotFound(f"{post_name(post_id)} does not exist", reason="POST_NOT_FOUND")
+
+
+def _comment_not_found(post_id: int, comment_id: int) -> NotFound:
+    return NotFound(
+        f"{comment_name(post_id, comment_id)} does not exist", reason="COMMENT_NOT_FOUND"
+    )
+
+
+def _follow_not_found(follower_id: int, followee_id: int) -> NotFound:
+    return NotFound(
+        f"{follow_name(follower_id, followee_id)} does not exist", reason="FOLLOW_NOT_FOUND"
+    )
+
+
+def _like_not_found(post_id: int, profile_id: int) -> NotFound:
+    return NotFound(f"{like_name(post_id, profile_id)} does not exist", reason="LIKE_NOT_FOUND")
 
 
 async def _existing_post(conn: AsyncConnection, post_id: int) -> feed_pb2.Post:
@@ -112,7 +131,7 @@ class FeedService:
                 new.author_id,
                 Verb.POST_CREATED,
                 post_name(row.id),
-                {"tags": new.metadata.get("tags", [])},
+                {"tags": new.tags},
             )
         await self._timeline_changed(new.author_id)
         return post_from_row(row)
@@ -133,18 +152,20 @@ class FeedService:
         return [post_from_row(rows[post_id]) for post_id in post_ids]
 
     async def update_post(self, post_id: int, changes: PostChanges) -> feed_pb2.Post:
-        values: dict[str, Any] = {}
-        if changes.body is not None:
-            values["body"] = changes.body
-        if changes.metadata is not None:
-            values["metadata"] = changes.metadata
+        values = changes.values
         async with self._engine.begin() as conn:
             current = await repository.get_post(conn, post_id, for_update=True)
             if current is None:
                 raise _post_not_found(post_id)
+            if changes.author_id is not None and changes.author_id != current.author_id:
+                raise InvalidArgument.single("post.author", "is immutable: it must be the post's")
             row = await repository.update_post(conn, post_id, values)
             await repository.append_event(
-                conn, row.author_id, Verb.POST_UPDATED, post_name(post_id), {"fields": list(values)}
+                conn,
+                row.author_id,
+                Verb.POST_UPDATED,
+                post_name(post_id),
+                {"fields": list(changes.fields)},
             )
         # Cached timelines hold post names only, so an edit needs no invalidation.
         return post_from_row(row)
@@ -213,7 +234,7 @@ class FeedService:
             kept, token = next_token(
                 self._tokens, rows, page.size, _created_position, page.fingerprint
             )
-            skeleton = feed_pb2.GetHomeTimelineResponse(
+            skeleton = feed_pb2.ListPostsResponse(
                 posts=[feed_pb2.Post(name=post_name(row["id"])) for row in kept],
                 next_page_token=token,
             )
@@ -225,7 +246,7 @@ class FeedService:
             ttl_s=self._settings.timeline_cache_ttl_s,
             load=load,
         )
-        skeleton = feed_pb2.GetHomeTimelineResponse.FromString(payload)
+        skeleton = feed_pb2.ListPostsResponse.FromString(payload)
         post_ids = [post_id_of(post.name) for post in skeleton.posts]
         # No existence check here: deleting the viewer invalidates its timeline entry, so a
         # hit proves the viewer existed when the entry was made and nothing since removed it.
@@ -324,7 +345,10 @@ class FeedService:
 
     async def follow(self, follower_id: int, followee_id: int) -> feed_pb2.Follow:
         if follower_id == followee_id:
-            raise InvalidArgument.single("followee", "a profile cannot follow itself")
+            raise InvalidArgument(
+                [FieldViolation("follow.followee", "a profile cannot follow itself")],
+                reason="FOLLOW_SELF",
+            )
         async with self._engine.begin() as conn:
             await self._lock_both(conn, follower_id, followee_id)
             row = await repository.insert_follow(conn, follower_id, followee_id)
@@ -339,13 +363,20 @@ class FeedService:
         await self._follows_changed(follower_id, followee_id)
         return follow_from_row(row)
 
-    async def unfollow(self, follower_id: int, followee_id: int) -> None:
-        if follower_id == followee_id:
-            raise InvalidArgument.single("followee", "a profile cannot unfollow itself")
+    async def get_follow(self, follower_id: int, followee_id: int) -> feed_pb2.Follow:
+        async with self._reads.connect() as conn:
+            row = await repository.get_follow(conn, follower_id, followee_id)
+        if row is None:
+            raise _follow_not_found(follower_id, followee_id)
+        return follow_from_row(row)
+
+    async def unfollow(self, follower_id: int, followee_id: int, *, allow_missing: bool) -> None:
         async with self._engine.begin() as conn:
             await self._lock_both(conn, follower_id, followee_id)
             if not await repository.delete_follow(conn, follower_id, followee_id):
-                return
+                if allow_missing:
+                    return
+                raise _follow_not_found(follower_id, followee_id)
             await self._count_follow(conn, follower_id, followee_id, -1)
             await repository.append_event(
                 conn, follower_id, Verb.UNFOLLOWED, profile_name(followee_id), {}
@@ -370,39 +401,25 @@ class FeedService:
             *counter_tags(follower_id, followee_id), timeline_tag(follower_id)
         )
 
-    async def list_followers(
-        self, profile_id: int, page: Page
+    async def list_follows(
+        self, follower_id: int | None, followee_id: int | None, page: Page
     ) -> tuple[list[feed_pb2.Follow], str]:
-        return await self._follow_page(
-            profile_id, page, repository.followers_page, lambda row: row.follower_id
-        )
-
-    async def list_following(
-        self, profile_id: int, page: Page
-    ) -> tuple[list[feed_pb2.Follow], str]:
-        return await self._follow_page(
-            profile_id, page, repository.following_page, lambda row: row.followee_id
-        )
-
-    async def _follow_page(
-        self,
-        profile_id: int,
-        page: Page,
-        read_page: Callable[
-            [AsyncConnection, int, Sequence[Any] | None, int], Awaitable[Sequence[Any]]
-        ],
-        other_id: Callable[[Any], int],
-    ) -> tuple[list[feed_pb2.Follow], str]:
+        """Follows by `follower_id`, of `followee_id`, or both (None is any), newest first."""
         position = self._tokens.decode(page.token, page.fingerprint)
         async with self._reads.connect() as conn:
-            if not await profiles.profile_exists(conn, profile_id):
-                raise _profile_not_found(profile_id)
-            rows = await read_page(conn, profile_id, position, page.size + 1)
+            for checked in (follower_id, followee_id):
+                if checked is not None and not await profiles.profile_exists(conn, checked):
+                    raise _profile_not_found(checked)
+            rows = await repository.follows_page(
+                conn, follower_id, followee_id, position, page.size + 1
+            )
+        # The tie-breaker is the side the list is not keyed on, as in the index.
+        other = "followee_id" if follower_id is not None else "follower_id"
         kept, token = next_token(
             self._tokens,
             rows,
             page.size,
-            lambda row: (row.created_at, other_id(row)),
+            lambda row: (row.created_at, getattr(row, other)),
             page.fingerprint,
         )
         return [follow_from_row(row) for row in kept], token
@@ -414,8 +431,7 @@ class FeedService:
                     raise _profile_not_found(checked)
             pairs = await repository.follow_pairs(conn, profile_id, other_id)
         return feed_pb2.Relationship(
-            profile=profile_name(profile_id),
-            other=profile_name(other_id),
+            name=relationship_name(profile_id, other_id),
             following=(profile_id, other_id) in pairs,
             followed_by=(other_id, profile_id) in pairs,
         )
@@ -449,10 +465,10 @@ class FeedService:
         async with self._engine.begin() as conn:
             # Post before comment: the same lock order as DeletePost, which cascades to comments.
             if await repository.get_post(conn, post_id, for_update=True) is None:
-                raise NotFound(f"{comment_name(post_id, comment_id)} does not exist")
+                raise _comment_not_found(post_id, comment_id)
             deleted = await repository.delete_comment(conn, post_id, comment_id)
             if deleted is None:
-                raise NotFound(f"{comment_name(post_id, comment_id)} does not exist")
+                raise _comment_not_found(post_id, comment_id)
             await repository.add_to_post_counter(conn, post_id, "comment_count", -1)
             await repository.append_event(
                 conn,
@@ -476,11 +492,20 @@ class FeedService:
             await repository.append_event(conn, profile_id, Verb.LIKED, post_name(post_id), {})
         return like_message(post_id, profile_id, created_at)
 
-    async def unlike(self, post_id: int, profile_id: int) -> None:
+    async def get_like(self, post_id: int, profile_id: int) -> feed_pb2.Like:
+        async with self._reads.connect() as conn:
+            created_at = await repository.like_time(conn, post_id, profile_id)
+        if created_at is None:
+            raise _like_not_found(post_id, profile_id)
+        return like_message(post_id, profile_id, created_at)
+
+    async def unlike(self, post_id: int, profile_id: int, *, allow_missing: bool) -> None:
         async with self._engine.begin() as conn:
             await self._lock_post_check_profile(conn, post_id, profile_id)
             if not await repository.delete_like(conn, post_id, profile_id):
-                return
+                if allow_missing:
+                    return
+                raise _like_not_found(post_id, profile_id)
             await repository.add_to_post_counter(conn, post_id, "like_count", -1)
             await repository.append_event(conn, profile_id, Verb.UNLIKED, post_name(post_id), {})
 

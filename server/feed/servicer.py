@@ -19,6 +19,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 POST_PAGE = PageSize(default=20, maximum=100)
 LIST_PAGE = PageSize(default=50, maximum=500)
 STREAM_BATCH = PageSize(default=500, maximum=1000)
+# ListPosts selects posts by one of these, always `<field> = "profiles/<id>"`.
+POST_FILTERS = ("author", "home_timeline")
 
 
 def _page(sizes: PageSize, page_size: int, page_token: str, *binding: str) -> Page:
@@ -36,7 +38,7 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
         self, request: feed_pb2.CreatePostRequest, context: Context
     ) -> feed_pb2.Post:
         request_id = idempotency.parse_request_id(request.request_id)
-        new = validation.new_post(request.post)
+        new = validation.new_post(request)
         digest = idempotency.request_hash(request.post)
         return await self._service.create_post(new, request_id, digest)
 
@@ -52,8 +54,7 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
     async def UpdatePost(
         self, request: feed_pb2.UpdatePostRequest, context: Context
     ) -> feed_pb2.Post:
-        post_id = validation.post_id(request.post.name, "post.name")
-        changes = validation.post_changes(request.post, list(request.update_mask.paths))
+        post_id, changes = validation.post_changes(request)
         return await self._service.update_post(post_id, changes)
 
     async def DeletePost(
@@ -62,15 +63,19 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
         await self._service.delete_post(validation.post_id(request.name, "name"))
         return empty_pb2.Empty()
 
-    async def ListProfilePosts(
-        self, request: feed_pb2.ListProfilePostsRequest, context: Context
-    ) -> feed_pb2.ListProfilePostsResponse:
-        author_id = validation.profile_id(request.parent, "parent")
+    async def ListPosts(
+        self, request: feed_pb2.ListPostsRequest, context: Context
+    ) -> feed_pb2.ListPostsResponse:
+        kind, profile_id = validation.profile_filter(request.filter, "filter", POST_FILTERS)
+        # Bound to the normalised filter, so spacing differences share tokens.
         page = _page(
-            POST_PAGE, request.page_size, request.page_token, "ListProfilePosts", request.parent
+            POST_PAGE, request.page_size, request.page_token, "ListPosts", kind, str(profile_id)
         )
-        posts, token = await self._service.list_profile_posts(author_id, page)
-        return feed_pb2.ListProfilePostsResponse(posts=posts, next_page_token=token)
+        if kind == "author":
+            posts, token = await self._service.list_profile_posts(profile_id, page)
+        else:
+            posts, token = await self._service.home_timeline(profile_id, page)
+        return feed_pb2.ListPostsResponse(posts=posts, next_page_token=token)
 
     async def SearchPostsByTag(
         self, request: feed_pb2.SearchPostsByTagRequest, context: Context
@@ -80,26 +85,16 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
         posts, token = await self._service.search_by_tag(tags, page)
         return feed_pb2.SearchPostsByTagResponse(posts=posts, next_page_token=token)
 
-    # --- timelines ---
-
-    async def GetHomeTimeline(
-        self, request: feed_pb2.GetHomeTimelineRequest, context: Context
-    ) -> feed_pb2.GetHomeTimelineResponse:
-        viewer_id = validation.profile_id(request.profile, "profile")
-        page = _page(
-            POST_PAGE, request.page_size, request.page_token, "GetHomeTimeline", request.profile
-        )
-        posts, token = await self._service.home_timeline(viewer_id, page)
-        return feed_pb2.GetHomeTimelineResponse(posts=posts, next_page_token=token)
+    # --- streams ---
 
     async def StreamProfilePosts(
         self, request: feed_pb2.StreamProfilePostsRequest, context: Context
     ) -> AsyncIterator[feed_pb2.StreamProfilePostsResponse]:
-        author_id = validation.profile_id(request.parent, "parent")
+        author_id = validation.profile_id(request.author, "author")
         stream = StreamRequest(
             STREAM_BATCH.resolve(request.batch_size, "batch_size"),
             request.resume_cursor,
-            fingerprint("StreamProfilePosts", request.parent),
+            fingerprint("StreamProfilePosts", request.author),
         )
         async for posts, cursor in self._service.stream_author_posts(author_id, stream):
             yield feed_pb2.StreamProfilePostsResponse(posts=posts, resume_cursor=cursor)
@@ -118,49 +113,44 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
 
     # --- follows ---
 
-    async def FollowProfile(
-        self, request: feed_pb2.FollowProfileRequest, context: Context
+    async def CreateFollow(
+        self, request: feed_pb2.CreateFollowRequest, context: Context
     ) -> feed_pb2.Follow:
-        follower, followee = validation.two_profiles(
-            request.follower, "follower", request.followee, "followee"
-        )
+        follower, followee = validation.new_follow(request)
         return await self._service.follow(follower, followee)
 
-    async def UnfollowProfile(
-        self, request: feed_pb2.UnfollowProfileRequest, context: Context
+    async def GetFollow(
+        self, request: feed_pb2.GetFollowRequest, context: Context
+    ) -> feed_pb2.Follow:
+        follower, followee = validation.follow_ids(request.name, "name")
+        return await self._service.get_follow(follower, followee)
+
+    async def DeleteFollow(
+        self, request: feed_pb2.DeleteFollowRequest, context: Context
     ) -> empty_pb2.Empty:
-        follower, followee = validation.two_profiles(
-            request.follower, "follower", request.followee, "followee"
-        )
-        await self._service.unfollow(follower, followee)
+        follower, followee = validation.follow_ids(request.name, "name")
+        await self._service.unfollow(follower, followee, allow_missing=request.allow_missing)
         return empty_pb2.Empty()
 
-    async def ListFollowers(
-        self, request: feed_pb2.ListFollowersRequest, context: Context
-    ) -> feed_pb2.ListFollowersResponse:
-        profile_id = validation.profile_id(request.parent, "parent")
+    async def ListFollows(
+        self, request: feed_pb2.ListFollowsRequest, context: Context
+    ) -> feed_pb2.ListFollowsResponse:
+        follower, followee = validation.follows_parent(request)
         page = _page(
-            LIST_PAGE, request.page_size, request.page_token, "ListFollowers", request.parent
+            LIST_PAGE,
+            request.page_size,
+            request.page_token,
+            "ListFollows",
+            str(follower),
+            str(followee),
         )
-        follows, token = await self._service.list_followers(profile_id, page)
-        return feed_pb2.ListFollowersResponse(follows=follows, next_page_token=token)
-
-    async def ListFollowing(
-        self, request: feed_pb2.ListFollowingRequest, context: Context
-    ) -> feed_pb2.ListFollowingResponse:
-        profile_id = validation.profile_id(request.parent, "parent")
-        page = _page(
-            LIST_PAGE, request.page_size, request.page_token, "ListFollowing", request.parent
-        )
-        follows, token = await self._service.list_following(profile_id, page)
-        return feed_pb2.ListFollowingResponse(follows=follows, next_page_token=token)
+        follows, token = await self._service.list_follows(follower, followee, page)
+        return feed_pb2.ListFollowsResponse(follows=follows, next_page_token=token)
 
     async def GetRelationship(
         self, request: feed_pb2.GetRelationshipRequest, context: Context
     ) -> feed_pb2.Relationship:
-        profile_id, other_id = validation.two_profiles(
-            request.profile, "profile", request.other, "other"
-        )
+        profile_id, other_id = validation.relationship_ids(request.name, "name")
         return await self._service.relationship(profile_id, other_id)
 
     # --- comments ---
@@ -168,9 +158,7 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
     async def CreateComment(
         self, request: feed_pb2.CreateCommentRequest, context: Context
     ) -> feed_pb2.Comment:
-        post_id = validation.post_id(request.parent, "parent")
-        author_id = validation.profile_id(request.comment.author, "comment.author")
-        body = validation.comment_body(request.comment)
+        post_id, author_id, body = validation.new_comment(request)
         return await self._service.create_comment(post_id, author_id, body)
 
     async def ListComments(
@@ -192,27 +180,31 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
 
     # --- likes ---
 
-    async def LikePost(self, request: feed_pb2.LikePostRequest, context: Context) -> feed_pb2.Like:
-        post_id = validation.post_id(request.post, "post")
-        profile_id = validation.profile_id(request.profile, "profile")
+    async def CreateLike(
+        self, request: feed_pb2.CreateLikeRequest, context: Context
+    ) -> feed_pb2.Like:
+        post_id, profile_id = validation.new_like(request)
         return await self._service.like(post_id, profile_id)
 
-    async def UnlikePost(
-        self, request: feed_pb2.UnlikePostRequest, context: Context
+    async def GetLike(self, request: feed_pb2.GetLikeRequest, context: Context) -> feed_pb2.Like:
+        post_id, profile_id = validation.like_ids(request.name, "name")
+        return await self._service.get_like(post_id, profile_id)
+
+    async def DeleteLike(
+        self, request: feed_pb2.DeleteLikeRequest, context: Context
     ) -> empty_pb2.Empty:
-        post_id = validation.post_id(request.post, "post")
-        profile_id = validation.profile_id(request.profile, "profile")
-        await self._service.unlike(post_id, profile_id)
+        post_id, profile_id = validation.like_ids(request.name, "name")
+        await self._service.unlike(post_id, profile_id, allow_missing=request.allow_missing)
         return empty_pb2.Empty()
 
     # --- activity ---
 
-    async def ListActivity(
-        self, request: feed_pb2.ListActivityRequest, context: Context
-    ) -> feed_pb2.ListActivityResponse:
+    async def ListActivityEvents(
+        self, request: feed_pb2.ListActivityEventsRequest, context: Context
+    ) -> feed_pb2.ListActivityEventsResponse:
         actor_id = validation.profile_id(request.parent, "parent")
         page = _page(
-            LIST_PAGE, request.page_size, request.page_token, "ListActivity", request.parent
+            LIST_PAGE, request.page_size, request.page_token, "ListActivityEvents", request.parent
         )
         events, token = await self._service.list_activity(actor_id, page)
-        return feed_pb2.ListActivityResponse(events=events, next_page_token=token)
+        return feed_pb2.ListActivityEventsResponse(activity_events=events, next_page_token=token)

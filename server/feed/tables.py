@@ -13,10 +13,11 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from server.core.db import metadata
 
@@ -25,6 +26,8 @@ POST_BODY_MAX = 5000
 COMMENT_BODY_MAX = 2000
 VERB_MAX = 32
 OBJECT_MAX = 200
+LOCATION_MAX = 100
+LANGUAGE_MAX = 35
 
 POST_COUNTERS = ("like_count", "comment_count", "share_count", "view_count")
 PROFILE_COUNTERS = ("followers_count", "following_count", "posts_count")
@@ -59,7 +62,14 @@ posts = Table(
         nullable=False,
     ),
     Column("body", String(POST_BODY_MAX), nullable=False),
-    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Typed post fields (migration 0005_post_fields). Empty values are '' and '{}', not NULL,
+    # so rows map to messages without a check per field; media and attributes are NULL when
+    # absent, so most rows decode no JSON at all.
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("location_district", String(LOCATION_MAX), nullable=False, server_default=text("''")),
+    Column("language_code", String(LANGUAGE_MAX), nullable=False, server_default=text("''")),
+    Column("media", JSONB),
+    Column("attributes", JSONB),
     *(
         Column(counter, BigInteger, nullable=False, server_default=text("0"))
         for counter in POST_COUNTERS
@@ -76,13 +86,8 @@ posts = Table(
     ),
     # Tag search when a tag is common: walk posts newest first and filter.
     Index("ix_posts_created_at_id", text("created_at DESC"), text("id DESC")),
-    # Containment (metadata @> '{"tags": [...]}'); jsonb_path_ops is smaller and faster for @>.
-    Index(
-        "ix_posts_metadata",
-        "metadata",
-        postgresql_using="gin",
-        postgresql_ops={"metadata": "jsonb_path_ops"},
-    ),
+    # Tag search (tags @> ARRAY[...]): array element statistics estimate tag combinations.
+    Index("ix_posts_tags", "tags", postgresql_using="gin"),
 )
 
 follows = Table(

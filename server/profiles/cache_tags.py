@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Every list, search, top and filter-options page and every count: one write bumps them all.
+# Every list, search and SummarizeProfiles page and every count: one write bumps them all.
 LISTINGS_TAG = "profiles"
 
 

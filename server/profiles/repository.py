@@ -178,15 +178,6 @@ async def search_page(
         raise
 
 
-def top_statement(column: str, limit: int) -> AnySelect:
-    key = profiles.c[column]
-    return select(*PROFILE_COLUMNS).order_by(key.desc(), profiles.c.id.desc()).limit(limit)
-
-
-async def top(conn: AsyncConnection, column: str, limit: int) -> Sequence[Any]:
-    return (await conn.execute(top_statement(column, limit))).all()
-
-
 async def filter_options(conn: AsyncConnection) -> dict[str, list[tuple[str, int]]]:
     """Counts per distinct value of every filter column, in one pass over the table."""
     columns = [profiles.c[name] for name in FILTER_COLUMNS]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from socialhub.v1 import profile_pb2
 from sqlalchemy import exc
@@ -29,12 +31,16 @@ from server.profiles.tables import (
     total_followers,
 )
 
-# Every cached listing (top, filter options, counts) hangs off this tag.
 CREATE_SCOPE = "CreateProfile"
+# BatchGetProfiles' cache misses each read one row; this many at once keeps a batch of cold
+# profiles from taking the whole connection pool from the calls beside it.
+BATCH_GET_CONCURRENT_READS = 4
 
 
 def _not_found(profile_id: int) -> NotFound:
-    return NotFound(f"{format_name(COLLECTION, profile_id)} does not exist")
+    return NotFound(
+        f"{format_name(COLLECTION, profile_id)} does not exist", reason="PROFILE_NOT_FOUND"
+    )
 
 
 async def _existing_profile(conn: AsyncConnection, profile_id: int) -> profile_pb2.Profile:
@@ -102,10 +108,17 @@ class ProfileService:
         await self._cache.invalidate(LISTINGS_TAG)
         return profile_from_row(row)
 
-    async def get(self, profile_id: int) -> profile_pb2.Profile:
+    async def _cached_profile(
+        self, profile_id: int, reads: asyncio.Semaphore | None = None
+    ) -> profile_pb2.Profile:
+        """GetProfile's cache entry, without the counters."""
+
         async def load() -> bytes:
-            async with self._reads.connect() as conn:
-                row = await repository.get_for_read(conn, profile_id)
+            if reads is None:
+                row = await self._read_row(profile_id)
+            else:
+                async with reads:
+                    row = await self._read_row(profile_id)
             if row is None:
                 raise _not_found(profile_id)
             return profile_from_row(row).SerializeToString()
@@ -116,7 +129,38 @@ class ProfileService:
             ttl_s=self._settings.profile_cache_ttl_s,
             load=load,
         )
-        return await self._counted(profile_pb2.Profile.FromString(payload), profile_id)
+        return profile_pb2.Profile.FromString(payload)
+
+    async def _read_row(self, profile_id: int) -> Any | None:
+        async with self._reads.connect() as conn:
+            return await repository.get_for_read(conn, profile_id)
+
+    async def get(self, profile_id: int) -> profile_pb2.Profile:
+        return await self._counted(await self._cached_profile(profile_id), profile_id)
+
+    async def batch_get(self, profile_ids: Sequence[int]) -> list[profile_pb2.Profile]:
+        """All of `profile_ids`, in their order, or NOT_FOUND for the first one missing.
+
+        Each profile comes from GetProfile's cache entry (hits cost one Redis read each, all
+        in flight at once); the counters of all of them take one read, as in a list page."""
+        reads = asyncio.Semaphore(BATCH_GET_CONCURRENT_READS)
+        unique = list(dict.fromkeys(profile_ids))
+        results = await asyncio.gather(
+            *(self._cached_profile(i, reads) for i in unique), return_exceptions=True
+        )
+        found: dict[int, profile_pb2.Profile] = {}
+        for profile_id, result in zip(unique, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result  # the first in request order: NOT_FOUND names that one
+            found[profile_id] = result
+        profiles = []
+        for profile_id in profile_ids:
+            # A name given twice gets two messages, not one shared object.
+            profile = profile_pb2.Profile()
+            profile.CopyFrom(found[profile_id])
+            profiles.append(profile)
+        await self._all_counted(profiles)
+        return profiles
 
     async def update(self, profile_id: int, values: ProfileValues) -> profile_pb2.Profile:
         async with self._engine.begin() as conn:
@@ -254,38 +298,19 @@ class ProfileService:
         await self._all_counted(response.profiles)
         return response
 
-    async def top(self, column: str, limit: int) -> list[profile_pb2.Profile]:
-        async def load() -> bytes:
-            async with self._reads.connect() as conn:
-                rows = await repository.top(conn, column, limit)
-            response = profile_pb2.ListTopProfilesResponse(
-                profiles=[profile_from_row(row) for row in rows]
-            )
-            return response.SerializeToString()
-
-        payload = await self._cache.read_through(
-            f"profiles:top:{column}:{limit}",
-            tag=LISTINGS_TAG,
-            ttl_s=self._settings.top_profiles_cache_ttl_s,
-            load=load,
-        )
-        profiles = list(profile_pb2.ListTopProfilesResponse.FromString(payload).profiles)
-        await self._all_counted(profiles)
-        return profiles
-
-    async def filter_options(self) -> profile_pb2.FilterOptions:
+    async def summarize(self) -> profile_pb2.SummarizeProfilesResponse:
         async def load() -> bytes:
             async with self._reads.connect() as conn:
                 options = await repository.filter_options(conn)
-            return _filter_options_message(options).SerializeToString()
+            return _summary_message(options).SerializeToString()
 
         payload = await self._cache.read_through(
-            "profiles:filter-options",
+            "profiles:summary",
             tag=LISTINGS_TAG,
             ttl_s=self._settings.listing_cache_ttl_s,
             load=load,
         )
-        return profile_pb2.FilterOptions.FromString(payload)
+        return profile_pb2.SummarizeProfilesResponse.FromString(payload)
 
 
 def _id_of(profile: profile_pb2.Profile) -> int:
@@ -308,8 +333,10 @@ _OPTION_FIELDS = dict(
 )
 
 
-def _filter_options_message(options: dict[str, list[tuple[str, int]]]) -> profile_pb2.FilterOptions:
-    message = profile_pb2.FilterOptions()
+def _summary_message(
+    options: dict[str, list[tuple[str, int]]],
+) -> profile_pb2.SummarizeProfilesResponse:
+    message = profile_pb2.SummarizeProfilesResponse()
     for column, values in options.items():
         getattr(message, _OPTION_FIELDS[column]).extend(
             profile_pb2.FilterValue(value=value, count=count) for value, count in values

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -18,7 +19,7 @@ from server.profiles.service import ProfileService
 
 Context = grpc.aio.ServicerContext[Any, Any]
 PAGE_SIZE = PageSize(default=50, maximum=500)
-TOP_LIMIT = PageSize(default=15, maximum=100)
+MAX_BATCH_GET = 100
 MAX_BATCH_DELETE = 1000
 
 
@@ -29,9 +30,12 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def CreateProfile(
         self, request: profile_pb2.CreateProfileRequest, context: Context
     ) -> profile_pb2.Profile:
+        validation.require_message(request, "profile")
         request_id = idempotency.parse_request_id(request.request_id)
         values = validation.values_for_create(request.profile)
-        digest = idempotency.request_hash(request.profile)
+        # Output-only fields are ignored, so a retry that echoes them back is still the same
+        # request.
+        digest = idempotency.request_hash(validation.input_only(request.profile))
         return await self._service.create(values, request_id, digest)
 
     async def GetProfile(
@@ -39,9 +43,16 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     ) -> profile_pb2.Profile:
         return await self._service.get(parse_name(request.name, COLLECTION, "name"))
 
+    async def BatchGetProfiles(
+        self, request: profile_pb2.BatchGetProfilesRequest, context: Context
+    ) -> profile_pb2.BatchGetProfilesResponse:
+        ids = _names_to_ids(request.names, MAX_BATCH_GET)
+        return profile_pb2.BatchGetProfilesResponse(profiles=await self._service.batch_get(ids))
+
     async def UpdateProfile(
         self, request: profile_pb2.UpdateProfileRequest, context: Context
     ) -> profile_pb2.Profile:
+        validation.require_message(request, "profile")
         profile_id = parse_name(request.profile.name, COLLECTION, "profile.name")
         values = validation.values_for_update(request.profile, list(request.update_mask.paths))
         return await self._service.update(profile_id, values)
@@ -55,14 +66,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def BatchDeleteProfiles(
         self, request: profile_pb2.BatchDeleteProfilesRequest, context: Context
     ) -> profile_pb2.BatchDeleteProfilesResponse:
-        if not request.names:
-            raise InvalidArgument.single("names", "must name at least one profile")
-        if len(request.names) > MAX_BATCH_DELETE:
-            raise InvalidArgument.single("names", f"must name at most {MAX_BATCH_DELETE} profiles")
-        ids = [
-            parse_name(name, COLLECTION, f"names[{index}]")
-            for index, name in enumerate(request.names)
-        ]
+        ids = _names_to_ids(request.names, MAX_BATCH_DELETE)
         deleted = await self._service.batch_delete(
             list(dict.fromkeys(ids)), allow_missing=request.allow_missing
         )
@@ -102,17 +106,15 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             fingerprint("SearchProfiles", request.query, request.filter),
         )
 
-    async def ListTopProfiles(
-        self, request: profile_pb2.ListTopProfilesRequest, context: Context
-    ) -> profile_pb2.ListTopProfilesResponse:
-        violations = Violations()
-        platform = validation.platform_of(violations, "platform", request.platform, optional=True)
-        violations.raise_if_any()
-        limit = TOP_LIMIT.resolve(request.limit, field="limit")
-        profiles = await self._service.top(validation.followers_column(platform), limit)
-        return profile_pb2.ListTopProfilesResponse(profiles=profiles)
+    async def SummarizeProfiles(
+        self, request: profile_pb2.SummarizeProfilesRequest, context: Context
+    ) -> profile_pb2.SummarizeProfilesResponse:
+        return await self._service.summarize()
 
-    async def GetFilterOptions(
-        self, request: profile_pb2.GetFilterOptionsRequest, context: Context
-    ) -> profile_pb2.FilterOptions:
-        return await self._service.filter_options()
+
+def _names_to_ids(names: Sequence[str], maximum: int) -> list[int]:
+    if not names:
+        raise InvalidArgument.single("names", "must name at least one profile")
+    if len(names) > maximum:
+        raise InvalidArgument.single("names", f"must name at most {maximum} profiles")
+    return [parse_name(name, COLLECTION, f"names[{index}]") for index, name in enumerate(names)]

@@ -9,6 +9,5 @@ class ProfileSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     profile_cache_ttl_s: int = 3600
-    # List and search pages, list counts and filter options: every profile write bumps them.
+    # List and search pages, list counts and SummarizeProfiles: every profile write bumps them.
     listing_cache_ttl_s: int = 600
-    top_profiles_cache_ttl_s: int = 300

@@ -6,9 +6,10 @@ import re
 from datetime import date
 
 from email_validator import EmailNotValidError, validate_email
+from google.protobuf.message import Message
 from socialhub.v1 import profile_pb2
 
-from server.core.errors import Violations
+from server.core.errors import InvalidArgument, Violations
 from server.core.validation import check_text
 from server.profiles.model import PlatformStatus, ProfileFilter, ProfileOrder, ProfileValues
 from server.profiles.tables import (
@@ -55,6 +56,22 @@ MAX_QUERY_LENGTH = 200
 FILTER_VALUE_MAX = 100
 # Active and verified for each platform; more conditions can only repeat these.
 MAX_PLATFORM_STATUSES = 2 * len(PLATFORMS)
+
+
+def require_message(request: Message, field: str) -> None:
+    """A REQUIRED message field must be present, not merely empty-valued."""
+    if not request.HasField(field):
+        raise InvalidArgument.single(field, "is required")
+
+
+def input_only(profile: profile_pb2.Profile) -> profile_pb2.Profile:
+    """`profile` without the fields a request cannot set (its name and the output-only ones)."""
+    copy = profile_pb2.Profile()
+    copy.CopyFrom(profile)
+    message: Message = copy  # field names from a set, not literals
+    for field in OUTPUT_ONLY:
+        message.ClearField(field)
+    return copy
 
 
 def _text_value(violations: Violations, profile: profile_pb2.Profile, column: str) -> str | None:

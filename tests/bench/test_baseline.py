@@ -45,9 +45,9 @@ def _presence(handle: str, followers: int, **flags: bool) -> profile_pb2.Platfor
 
 
 def _follow(feed: FeedServiceStub, follower: int, followee: int) -> None:
-    feed.FollowProfile(
-        feed_pb2.FollowProfileRequest(
-            follower=f"profiles/{follower}", followee=f"profiles/{followee}"
+    feed.CreateFollow(
+        feed_pb2.CreateFollowRequest(
+            parent=f"profiles/{follower}", follow=feed_pb2.Follow(followee=f"profiles/{followee}")
         )
     )
 
@@ -163,7 +163,10 @@ def test_search_and_top_return_socialhubs_profiles_in_its_order(
     assert len(body["items"]) == 3
 
     for platform, enum in (("x", profile_pb2.PLATFORM_X), (None, profile_pb2.PLATFORM_UNSPECIFIED)):
-        top = profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest(platform=enum, limit=3))
+        order = profile_pb2.ProfileOrder(
+            field=profile_pb2.PROFILE_SORT_FIELD_FOLLOWERS, platform=enum, descending=True
+        )
+        top = profiles.ListProfiles(profile_pb2.ListProfilesRequest(page_size=3, order=order))
         query = f"platform={platform}&limit=3" if platform else "limit=3"
         body = peer.get(f"/api/profiles/top?{query}")
         assert [p["id"] for p in body["items"]] == [id_of(p.name) for p in top.profiles]
@@ -180,7 +183,7 @@ def test_filter_options_are_cached_until_a_write(
 ) -> None:
     for zone, designation in (("North", "MP"), ("North", "Mayor"), ("South", "MP")):
         create(profiles, f"{zone} {designation}", zone=zone, designation=designation)
-    expected = profiles.GetFilterOptions(profile_pb2.GetFilterOptionsRequest())
+    expected = profiles.SummarizeProfiles(profile_pb2.SummarizeProfilesRequest())
 
     options = peer.get("/api/filter-options")
     assert _option_sets(options) == {
@@ -240,15 +243,15 @@ def test_author_posts_and_timeline_hold_socialhubs_posts_in_its_order(
     copy_follows(backing, [(reader, followed), (reader, other_followed)])
     # Ties on created_at across authors and within one: the id must break them the same way.
     rows = [
-        (author, f"post {n}", {"tags": ["t", str(n)], "n": n}, T0 + timedelta(minutes=n // 2))
+        (author, f"post {n}", ["t", str(n)], T0 + timedelta(minutes=n // 2))
         for n, author in enumerate([followed, other_followed, reader, stranger] * 4)
     ]
     copy_posts(backing, rows)
 
     timeline = socialhub_pages(
-        lambda token: feed.GetHomeTimeline(
-            feed_pb2.GetHomeTimelineRequest(
-                profile=f"profiles/{reader}", page_size=5, page_token=token
+        lambda token: feed.ListPosts(
+            feed_pb2.ListPostsRequest(
+                filter=f'home_timeline = "profiles/{reader}"', page_size=5, page_token=token
             )
         )
     )
@@ -256,9 +259,9 @@ def test_author_posts_and_timeline_hold_socialhubs_posts_in_its_order(
     assert len(flat(timeline)) == 12  # the followed authors' and the reader's own
 
     authored = socialhub_pages(
-        lambda token: feed.ListProfilePosts(
-            feed_pb2.ListProfilePostsRequest(
-                parent=f"profiles/{followed}", page_size=3, page_token=token
+        lambda token: feed.ListPosts(
+            feed_pb2.ListPostsRequest(
+                filter=f'author = "profiles/{followed}"', page_size=3, page_token=token
             )
         )
     )
@@ -269,7 +272,7 @@ def test_author_posts_and_timeline_hold_socialhubs_posts_in_its_order(
     assert newest["author_id"] == followed
     assert newest["body"] == expected.body
     n = int(newest["body"].removeprefix("post "))
-    assert newest["metadata"] == {"tags": ["t", str(n)], "n": n}
+    assert newest["tags"] == list(expected.tags) == ["t", str(n)]
     assert (
         newest["created_at"].replace("Z", "+00:00") == (T0 + timedelta(minutes=n // 2)).isoformat()
     )

@@ -60,8 +60,10 @@ def test_listed_counters_are_read_fresh_while_the_page_stays_cached(
     with backing.sql() as conn:
         conn.execute("UPDATE profiles SET display_name = 'Hidden'")
 
-    feed.FollowProfile(
-        feed_pb2.FollowProfileRequest(follower=f"profiles/{second}", followee=f"profiles/{first}")
+    feed.CreateFollow(
+        feed_pb2.CreateFollowRequest(
+            parent=f"profiles/{second}", follow=feed_pb2.Follow(followee=f"profiles/{first}")
+        )
     )
 
     listed = {p["id"]: p for p in lean.get("/api/profiles?limit=10")["items"]}
@@ -79,7 +81,7 @@ def test_timeline_first_page_caches_post_ids_and_rereads_the_posts(
     reader, author = copy_profiles(backing, 2)
     copy_follows(backing, [(reader, author)])
     copy_posts(
-        backing, [(author, f"post {n}", {"n": n}, T0 + timedelta(minutes=n)) for n in range(3)]
+        backing, [(author, f"post {n}", [f"t{n}"], T0 + timedelta(minutes=n)) for n in range(3)]
     )
     page = lean.get(f"/api/profiles/{reader}/timeline?limit=2")
     assert [p["body"] for p in page["items"]] == ["post 2", "post 1"]
@@ -88,7 +90,7 @@ def test_timeline_first_page_caches_post_ids_and_rereads_the_posts(
     with backing.sql() as conn:
         conn.execute("UPDATE posts SET like_count = 7 WHERE body = 'post 2'")
         conn.execute("DELETE FROM posts WHERE body = 'post 1'")
-    copy_posts(backing, [(author, "post 3", {}, T0 + timedelta(minutes=3))])
+    copy_posts(backing, [(author, "post 3", [], T0 + timedelta(minutes=3))])
 
     # Counters are fresh and a deleted post is left out; the page's membership is cached.
     cached = lean.get(f"/api/profiles/{reader}/timeline?limit=2")
@@ -106,22 +108,22 @@ def test_pages_are_socialhubs_pages_with_no_empty_last_page(
     reader, followed = copy_profiles(backing, 2)
     copy_follows(backing, [(reader, followed)])
     # Six posts at one instant: only the id orders them, through the row comparison.
-    copy_posts(backing, [(a, f"p{n}", {}, T0) for n, a in enumerate([reader, followed] * 3)])
+    copy_posts(backing, [(a, f"p{n}", [], T0) for n, a in enumerate([reader, followed] * 3)])
 
     for path, read in (
         (
             f"/api/profiles/{reader}/timeline",
-            lambda token: feed.GetHomeTimeline(
-                feed_pb2.GetHomeTimelineRequest(
-                    profile=f"profiles/{reader}", page_size=2, page_token=token
+            lambda token: feed.ListPosts(
+                feed_pb2.ListPostsRequest(
+                    filter=f'home_timeline = "profiles/{reader}"', page_size=2, page_token=token
                 )
             ),
         ),
         (
             f"/api/profiles/{followed}/posts",
-            lambda token: feed.ListProfilePosts(
-                feed_pb2.ListProfilePostsRequest(
-                    parent=f"profiles/{followed}", page_size=2, page_token=token
+            lambda token: feed.ListPosts(
+                feed_pb2.ListPostsRequest(
+                    filter=f'author = "profiles/{followed}"', page_size=2, page_token=token
                 )
             ),
         ),

@@ -46,13 +46,13 @@ ACCESS = {
     "socialhub.v1.ProfileService": {
         "CreateProfile": "write",
         "GetProfile": "read",
+        "BatchGetProfiles": "read",
         "UpdateProfile": "write",
         "DeleteProfile": "write",
         "BatchDeleteProfiles": "write",
         "ListProfiles": "read",
         "SearchProfiles": "read",
-        "ListTopProfiles": "read",
-        "GetFilterOptions": "read",
+        "SummarizeProfiles": "read",
     },
     "socialhub.v1.FeedService": {
         "CreatePost": "write",
@@ -60,22 +60,22 @@ ACCESS = {
         "BatchGetPosts": "read",
         "UpdatePost": "write",
         "DeletePost": "write",
-        "ListProfilePosts": "read",
-        "GetHomeTimeline": "read",
+        "ListPosts": "read",
         "StreamProfilePosts": "read",
         "StreamTimeline": "read",
-        "FollowProfile": "write",
-        "UnfollowProfile": "write",
-        "ListFollowers": "read",
-        "ListFollowing": "read",
+        "CreateFollow": "write",
+        "GetFollow": "read",
+        "DeleteFollow": "write",
+        "ListFollows": "read",
         "GetRelationship": "read",
         "CreateComment": "write",
         "ListComments": "read",
         "DeleteComment": "write",
-        "LikePost": "write",
-        "UnlikePost": "write",
+        "CreateLike": "write",
+        "GetLike": "read",
+        "DeleteLike": "write",
         "SearchPostsByTag": "read",
-        "ListActivity": "read",
+        "ListActivityEvents": "read",
     },
 }
 
@@ -233,7 +233,7 @@ def test_each_scope_allows_its_service_and_access_only(
         # A stream: authorized before its first message.
         "feed.read (stream)": lambda channel: list(
             FeedServiceStub(channel).StreamProfilePosts(
-                feed_pb2.StreamProfilePostsRequest(parent="profiles/1")
+                feed_pb2.StreamProfilePostsRequest(author="profiles/1")
             )
         ),
     }

@@ -101,8 +101,9 @@ def test_redis_outage_degrades_to_the_database(isolated: Isolated) -> None:
         )
         assert updated.bio == "written during the outage"
         assert profiles.GetProfile(get).bio == "written during the outage"
-        assert len(profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest()).profiles) == 1
-        assert profiles.GetFilterOptions(profile_pb2.GetFilterOptionsRequest()) is not None
+        batch = profile_pb2.BatchGetProfilesRequest(names=[created.name])
+        assert len(profiles.BatchGetProfiles(batch).profiles) == 1
+        assert profiles.SummarizeProfiles(profile_pb2.SummarizeProfilesRequest()) is not None
         status = health.Check(health_pb2.HealthCheckRequest(service="socialhub.v1.ProfileService"))
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         assert _cache(server).stats.errors > errors_before

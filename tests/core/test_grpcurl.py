@@ -54,10 +54,31 @@ def test_calls_and_health_check(backing: Backing, server: ServerThread) -> None:
         )
     )
     assert created["name"].startswith("profiles/")
+    most_followed = json.dumps(
+        {
+            "page_size": 5,
+            "order": {
+                "field": "PROFILE_SORT_FIELD_FOLLOWERS",
+                "platform": "PLATFORM_INSTAGRAM",
+                "descending": True,
+            },
+        }
+    )
     top = json.loads(
-        grpcurl(server, "socialhub.v1.ProfileService/ListTopProfiles", data='{"limit": 5}', key=key)
+        grpcurl(server, "socialhub.v1.ProfileService/ListProfiles", data=most_followed, key=key)
     )
     assert [p["display_name"] for p in top["profiles"]] == ["Grace Hopper"]
+    batch = json.loads(
+        grpcurl(
+            server,
+            "socialhub.v1.ProfileService/BatchGetProfiles",
+            data=json.dumps({"names": [created["name"], created["name"]]}),
+            key=key,
+        )
+    )
+    assert [p["name"] for p in batch["profiles"]] == [created["name"]] * 2
+    summary = json.loads(grpcurl(server, "socialhub.v1.ProfileService/SummarizeProfiles", key=key))
+    assert summary == {}  # Grace has no zone, district, constituency or designation
     health = json.loads(
         grpcurl(
             server,
@@ -87,14 +108,16 @@ def test_feed_calls_from_the_readme(backing: Backing, server: ServerThread) -> N
                     "post": {
                         "author": author,
                         "body": "Town hall at 6pm",
-                        "metadata": {"tags": ["townhall", "education"], "location": "North"},
+                        "tags": ["townhall", "education"],
+                        "location": {"district": "North"},
                     }
                 }
             ),
             key=key,
         )
     )
-    assert post["metadata"]["tags"] == ["townhall", "education"]
+    assert post["tags"] == ["townhall", "education"]
+    assert post["location"] == {"district": "North"}
     found = json.loads(
         grpcurl(
             server,
@@ -107,7 +130,7 @@ def test_feed_calls_from_the_readme(backing: Backing, server: ServerThread) -> N
     streamed = grpcurl(
         server,
         "socialhub.v1.FeedService/StreamProfilePosts",
-        data=json.dumps({"parent": author, "batch_size": 100}),
+        data=json.dumps({"author": author, "batch_size": 100}),
         key=key,
     )
     assert post["name"] in streamed

@@ -146,7 +146,9 @@ def test_replicas_migrate_once_stay_fresh_and_share_the_jobs(
             assert [p.followers_count for p in listed if p.name == ada.name] == [expected]
 
         every_replica_sees(lambda: followers_are(0))
-        feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=bob.name, followee=ada.name))
+        feed.CreateFollow(
+            feed_pb2.CreateFollowRequest(parent=bob.name, follow=feed_pb2.Follow(followee=ada.name))
+        )
         every_replica_sees(lambda: followers_are(1))
         channel.close()
 

@@ -195,10 +195,10 @@ def test_grpcurl_with_a_client_certificate(mtls: tuple[ServerThread, Clients], p
     server, clients = mtls
     cert, key, _ = clients.reader
     flags = ("-cacert", str(pki.ca_file), "-cert", str(cert), "-key", str(key))
-    top = json.loads(
-        grpcurl(server, "socialhub.v1.ProfileService/ListTopProfiles", transport=flags)
+    summary = json.loads(
+        grpcurl(server, "socialhub.v1.ProfileService/SummarizeProfiles", transport=flags)
     )
-    assert top == {}
+    assert summary == {}
 
 
 @pytest.mark.parametrize(

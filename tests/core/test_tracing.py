@@ -165,7 +165,7 @@ def test_streams_are_traced(
             )
         batches = list(
             feed.StreamProfilePosts(
-                feed_pb2.StreamProfilePostsRequest(parent=author.name, batch_size=1)
+                feed_pb2.StreamProfilePostsRequest(author=author.name, batch_size=1)
             )
         )
         assert len(batches) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +14,7 @@ from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from tests.harness import Backing
-from tests.helpers import field_violations, new_profile
+from tests.helpers import error_info, field_violations, new_profile
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -29,26 +28,57 @@ def make_profiles(profiles: ProfileServiceStub, count: int) -> list[str]:
     ]
 
 
-def metadata(**fields: Any) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(fields)
-    return struct
+def struct(**fields: Any) -> struct_pb2.Struct:
+    value = struct_pb2.Struct()
+    value.update(fields)
+    return value
 
 
-def tags_of(struct: struct_pb2.Struct) -> list[str]:
-    return [value.string_value for value in struct.fields["tags"].list_value.values]
+def tags_of(value: struct_pb2.Struct) -> list[str]:
+    return [item.string_value for item in value.fields["tags"].list_value.values]
 
 
-def post(feed: FeedServiceStub, author: str, body: str = "hello", **meta: Any) -> feed_pb2.Post:
+def post(feed: FeedServiceStub, author: str, body: str = "hello", **fields: Any) -> feed_pb2.Post:
+    """Create a post; `fields` are Post fields (tags=[...], location=Location(...), ...)."""
     return feed.CreatePost(
-        feed_pb2.CreatePostRequest(
-            post=feed_pb2.Post(author=author, body=body, metadata=metadata(**meta))
-        )
+        feed_pb2.CreatePostRequest(post=feed_pb2.Post(author=author, body=body, **fields))
     )
 
 
 def id_of(name: str) -> int:
     return int(name.rsplit("/", 1)[1])
+
+
+def by_author(profile: str) -> str:
+    """ListPosts' filter for one author's posts."""
+    return f'author = "{profile}"'
+
+
+def home_timeline_of(profile: str) -> str:
+    """ListPosts' filter for a profile's home timeline."""
+    return f'home_timeline = "{profile}"'
+
+
+def followee_is(profile: str) -> str:
+    """ListFollows' filter (with parent "profiles/-") for a profile's followers."""
+    return f'followee = "{profile}"'
+
+
+def follow_name(follower: str, followee: str) -> str:
+    return f"{follower}/follows/{id_of(followee)}"
+
+
+def like_name(post_name: str, profile: str) -> str:
+    return f"{post_name}/likes/{id_of(profile)}"
+
+
+def relationship_name(profile: str, other: str) -> str:
+    return f"{profile}/relationships/{id_of(other)}"
+
+
+def follower_of(follow: feed_pb2.Follow) -> str:
+    """The following profile of a Follow: the parent of its name."""
+    return follow.name.rsplit("/", 2)[0]
 
 
 def profile(profiles: ProfileServiceStub, name: str) -> profile_pb2.Profile:
@@ -65,10 +95,13 @@ def invalid(call: Any, field: str) -> str:
     return violations[field]
 
 
-def not_found(call: Any) -> None:
+def not_found(call: Any, reason: str | None = None) -> None:
+    """Run `call`, expect NOT_FOUND (with ErrorInfo `reason`, when given)."""
     with pytest.raises(grpc.RpcError) as caught:
         call()
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value.details()
+    if reason is not None:
+        assert error_info(caught.value).reason == reason
 
 
 def copy_profiles(backing: Backing, count: int) -> list[int]:
@@ -81,13 +114,13 @@ def copy_profiles(backing: Backing, count: int) -> list[int]:
     return [row[0] for row in rows]
 
 
-def copy_posts(backing: Backing, rows: Iterable[tuple[int, str, dict[str, Any], datetime]]) -> None:
-    """Posts (author_id, body, metadata, created_at) with COPY, counters fixed afterwards."""
+def copy_posts(backing: Backing, rows: Iterable[tuple[int, str, list[str], datetime]]) -> None:
+    """Posts (author_id, body, tags, created_at) with COPY, counters fixed afterwards."""
     with backing.sql() as conn:
-        columns = "author_id, body, metadata, created_at, updated_at"
+        columns = "author_id, body, tags, created_at, updated_at"
         with conn.cursor().copy(f"COPY posts ({columns}) FROM STDIN") as copy:
-            for author_id, body, meta, created_at in rows:
-                copy.write_row((author_id, body, json.dumps(meta), created_at, created_at))
+            for author_id, body, tags, created_at in rows:
+                copy.write_row((author_id, body, tags, created_at, created_at))
         conn.execute(
             "INSERT INTO profile_counters (profile_id, posts_count) "
             "SELECT author_id, count(*) FROM posts GROUP BY author_id "

@@ -3,20 +3,37 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
+import pytest
 from socialhub.v1 import feed_pb2, profile_pb2
 from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from tests.feed.support import id_of, invalid, make_profiles, not_found, profile
+from tests.feed.support import (
+    follow_name,
+    followee_is,
+    follower_of,
+    id_of,
+    invalid,
+    make_profiles,
+    not_found,
+    profile,
+    relationship_name,
+)
 from tests.harness import Backing
+from tests.helpers import error_info, field_violations
 
 
 def _follow(feed: FeedServiceStub, follower: str, followee: str) -> feed_pb2.Follow:
-    return feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=follower, followee=followee))
+    return feed.CreateFollow(
+        feed_pb2.CreateFollowRequest(parent=follower, follow=feed_pb2.Follow(followee=followee))
+    )
 
 
 def _unfollow(feed: FeedServiceStub, follower: str, followee: str) -> None:
-    feed.UnfollowProfile(feed_pb2.UnfollowProfileRequest(follower=follower, followee=followee))
+    feed.DeleteFollow(
+        feed_pb2.DeleteFollowRequest(name=follow_name(follower, followee), allow_missing=True)
+    )
 
 
 def test_follow_is_idempotent_and_counts_once(
@@ -27,21 +44,28 @@ def test_follow_is_idempotent_and_counts_once(
     first = _follow(feed, ada, bob)
     again = _follow(feed, ada, bob)
     assert again == first
-    assert (first.follower, first.followee) == (ada, bob)
+    assert (follower_of(first), first.followee) == (ada, bob)
+    assert first.name == follow_name(ada, bob)
     assert profile(profiles, ada).following_count == 1
     assert profile(profiles, ada).followers_count == 0
     assert profile(profiles, bob).followers_count == 1
 
-    relationship = feed.GetRelationship(feed_pb2.GetRelationshipRequest(profile=ada, other=bob))
+    relationship = feed.GetRelationship(
+        feed_pb2.GetRelationshipRequest(name=relationship_name(ada, bob))
+    )
     assert (relationship.following, relationship.followed_by) == (True, False)
-    reverse = feed.GetRelationship(feed_pb2.GetRelationshipRequest(profile=bob, other=ada))
+    reverse = feed.GetRelationship(
+        feed_pb2.GetRelationshipRequest(name=relationship_name(bob, ada))
+    )
     assert (reverse.following, reverse.followed_by) == (False, True)
 
     _unfollow(feed, ada, bob)
     _unfollow(feed, ada, bob)
     assert profile(profiles, ada).following_count == 0
     assert profile(profiles, bob).followers_count == 0
-    relationship = feed.GetRelationship(feed_pb2.GetRelationshipRequest(profile=ada, other=bob))
+    relationship = feed.GetRelationship(
+        feed_pb2.GetRelationshipRequest(name=relationship_name(ada, bob))
+    )
     assert not relationship.following
     assert not relationship.followed_by
 
@@ -50,18 +74,32 @@ def test_follow_errors(
     feed: FeedServiceStub, profiles: ProfileServiceStub, backing: Backing
 ) -> None:
     (ada,) = make_profiles(profiles, 1)
-    invalid(lambda: _follow(feed, ada, ada), "followee")
-    invalid(lambda: _unfollow(feed, ada, ada), "followee")
-    invalid(lambda: _follow(feed, "", "nope"), "follower")
-    invalid(lambda: _follow(feed, ada, "nope"), "followee")
-    not_found(lambda: _follow(feed, ada, "profiles/999999"))
-    not_found(lambda: _follow(feed, "profiles/999999", ada))
-    not_found(lambda: _unfollow(feed, ada, "profiles/999999"))
+    with pytest.raises(grpc.RpcError) as caught:
+        _follow(feed, ada, ada)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "FOLLOW_SELF"
+    assert "follow.followee" in field_violations(caught.value)
+    _unfollow(feed, ada, ada)  # allow_missing: nothing to remove, not an error
+    invalid(lambda: _follow(feed, "", "nope"), "parent")
+    invalid(lambda: _follow(feed, ada, "nope"), "follow.followee")
+    invalid(lambda: feed.CreateFollow(feed_pb2.CreateFollowRequest(parent=ada)), "follow")
+    not_found(lambda: _follow(feed, ada, "profiles/999999"), "PROFILE_NOT_FOUND")
+    not_found(lambda: _follow(feed, "profiles/999999", ada), "PROFILE_NOT_FOUND")
+    not_found(lambda: _unfollow(feed, ada, "profiles/999999"), "PROFILE_NOT_FOUND")
     not_found(
         lambda: feed.GetRelationship(
-            feed_pb2.GetRelationshipRequest(profile=ada, other="profiles/999999")
-        )
+            feed_pb2.GetRelationshipRequest(name=relationship_name(ada, "profiles/999999"))
+        ),
+        "PROFILE_NOT_FOUND",
     )
+    invalid(lambda: feed.GetRelationship(feed_pb2.GetRelationshipRequest(name=ada)), "name")
+    for parent, filter_ in (("profiles/-", ""), (ada, 'follower = "profiles/1"'), (ada, "x")):
+        invalid(
+            lambda parent=parent, filter_=filter_: feed.ListFollows(
+                feed_pb2.ListFollowsRequest(parent=parent, filter=filter_)
+            ),
+            "filter",
+        )
     with backing.sql() as conn:
         assert conn.execute("SELECT count(*) FROM follows").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM activity").fetchone() == (0,)
@@ -80,25 +118,33 @@ def test_list_followers_and_following_page_newest_first(
     followers: list[str] = []
     token = ""
     while True:
-        page = feed.ListFollowers(
-            feed_pb2.ListFollowersRequest(parent=star, page_size=3, page_token=token)
+        page = feed.ListFollows(
+            feed_pb2.ListFollowsRequest(
+                parent="profiles/-", filter=followee_is(star), page_size=3, page_token=token
+            )
         )
         assert len(page.follows) <= 3
         assert all(f.followee == star for f in page.follows)
-        followers.extend(f.follower for f in page.follows)
+        followers.extend(follower_of(f) for f in page.follows)
         token = page.next_page_token
         if not token:
             break
     assert followers == list(reversed(fans))
 
-    following = feed.ListFollowing(feed_pb2.ListFollowingRequest(parent=star))
+    following = feed.ListFollows(feed_pb2.ListFollowsRequest(parent=star))
     assert [f.followee for f in following.follows] == list(reversed(fans[:3]))
     assert not following.next_page_token
-    not_found(lambda: feed.ListFollowers(feed_pb2.ListFollowersRequest(parent="profiles/999999")))
-    first = feed.ListFollowers(feed_pb2.ListFollowersRequest(parent=star, page_size=2))
+    not_found(
+        lambda: feed.ListFollows(
+            feed_pb2.ListFollowsRequest(parent="profiles/-", filter=followee_is("profiles/999999"))
+        )
+    )
+    first = feed.ListFollows(
+        feed_pb2.ListFollowsRequest(parent="profiles/-", filter=followee_is(star), page_size=2)
+    )
     invalid(
-        lambda: feed.ListFollowing(
-            feed_pb2.ListFollowingRequest(parent=star, page_token=first.next_page_token)
+        lambda: feed.ListFollows(
+            feed_pb2.ListFollowsRequest(parent=star, page_token=first.next_page_token)
         ),
         "page_token",
     )
@@ -167,3 +213,23 @@ def test_listed_and_searched_counters_are_fresh_after_follows_and_posts(
 
     _unfollow(feed, ada, bob)
     assert _listed(profiles, bob).followers_count == 0
+
+
+def test_follows_are_resources_got_and_deleted_by_name(
+    feed: FeedServiceStub, profiles: ProfileServiceStub
+) -> None:
+    ada, bob = make_profiles(profiles, 2)
+    name = follow_name(ada, bob)
+    not_found(lambda: feed.GetFollow(feed_pb2.GetFollowRequest(name=name)), "FOLLOW_NOT_FOUND")
+    created = _follow(feed, ada, bob)
+    assert feed.GetFollow(feed_pb2.GetFollowRequest(name=name)) == created
+    # The one follow between two profiles, through the parent and a followee filter.
+    both = feed.ListFollows(feed_pb2.ListFollowsRequest(parent=ada, filter=followee_is(bob)))
+    assert list(both.follows) == [created]
+    feed.DeleteFollow(feed_pb2.DeleteFollowRequest(name=name))
+    not_found(
+        lambda: feed.DeleteFollow(feed_pb2.DeleteFollowRequest(name=name)), "FOLLOW_NOT_FOUND"
+    )
+    feed.DeleteFollow(feed_pb2.DeleteFollowRequest(name=name, allow_missing=True))
+    assert profile(profiles, bob).followers_count == 0
+    invalid(lambda: feed.GetFollow(feed_pb2.GetFollowRequest(name=f"{ada}/likes/2")), "name")

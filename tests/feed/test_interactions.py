@@ -9,7 +9,17 @@ from socialhub.v1 import feed_pb2
 from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from tests.feed.support import id_of, invalid, make_profiles, not_found, post, tags_of
+from tests.feed.support import (
+    follow_name,
+    id_of,
+    invalid,
+    like_name,
+    make_profiles,
+    not_found,
+    post,
+    struct,
+    tags_of,
+)
 from tests.harness import Backing, ServerThread
 
 
@@ -77,19 +87,34 @@ def test_likes_are_idempotent_and_exact_under_concurrency(
 ) -> None:
     author, *fans = make_profiles(profiles, 9)
     target = post(feed, author)
-    first = feed.LikePost(feed_pb2.LikePostRequest(post=target.name, profile=fans[0]))
-    assert feed.LikePost(feed_pb2.LikePostRequest(post=target.name, profile=fans[0])) == first
+    first = feed.CreateLike(
+        feed_pb2.CreateLikeRequest(parent=target.name, like=feed_pb2.Like(profile=fans[0]))
+    )
+    assert (
+        feed.CreateLike(
+            feed_pb2.CreateLikeRequest(parent=target.name, like=feed_pb2.Like(profile=fans[0]))
+        )
+        == first
+    )
     assert _get(feed, target.name).like_count == 1
-    feed.UnlikePost(feed_pb2.UnlikePostRequest(post=target.name, profile=fans[0]))
-    feed.UnlikePost(feed_pb2.UnlikePostRequest(post=target.name, profile=fans[0]))
+    feed.DeleteLike(
+        feed_pb2.DeleteLikeRequest(name=like_name(target.name, fans[0]), allow_missing=True)
+    )
+    feed.DeleteLike(
+        feed_pb2.DeleteLikeRequest(name=like_name(target.name, fans[0]), allow_missing=True)
+    )
     assert _get(feed, target.name).like_count == 0
 
     def toggle(index: int) -> None:
         fan = fans[index % len(fans)]
         if index % 3 == 2:
-            feed.UnlikePost(feed_pb2.UnlikePostRequest(post=target.name, profile=fan))
+            feed.DeleteLike(
+                feed_pb2.DeleteLikeRequest(name=like_name(target.name, fan), allow_missing=True)
+            )
         else:
-            feed.LikePost(feed_pb2.LikePostRequest(post=target.name, profile=fan))
+            feed.CreateLike(
+                feed_pb2.CreateLikeRequest(parent=target.name, like=feed_pb2.Like(profile=fan))
+            )
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         list(pool.map(toggle, range(240)))
@@ -97,13 +122,45 @@ def test_likes_are_idempotent_and_exact_under_concurrency(
         (likes,) = conn.execute("SELECT count(*) FROM likes").fetchone() or (None,)
     assert _get(feed, target.name).like_count == likes
 
-    not_found(lambda: feed.LikePost(feed_pb2.LikePostRequest(post="posts/999999", profile=author)))
     not_found(
-        lambda: feed.LikePost(feed_pb2.LikePostRequest(post=target.name, profile="profiles/999999"))
+        lambda: feed.CreateLike(
+            feed_pb2.CreateLikeRequest(parent="posts/999999", like=feed_pb2.Like(profile=author))
+        ),
+        "POST_NOT_FOUND",
+    )
+    not_found(
+        lambda: feed.CreateLike(
+            feed_pb2.CreateLikeRequest(
+                parent=target.name, like=feed_pb2.Like(profile="profiles/999999")
+            )
+        ),
+        "PROFILE_NOT_FOUND",
     )
     invalid(
-        lambda: feed.LikePost(feed_pb2.LikePostRequest(post=target.name, profile="")), "profile"
+        lambda: feed.CreateLike(
+            feed_pb2.CreateLikeRequest(parent=target.name, like=feed_pb2.Like(profile=""))
+        ),
+        "like.profile",
     )
+    invalid(lambda: feed.CreateLike(feed_pb2.CreateLikeRequest(parent=target.name)), "like")
+
+
+def test_likes_are_resources_got_and_deleted_by_name(
+    feed: FeedServiceStub, profiles: ProfileServiceStub
+) -> None:
+    author, fan = make_profiles(profiles, 2)
+    target = post(feed, author)
+    name = like_name(target.name, fan)
+    not_found(lambda: feed.GetLike(feed_pb2.GetLikeRequest(name=name)), "LIKE_NOT_FOUND")
+    created = feed.CreateLike(
+        feed_pb2.CreateLikeRequest(parent=target.name, like=feed_pb2.Like(profile=fan))
+    )
+    assert created.name == name
+    assert created.profile == fan
+    assert feed.GetLike(feed_pb2.GetLikeRequest(name=name)) == created
+    feed.DeleteLike(feed_pb2.DeleteLikeRequest(name=name))
+    not_found(lambda: feed.DeleteLike(feed_pb2.DeleteLikeRequest(name=name)), "LIKE_NOT_FOUND")
+    invalid(lambda: feed.GetLike(feed_pb2.GetLikeRequest(name=target.name)), "name")
 
 
 def test_search_by_tag_matches_all_tags_newest_first(
@@ -115,7 +172,7 @@ def test_search_by_tag_matches_all_tags_newest_first(
     ]
     post(feed, author, "only climate", tags=["climate"])
     post(feed, author, "no tags")
-    post(feed, author, "tag elsewhere", topic=["climate", "housing"])
+    post(feed, author, "tag elsewhere", attributes=struct(topic=["climate", "housing"]))
 
     seen: list[str] = []
     token = ""
@@ -160,22 +217,30 @@ def test_every_mutation_is_in_the_activity_log(
 ) -> None:
     ada, bob = make_profiles(profiles, 2)
     created = post(feed, ada, "hello", tags=["intro"])
-    feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=ada, followee=bob))
-    feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=ada, followee=bob))  # no change
-    feed.LikePost(feed_pb2.LikePostRequest(post=created.name, profile=ada))
+    feed.CreateFollow(
+        feed_pb2.CreateFollowRequest(parent=ada, follow=feed_pb2.Follow(followee=bob))
+    )
+    feed.CreateFollow(
+        feed_pb2.CreateFollowRequest(parent=ada, follow=feed_pb2.Follow(followee=bob))
+    )  # no change
+    feed.CreateLike(
+        feed_pb2.CreateLikeRequest(parent=created.name, like=feed_pb2.Like(profile=ada))
+    )
     comment = _comment(feed, created.name, ada, "first!")
     feed.DeleteComment(feed_pb2.DeleteCommentRequest(name=comment.name))
-    feed.UnlikePost(feed_pb2.UnlikePostRequest(post=created.name, profile=ada))
-    feed.UnfollowProfile(feed_pb2.UnfollowProfileRequest(follower=ada, followee=bob))
+    feed.DeleteLike(
+        feed_pb2.DeleteLikeRequest(name=like_name(created.name, ada), allow_missing=True)
+    )
+    feed.DeleteFollow(feed_pb2.DeleteFollowRequest(name=follow_name(ada, bob), allow_missing=True))
     feed.DeletePost(feed_pb2.DeletePostRequest(name=created.name))
 
     events: list[feed_pb2.ActivityEvent] = []
     token = ""
     while True:
-        page = feed.ListActivity(
-            feed_pb2.ListActivityRequest(parent=ada, page_size=3, page_token=token)
+        page = feed.ListActivityEvents(
+            feed_pb2.ListActivityEventsRequest(parent=ada, page_size=3, page_token=token)
         )
-        events.extend(page.events)
+        events.extend(page.activity_events)
         token = page.next_page_token
         if not token:
             break
@@ -191,8 +256,12 @@ def test_every_mutation_is_in_the_activity_log(
     ]
     assert all(e.actor == ada for e in events)
     assert tags_of(events[-1].payload) == ["intro"]
-    assert not feed.ListActivity(feed_pb2.ListActivityRequest(parent=bob)).events
-    invalid(lambda: feed.ListActivity(feed_pb2.ListActivityRequest(parent="bob")), "parent")
+    assert not feed.ListActivityEvents(
+        feed_pb2.ListActivityEventsRequest(parent=bob)
+    ).activity_events
+    invalid(
+        lambda: feed.ListActivityEvents(feed_pb2.ListActivityEventsRequest(parent="bob")), "parent"
+    )
 
 
 def test_retention_job_deletes_only_expired_events_in_batches(

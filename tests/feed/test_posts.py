@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -9,7 +10,15 @@ from socialhub.v1 import feed_pb2
 from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from tests.feed.support import invalid, make_profiles, metadata, not_found, post, profile, tags_of
+from tests.feed.support import (
+    by_author,
+    invalid,
+    make_profiles,
+    not_found,
+    post,
+    profile,
+    struct,
+)
 from tests.harness import Backing
 
 
@@ -22,15 +31,21 @@ def test_create_then_get_returns_every_field(
         author,
         "First post",
         tags=["climate", "housing"],
-        location={"city": "Lagos", "lat": 6.5},
-        media=[{"kind": "image", "url": "https://example.org/a.png"}],
-        mood="hopeful",
+        location=feed_pb2.Location(district="Lagos"),
+        media=[feed_pb2.Media(type=feed_pb2.Media.TYPE_IMAGE, uri="https://example.org/a.png")],
+        language_code="en",
+        attributes=struct(mood="hopeful", lat=6.5),
     )
     assert created.name.startswith("posts/")
     assert created.author == author
     assert created.body == "First post"
-    assert tags_of(created.metadata) == ["climate", "housing"]
-    assert created.metadata.fields["location"].struct_value["city"] == "Lagos"
+    assert list(created.tags) == ["climate", "housing"]
+    assert created.location.district == "Lagos"
+    assert [(m.type, m.uri) for m in created.media] == [
+        (feed_pb2.Media.TYPE_IMAGE, "https://example.org/a.png")
+    ]
+    assert created.language_code == "en"
+    assert dict(created.attributes) == {"mood": "hopeful", "lat": 6.5}
     assert created.like_count == created.comment_count == 0
     assert created.create_time.seconds > 0
     assert feed.GetPost(feed_pb2.GetPostRequest(name=created.name)) == created
@@ -47,7 +62,7 @@ def test_create_with_same_request_id_creates_one_post(
     first = feed.CreatePost(request)
     assert feed.CreatePost(request) == first
     assert profile(profiles, author).posts_count == 1
-    listed = feed.ListProfilePosts(feed_pb2.ListProfilePostsRequest(parent=author))
+    listed = feed.ListPosts(feed_pb2.ListPostsRequest(filter=by_author(author)))
     assert [p.name for p in listed.posts] == [first.name]
 
     other = feed_pb2.CreatePostRequest(
@@ -83,23 +98,39 @@ def test_update_changes_only_masked_fields(
     created = post(feed, author, "old", tags=["a"])
     updated = feed.UpdatePost(
         feed_pb2.UpdatePostRequest(
-            post=feed_pb2.Post(name=created.name, body="new", metadata=metadata(tags=["b"])),
+            post=feed_pb2.Post(name=created.name, body="new", tags=["b"]),
             update_mask=field_mask_pb2.FieldMask(paths=["body"]),
         )
     )
     assert updated.body == "new"
-    assert tags_of(updated.metadata) == ["a"]
+    assert list(updated.tags) == ["a"]
     assert updated.update_time.ToDatetime() >= created.update_time.ToDatetime()
     updated = feed.UpdatePost(
         feed_pb2.UpdatePostRequest(
-            post=feed_pb2.Post(name=created.name, metadata=metadata(tags=["b"])),
-            update_mask=field_mask_pb2.FieldMask(paths=["metadata"]),
+            post=feed_pb2.Post(
+                name=created.name,
+                tags=["b"],
+                location=feed_pb2.Location(district="East"),
+                author="profiles/999999",  # output only here: not updatable, and ignored
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["tags", "location"]),
         )
     )
     assert updated.body == "new"
-    assert tags_of(updated.metadata) == ["b"]
+    assert list(updated.tags) == ["b"]
+    assert updated.location.district == "East"
+    assert updated.author == author
+    cleared = feed.UpdatePost(
+        feed_pb2.UpdatePostRequest(
+            post=feed_pb2.Post(name=created.name),
+            update_mask=field_mask_pb2.FieldMask(paths=["tags", "location"]),
+        )
+    )
+    assert list(cleared.tags) == []
+    assert not cleared.HasField("location")
     for paths, field in (
         (["like_count"], "update_mask"),
+        (["metadata"], "update_mask"),
         ([], "update_mask"),
         (["bogus"], "update_mask"),
     ):
@@ -142,7 +173,9 @@ def test_delete_removes_comments_likes_and_counts(
             parent=created.name, comment=feed_pb2.Comment(author=reader, body="nice")
         )
     )
-    feed.LikePost(feed_pb2.LikePostRequest(post=created.name, profile=reader))
+    feed.CreateLike(
+        feed_pb2.CreateLikeRequest(parent=created.name, like=feed_pb2.Like(profile=reader))
+    )
     assert profile(profiles, author).posts_count == 2
 
     feed.DeletePost(feed_pb2.DeletePostRequest(name=created.name))
@@ -204,34 +237,52 @@ def _deep(levels: int) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    ("meta", "field", "reason"),
+    ("fields", "field", "reason"),
     [
-        ({"tags": [f"t{i}" for i in range(21)]}, "post.metadata.tags", "at most 20"),
-        ({"tags": "not-a-list"}, "post.metadata.tags", "list of strings"),
-        ({"tags": [""]}, "post.metadata.tags", "1 to 64"),
-        ({"tags": ["x" * 65]}, "post.metadata.tags", "1 to 64"),
-        ({"blob": "x" * 17_000}, "post.metadata", "16384 bytes"),
-        (_deep(10), "post.metadata", "levels deep"),
-        ({"key": "nul\x00"}, "post.metadata", "NUL"),
-        ({"nul\x00key": 1}, "post.metadata", "NUL"),
-        ({"n": float("nan")}, "post.metadata", "finite"),
-        ({"n": float("inf")}, "post.metadata", "finite"),
+        ({"tags": [f"t{i}" for i in range(21)]}, "post.tags", "at most 20"),
+        ({"tags": [""]}, "post.tags[0]", "1 to 64"),
+        ({"tags": ["ok", "x" * 65]}, "post.tags[1]", "at most 64"),
+        ({"tags": ["nul\x00"]}, "post.tags[0]", "NUL"),
+        ({"location": feed_pb2.Location(district="x" * 101)}, "post.location.district", "100"),
+        ({"language_code": "english!"}, "post.language_code", "BCP-47"),
+        ({"media": [feed_pb2.Media(uri="https://e.org/a.png")]}, "post.media[0].type", "required"),
+        (
+            {"media": [feed_pb2.Media(type=feed_pb2.Media.TYPE_VIDEO)]},
+            "post.media[0].uri",
+            "required",
+        ),
+        (
+            {"media": [feed_pb2.Media(type=feed_pb2.Media.TYPE_VIDEO, uri="ftp://e.org/v")]},
+            "post.media[0].uri",
+            "http",
+        ),
+        (
+            {"media": [feed_pb2.Media(type=feed_pb2.Media.TYPE_IMAGE, uri="https://e.org/a")] * 11},
+            "post.media",
+            "at most 10",
+        ),
+        ({"attributes": {"blob": "x" * 17_000}}, "post.attributes", "16384 bytes"),
+        ({"attributes": _deep(10)}, "post.attributes", "levels deep"),
+        ({"attributes": {"key": "nul\x00"}}, "post.attributes", "NUL"),
+        ({"attributes": {"nul\x00key": 1}}, "post.attributes", "NUL"),
+        ({"attributes": {"n": float("nan")}}, "post.attributes", "finite"),
+        ({"attributes": {"n": float("inf")}}, "post.attributes", "finite"),
     ],
 )
-def test_bad_metadata_is_invalid_argument(
+def test_bad_post_fields_are_invalid_argument(
     feed: FeedServiceStub,
     profiles: ProfileServiceStub,
     backing: Backing,
-    meta: dict[str, object],
+    fields: dict[str, Any],
     field: str,
     reason: str,
 ) -> None:
     (author,) = make_profiles(profiles, 1)
+    if "attributes" in fields:
+        fields = {"attributes": struct(**fields["attributes"])}
     description = invalid(
         lambda: feed.CreatePost(
-            feed_pb2.CreatePostRequest(
-                post=feed_pb2.Post(author=author, body="ok", metadata=metadata(**meta))
-            )
+            feed_pb2.CreatePostRequest(post=feed_pb2.Post(author=author, body="ok", **fields))
         ),
         field,
     )
@@ -240,16 +291,23 @@ def test_bad_metadata_is_invalid_argument(
         assert conn.execute("SELECT count(*) FROM posts").fetchone() == (0,)
 
 
-def test_metadata_value_without_kind_is_stored_as_null(
+def test_attribute_value_without_kind_is_stored_as_null(
     feed: FeedServiceStub, profiles: ProfileServiceStub
 ) -> None:
     (author,) = make_profiles(profiles, 1)
-    meta = struct_pb2.Struct()
-    meta.fields["unset"].CopyFrom(struct_pb2.Value())
+    attributes = struct_pb2.Struct()
+    attributes.fields["unset"].CopyFrom(struct_pb2.Value())
     created = feed.CreatePost(
-        feed_pb2.CreatePostRequest(post=feed_pb2.Post(author=author, body="ok", metadata=meta))
+        feed_pb2.CreatePostRequest(
+            post=feed_pb2.Post(author=author, body="ok", attributes=attributes)
+        )
     )
-    assert created.metadata.fields["unset"].WhichOneof("kind") == "null_value"
+    assert created.attributes.fields["unset"].WhichOneof("kind") == "null_value"
+
+
+def test_a_missing_post_is_invalid_argument_naming_it(feed: FeedServiceStub) -> None:
+    invalid(lambda: feed.CreatePost(feed_pb2.CreatePostRequest()), "post")
+    invalid(lambda: feed.UpdatePost(feed_pb2.UpdatePostRequest()), "post")
 
 
 def test_bad_names_are_invalid_argument(feed: FeedServiceStub) -> None:
@@ -277,8 +335,8 @@ def test_list_profile_posts_pages_newest_first(
     seen: list[str] = []
     token = ""
     while True:
-        page = feed.ListProfilePosts(
-            feed_pb2.ListProfilePostsRequest(parent=author, page_size=3, page_token=token)
+        page = feed.ListPosts(
+            feed_pb2.ListPostsRequest(filter=by_author(author), page_size=3, page_token=token)
         )
         assert len(page.posts) <= 3
         seen.extend(p.name for p in page.posts)
@@ -287,26 +345,24 @@ def test_list_profile_posts_pages_newest_first(
             break
     assert seen == list(reversed(created))
     not_found(
-        lambda: feed.ListProfilePosts(feed_pb2.ListProfilePostsRequest(parent="profiles/999999"))
+        lambda: feed.ListPosts(feed_pb2.ListPostsRequest(filter=by_author("profiles/999999")))
     )
     invalid(
-        lambda: feed.ListProfilePosts(
-            feed_pb2.ListProfilePostsRequest(parent=author, page_size=-1)
-        ),
+        lambda: feed.ListPosts(feed_pb2.ListPostsRequest(filter=by_author(author), page_size=-1)),
         "page_size",
     )
-    first = feed.ListProfilePosts(feed_pb2.ListProfilePostsRequest(parent=author, page_size=2))
+    first = feed.ListPosts(feed_pb2.ListPostsRequest(filter=by_author(author), page_size=2))
     invalid(
-        lambda: feed.ListProfilePosts(
-            feed_pb2.ListProfilePostsRequest(parent=other, page_token=first.next_page_token)
+        lambda: feed.ListPosts(
+            feed_pb2.ListPostsRequest(filter=by_author(other), page_token=first.next_page_token)
         ),
         "page_token",
     )
     invalid(
-        lambda: feed.ListProfilePosts(
-            feed_pb2.ListProfilePostsRequest(parent=author, page_token="garbage")
+        lambda: feed.ListPosts(
+            feed_pb2.ListPostsRequest(filter=by_author(author), page_token="garbage")
         ),
         "page_token",
     )
-    clamped = feed.ListProfilePosts(feed_pb2.ListProfilePostsRequest(parent=author, page_size=1000))
+    clamped = feed.ListPosts(feed_pb2.ListPostsRequest(filter=by_author(author), page_size=1000))
     assert len(clamped.posts) == 7

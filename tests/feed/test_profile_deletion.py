@@ -37,18 +37,24 @@ def test_deleting_a_profile_settles_its_follows_likes_and_comments(
 ) -> None:
     alice, bob, carol, dave = make_profiles(profiles, 4)
     for follower, followee in [(alice, bob), (alice, carol), (bob, alice), (dave, alice)]:
-        feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=follower, followee=followee))
+        feed.CreateFollow(
+            feed_pb2.CreateFollowRequest(parent=follower, follow=feed_pb2.Follow(followee=followee))
+        )
     bobs_post = post(feed, bob)
     carols_post = post(feed, carol)
     post(feed, alice)
     for target in (bobs_post, carols_post):
-        feed.LikePost(feed_pb2.LikePostRequest(post=target.name, profile=alice))
+        feed.CreateLike(
+            feed_pb2.CreateLikeRequest(parent=target.name, like=feed_pb2.Like(profile=alice))
+        )
         feed.CreateComment(
             feed_pb2.CreateCommentRequest(
                 parent=target.name, comment=feed_pb2.Comment(author=alice, body="nice")
             )
         )
-    feed.LikePost(feed_pb2.LikePostRequest(post=bobs_post.name, profile=dave))
+    feed.CreateLike(
+        feed_pb2.CreateLikeRequest(parent=bobs_post.name, like=feed_pb2.Like(profile=dave))
+    )
     assert profile(profiles, bob).followers_count == 1  # cached now, must not go stale
 
     profiles.DeleteProfile(profile_pb2.DeleteProfileRequest(name=alice))
@@ -70,8 +76,10 @@ def test_batch_delete_of_profiles_that_follow_each_other(
     for follower in names:
         for followee in names:
             if follower != followee:
-                feed.FollowProfile(
-                    feed_pb2.FollowProfileRequest(follower=follower, followee=followee)
+                feed.CreateFollow(
+                    feed_pb2.CreateFollowRequest(
+                        parent=follower, follow=feed_pb2.Follow(followee=followee)
+                    )
                 )
     profiles.BatchDeleteProfiles(profile_pb2.BatchDeleteProfilesRequest(names=names[:3]))
     assert _true_counts(backing) == ([], [])

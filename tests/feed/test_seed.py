@@ -6,6 +6,7 @@ from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from server.app import DOMAINS
 from server.feed.seeding import FeedVolumes, seed_feed
 from server.seed import first_start_volumes, seed_demo_if_empty
+from tests.feed.support import home_timeline_of
 from tests.harness import Backing, ServerThread
 
 PROFILE_COUNTERS = (
@@ -45,17 +46,21 @@ def test_demo_data_feeds_every_rpc_with_exact_counters(
         (viewer,) = conn.execute(
             "SELECT follower_id FROM follows GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
         ).fetchone() or (0,)
-        (tagged,) = conn.execute(
-            "SELECT metadata->'tags'->>0 FROM posts ORDER BY id LIMIT 1"
-        ).fetchone() or ("",)
+        (tagged,) = conn.execute("SELECT tags[1] FROM posts ORDER BY id LIMIT 1").fetchone() or (
+            "",
+        )
     assert counts is not None
     assert counts[0] == 60 * 8 + 200
     assert all(count > 0 for count in counts)
 
-    timeline = feed.GetHomeTimeline(feed_pb2.GetHomeTimelineRequest(profile=f"profiles/{viewer}"))
+    timeline = feed.ListPosts(
+        feed_pb2.ListPostsRequest(filter=home_timeline_of(f"profiles/{viewer}"))
+    )
     assert timeline.posts
-    assert timeline.posts[0].metadata.fields["tags"].list_value.values
+    assert timeline.posts[0].tags
+    assert timeline.posts[0].location.district
+    assert timeline.posts[0].language_code == "en"
     tag_search = feed.SearchPostsByTag(feed_pb2.SearchPostsByTagRequest(tags=[tagged]))
     assert tag_search.posts
-    following = feed.ListFollowing(feed_pb2.ListFollowingRequest(parent=f"profiles/{viewer}"))
+    following = feed.ListFollows(feed_pb2.ListFollowsRequest(parent=f"profiles/{viewer}"))
     assert following.follows

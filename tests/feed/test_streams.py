@@ -12,8 +12,10 @@ from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from tests.feed.support import (
     T0,
+    by_author,
     copy_posts,
     copy_profiles,
+    home_timeline_of,
     id_of,
     invalid,
     make_profiles,
@@ -28,7 +30,7 @@ def _bulk_posts(backing: Backing, author_id: int, count: int, start: int = 0) ->
     copy_posts(
         backing,
         (
-            (author_id, body, {"tags": ["bulk"], "n": index}, T0 + timedelta(milliseconds=index))
+            (author_id, body, ["bulk"], T0 + timedelta(milliseconds=index))
             for index in range(start, start + count)
         ),
     )
@@ -39,7 +41,7 @@ def _stream_count(feed: FeedServiceStub, author: str, sample: list[int]) -> tupl
     process = psutil.Process()
     posts = messages = 0
     last = None
-    for message in feed.StreamProfilePosts(feed_pb2.StreamProfilePostsRequest(parent=author)):
+    for message in feed.StreamProfilePosts(feed_pb2.StreamProfilePostsRequest(author=author)):
         posts += len(message.posts)
         messages += 1
         assert len(message.posts) <= 500
@@ -92,7 +94,7 @@ def test_cancel_stops_the_query_and_frees_the_connection(
     (author_id,) = copy_profiles(backing, 1)
     _bulk_posts(backing, author_id, 30_000)
     call = feed.StreamProfilePosts(
-        feed_pb2.StreamProfilePostsRequest(parent=f"profiles/{author_id}", batch_size=100)
+        feed_pb2.StreamProfilePostsRequest(author=f"profiles/{author_id}", batch_size=100)
     )
     received = 0
     for message in call:
@@ -112,8 +114,8 @@ def test_cancel_stops_the_query_and_frees_the_connection(
     assert _idle_stream_sessions(backing) == 0
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
     # The server is healthy afterwards.
-    page = feed.ListProfilePosts(
-        feed_pb2.ListProfilePostsRequest(parent=f"profiles/{author_id}", page_size=5)
+    page = feed.ListPosts(
+        feed_pb2.ListPostsRequest(filter=by_author(f"profiles/{author_id}"), page_size=5)
     )
     assert len(page.posts) == 5
 
@@ -123,7 +125,7 @@ def test_resume_from_a_cursor_yields_exactly_the_rest(
 ) -> None:
     (author,) = make_profiles(profiles, 1)
     _bulk_posts(backing, id_of(author), 1_050)
-    request = feed_pb2.StreamProfilePostsRequest(parent=author, batch_size=100)
+    request = feed_pb2.StreamProfilePostsRequest(author=author, batch_size=100)
     everything = [p.name for m in feed.StreamProfilePosts(request) for p in m.posts]
     assert len(everything) == len(set(everything)) == 1_050
 
@@ -139,7 +141,7 @@ def test_resume_from_a_cursor_yields_exactly_the_rest(
     post(feed, author, "newer than everything streamed; not part of the rest")
 
     resumed = feed_pb2.StreamProfilePostsRequest(
-        parent=author, batch_size=100, resume_cursor=cursor
+        author=author, batch_size=100, resume_cursor=cursor
     )
     rest = [p.name for m in feed.StreamProfilePosts(resumed) for p in m.posts]
     assert taken == everything[:300]
@@ -151,18 +153,18 @@ def test_stream_errors(feed: FeedServiceStub, profiles: ProfileServiceStub) -> N
     for i in range(3):
         post(feed, ada, f"p{i}")
     messages = list(
-        feed.StreamProfilePosts(feed_pb2.StreamProfilePostsRequest(parent=ada, batch_size=1))
+        feed.StreamProfilePosts(feed_pb2.StreamProfilePostsRequest(author=ada, batch_size=1))
     )
     assert [len(m.posts) for m in messages] == [1, 1, 1]
 
     def stream(**fields: object) -> list[feed_pb2.StreamProfilePostsResponse]:
         return list(feed.StreamProfilePosts(feed_pb2.StreamProfilePostsRequest(**fields)))  # type: ignore[arg-type]
 
-    invalid(lambda: stream(parent=ada, resume_cursor="garbage"), "resume_cursor")
-    invalid(lambda: stream(parent=bob, resume_cursor=messages[0].resume_cursor), "resume_cursor")
-    invalid(lambda: stream(parent=ada, batch_size=-1), "batch_size")
-    invalid(lambda: stream(parent="ada"), "parent")
-    not_found(lambda: stream(parent="profiles/999999"))
+    invalid(lambda: stream(author=ada, resume_cursor="garbage"), "resume_cursor")
+    invalid(lambda: stream(author=bob, resume_cursor=messages[0].resume_cursor), "resume_cursor")
+    invalid(lambda: stream(author=ada, batch_size=-1), "batch_size")
+    invalid(lambda: stream(author="ada"), "author")
+    not_found(lambda: stream(author="profiles/999999"))
     with pytest.raises(grpc.RpcError) as caught:
         list(feed.StreamTimeline(feed_pb2.StreamTimelineRequest(profile="profiles/999999")))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -173,14 +175,16 @@ def test_stream_timeline_matches_paged_timeline(
 ) -> None:
     viewer, ada, bob, stranger = make_profiles(profiles, 4)
     for followee in (ada, bob):
-        feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=viewer, followee=followee))
+        feed.CreateFollow(
+            feed_pb2.CreateFollowRequest(parent=viewer, follow=feed_pb2.Follow(followee=followee))
+        )
     copy_posts(
         backing,
         (
             (
                 id_of((viewer, ada, bob, stranger)[i % 4]),
                 f"p{i}",
-                {},
+                [],
                 T0 + timedelta(seconds=i // 3),
             )
             for i in range(800)
@@ -189,8 +193,10 @@ def test_stream_timeline_matches_paged_timeline(
     paged: list[str] = []
     token = ""
     while True:
-        page = feed.GetHomeTimeline(
-            feed_pb2.GetHomeTimelineRequest(profile=viewer, page_size=100, page_token=token)
+        page = feed.ListPosts(
+            feed_pb2.ListPostsRequest(
+                filter=home_timeline_of(viewer), page_size=100, page_token=token
+            )
         )
         paged.extend(p.name for p in page.posts)
         token = page.next_page_token

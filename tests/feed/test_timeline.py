@@ -11,6 +11,8 @@ from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 from tests.feed.support import (
     T0,
     copy_posts,
+    follow_name,
+    home_timeline_of,
     id_of,
     invalid,
     make_profiles,
@@ -22,18 +24,20 @@ from tests.harness import Backing
 
 def _timeline(
     feed: FeedServiceStub, viewer: str, size: int = 0, token: str = ""
-) -> feed_pb2.GetHomeTimelineResponse:
-    return feed.GetHomeTimeline(
-        feed_pb2.GetHomeTimelineRequest(profile=viewer, page_size=size, page_token=token)
+) -> feed_pb2.ListPostsResponse:
+    return feed.ListPosts(
+        feed_pb2.ListPostsRequest(filter=home_timeline_of(viewer), page_size=size, page_token=token)
     )
 
 
-def _names(response: feed_pb2.GetHomeTimelineResponse) -> list[str]:
+def _names(response: feed_pb2.ListPostsResponse) -> list[str]:
     return [p.name for p in response.posts]
 
 
 def _follow(feed: FeedServiceStub, follower: str, followee: str) -> None:
-    feed.FollowProfile(feed_pb2.FollowProfileRequest(follower=follower, followee=followee))
+    feed.CreateFollow(
+        feed_pb2.CreateFollowRequest(parent=follower, follow=feed_pb2.Follow(followee=followee))
+    )
 
 
 def test_timeline_holds_followed_and_own_posts_newest_first(
@@ -60,8 +64,8 @@ def test_paging_never_repeats_or_skips_while_posts_are_created(
     for author in authors[:4]:
         _follow(feed, viewer, author)
     # Timestamps collide in pairs so the id tiebreaker matters.
-    rows: list[tuple[int, str, dict[str, object], datetime]] = [
-        (id_of(authors[i % 5]), f"bulk {i}", {}, T0 + timedelta(seconds=i // 2)) for i in range(300)
+    rows: list[tuple[int, str, list[str], datetime]] = [
+        (id_of(authors[i % 5]), f"bulk {i}", [], T0 + timedelta(seconds=i // 2)) for i in range(300)
     ]
     copy_posts(backing, rows)
     with backing.sql() as conn:
@@ -123,14 +127,18 @@ def test_cached_first_page_is_never_stale_after_writes(
             update_mask=field_mask_pb2.FieldMask(paths=["body"]),
         )
     )
-    feed.LikePost(feed_pb2.LikePostRequest(post=first.name, profile=viewer))
+    feed.CreateLike(
+        feed_pb2.CreateLikeRequest(parent=first.name, like=feed_pb2.Like(profile=viewer))
+    )
     edited = next(p for p in _timeline(feed, viewer).posts if p.name == first.name)
     assert (edited.body, edited.like_count) == ("edited", 1)
 
     feed.DeletePost(feed_pb2.DeletePostRequest(name=second.name))  # a followed author deletes
     assert _names(_timeline(feed, viewer)) == [own.name, first.name, older.name]
 
-    feed.UnfollowProfile(feed_pb2.UnfollowProfileRequest(follower=viewer, followee=ada))
+    feed.DeleteFollow(
+        feed_pb2.DeleteFollowRequest(name=follow_name(viewer, ada), allow_missing=True)
+    )
     assert _names(_timeline(feed, viewer)) == [own.name, older.name]
 
 

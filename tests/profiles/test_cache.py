@@ -23,14 +23,19 @@ def get(profiles: ProfileServiceStub, name: str) -> profile_pb2.Profile:
     return profiles.GetProfile(profile_pb2.GetProfileRequest(name=name))
 
 
+MOST_FOLLOWED = profile_pb2.ProfileOrder(
+    field=profile_pb2.PROFILE_SORT_FIELD_FOLLOWERS, descending=True
+)
+
+
 def top_names(profiles: ProfileServiceStub) -> list[str]:
-    response = profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest())
-    return [p.name for p in response.profiles]
+    request = profile_pb2.ListProfilesRequest(page_size=15, order=MOST_FOLLOWED)
+    return [p.name for p in profiles.ListProfiles(request).profiles]
 
 
 def zones(profiles: ProfileServiceStub) -> dict[str, int]:
-    options = profiles.GetFilterOptions(profile_pb2.GetFilterOptionsRequest())
-    return {v.value: v.count for v in options.zones}
+    summary = profiles.SummarizeProfiles(profile_pb2.SummarizeProfilesRequest())
+    return {v.value: v.count for v in summary.zones}
 
 
 def total(profiles: ProfileServiceStub, zone: str = "") -> int:
@@ -83,9 +88,10 @@ def test_reads_are_served_from_redis(
     assert profile_version is not None
     assert {
         f"sh:profile:1@{profile_version.decode()}",
-        f"sh:profiles:filter-options@{listings_version.decode()}",
-        f"sh:profiles:top:total_followers:15@{listings_version.decode()}",
+        f"sh:profiles:summary@{listings_version.decode()}",
     } <= keys, keys
+    # The most followed (a page of its own) and the three totals' pages.
+    assert sum(key.startswith("sh:profiles:page:") for key in keys) == 4, keys
     assert sum(key.startswith("sh:profile:2@") for key in keys) == 1, keys
     assert sum(key.startswith("sh:profiles:count:") for key in keys) == 3, keys
 
@@ -219,8 +225,15 @@ def test_reads_racing_updates_never_go_back_in_time(
                 check(rng.choice(names))
                 with lock:
                     floors = dict(completed)
-                top = profiles.ListTopProfiles(
-                    profile_pb2.ListTopProfilesRequest(platform=profile_pb2.PLATFORM_X, limit=100)
+                top = profiles.ListProfiles(
+                    profile_pb2.ListProfilesRequest(
+                        page_size=100,
+                        order=profile_pb2.ProfileOrder(
+                            field=profile_pb2.PROFILE_SORT_FIELD_FOLLOWERS,
+                            platform=profile_pb2.PLATFORM_X,
+                            descending=True,
+                        ),
+                    )
                 )
                 for profile in top.profiles:
                     if profile.name in floors and profile.x.followers < floors[profile.name]:

@@ -9,6 +9,7 @@ from google.protobuf import field_mask_pb2
 from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
+from tests.harness import Backing
 from tests.helpers import error_reason, field_violations, new_profile
 
 
@@ -105,6 +106,7 @@ def test_update_to_taken_username_is_already_exists(profiles: ProfileServiceStub
             )
         )
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_reason(caught.value) == "USERNAME_TAKEN"
 
 
 def test_delete_then_get_is_not_found(profiles: ProfileServiceStub) -> None:
@@ -136,7 +138,7 @@ def test_missing_profile_is_not_found_everywhere(profiles: ProfileServiceStub) -
         with pytest.raises(grpc.RpcError) as caught:
             call()
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        assert error_reason(caught.value) == "NOT_FOUND"
+        assert error_reason(caught.value) == "PROFILE_NOT_FOUND"
 
 
 def test_batch_delete_is_all_or_nothing(profiles: ProfileServiceStub) -> None:
@@ -153,3 +155,57 @@ def test_batch_delete_is_all_or_nothing(profiles: ProfileServiceStub) -> None:
     )
     assert sorted(response.deleted_names) == sorted(kept)
     assert profiles.ListProfiles(profile_pb2.ListProfilesRequest()).total_size == 0
+
+
+def test_batch_get_answers_in_request_order_with_counters(
+    profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    names = [create(profiles, display_name=f"P{i}").name for i in range(4)]
+    profiles.GetProfile(profile_pb2.GetProfileRequest(name=names[2]))  # one cached, three not
+    with backing.sql() as conn:
+        # FeedService's counters, written behind its back: the batch must overlay them.
+        conn.execute(
+            "INSERT INTO profile_counters (profile_id, followers_count, following_count,"
+            " posts_count) VALUES (%s, 5, 6, 7)",
+            (int(names[1].rpartition("/")[2]),),
+        )
+    wanted = [names[3], names[1], names[2], names[1], names[0]]
+    response = profiles.BatchGetProfiles(profile_pb2.BatchGetProfilesRequest(names=wanted))
+    assert [p.name for p in response.profiles] == wanted
+    for profile in response.profiles:
+        assert profile == profiles.GetProfile(profile_pb2.GetProfileRequest(name=profile.name))
+    counted = response.profiles[1]
+    assert (counted.followers_count, counted.following_count, counted.posts_count) == (5, 6, 7)
+    assert response.profiles[0].followers_count == 0
+
+
+def test_batch_get_is_all_or_nothing_naming_the_first_missing(
+    profiles: ProfileServiceStub,
+) -> None:
+    name = create(profiles).name
+    request = profile_pb2.BatchGetProfilesRequest(
+        names=[name, "profiles/999998", name, "profiles/999997"]
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        profiles.BatchGetProfiles(request)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_reason(caught.value) == "PROFILE_NOT_FOUND"
+    assert "profiles/999998" in (caught.value.details() or "")
+    assert "profiles/999997" not in (caught.value.details() or "")
+
+
+def test_batch_get_sees_updates_and_deletes(profiles: ProfileServiceStub) -> None:
+    first, second = (create(profiles, display_name=f"P{i}").name for i in range(2))
+    request = profile_pb2.BatchGetProfilesRequest(names=[first, second])
+    profiles.BatchGetProfiles(request)  # both cached now
+    profiles.UpdateProfile(
+        profile_pb2.UpdateProfileRequest(
+            profile=profile_pb2.Profile(name=second, bio="changed"),
+            update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
+        )
+    )
+    assert profiles.BatchGetProfiles(request).profiles[1].bio == "changed"
+    profiles.DeleteProfile(profile_pb2.DeleteProfileRequest(name=first))
+    with pytest.raises(grpc.RpcError) as caught:
+        profiles.BatchGetProfiles(request)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND

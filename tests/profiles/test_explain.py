@@ -19,7 +19,7 @@ from sqlalchemy.sql import ClauseElement
 from server.core.pagination import KeyValue
 from server.profiles import repository
 from server.profiles.model import PlatformStatus, ProfileFilter, ProfileOrder
-from server.profiles.servicer import PAGE_SIZE, TOP_LIMIT
+from server.profiles.servicer import PAGE_SIZE
 from server.profiles.tables import PLATFORMS
 from tests.harness import Backing, ServerThread
 from tests.profiles.support import seed
@@ -28,6 +28,7 @@ ROWS = 100_000
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
 LIMIT = PAGE_SIZE.default + 1
 
+# The most followed profiles (once ListTopProfiles) are the followers orders, descending.
 ORDERS = [
     ProfileOrder(column, descending)
     for column in (
@@ -137,10 +138,6 @@ def test_every_read_statement_uses_an_index(large_table: Any) -> None:
             for page, position in (("first", None), ("later", _search_position(conn, query))):
                 statement = repository.search_page_statement(query, profile_filter, position, LIMIT)
                 problems += _problems(conn, f"search {query!r} {label} {page} page", statement)
-    for column in ("total_followers", *(f"{p}_followers" for p in PLATFORMS)):
-        for limit in (TOP_LIMIT.default, TOP_LIMIT.maximum):
-            statement = repository.top_statement(column, limit)
-            problems += _problems(conn, f"top {column} {limit}", statement)
     # Platform flags have no index of their own: the sort key's index, filtered, serves them.
     for flag in ("active", "verified"):
         for value in (True, False):

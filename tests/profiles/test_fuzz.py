@@ -314,12 +314,15 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "ListProfiles": list_requests(),
     "SearchProfiles": search_requests(),
-    "ListTopProfiles": st.builds(
-        profile_pb2.ListTopProfilesRequest,
-        platform=_mostly(st.integers(0, 5), any_enums),
-        limit=_mostly(st.integers(0, 200), int32s),
+    "BatchGetProfiles": st.builds(
+        profile_pb2.BatchGetProfilesRequest,
+        names=st.one_of(
+            st.lists(valid_names, min_size=1, max_size=20),
+            st.lists(any_names, max_size=20),
+            st.integers(95, 105).map(lambda n: [f"profiles/{i}" for i in range(1, n + 1)]),
+        ),
     ),
-    "GetFilterOptions": st.just(profile_pb2.GetFilterOptionsRequest()),
+    "SummarizeProfiles": st.just(profile_pb2.SummarizeProfilesRequest()),
 }
 EXAMPLES = 250
 
@@ -385,7 +388,7 @@ def test_server_is_healthy_after_the_fuzzing(
     assert check.status == health_pb2.HealthCheckResponse.SERVING
     service = health.Check(health_pb2.HealthCheckRequest(service="socialhub.v1.ProfileService"))
     assert service.status == health_pb2.HealthCheckResponse.SERVING
-    profiles.GetFilterOptions(profile_pb2.GetFilterOptionsRequest())
+    profiles.SummarizeProfiles(profile_pb2.SummarizeProfilesRequest())
     created = profiles.CreateProfile(
         profile_pb2.CreateProfileRequest(
             profile=profile_pb2.Profile(

@@ -275,14 +275,18 @@ def test_search_ranks_better_matches_first(profiles: ProfileServiceStub) -> None
 
 
 @pytest.mark.parametrize("platform", [None, *PLATFORM_ENUMS])
-def test_top_profiles_match_sql(
+def test_most_followed_profiles_match_sql(
     profiles: ProfileServiceStub, server: ServerThread, backing: Backing, platform: str | None
 ) -> None:
+    """What ListTopProfiles answered before it was removed: ListProfiles by followers, most
+    first, on one platform or in total."""
     seed_varied(server, backing, 2500)
     column = f"{platform}_followers" if platform else "total_followers"
     enum = PLATFORM_ENUMS[platform] if platform else profile_pb2.PLATFORM_UNSPECIFIED
     expected = sql_ids(backing, "", [], f"ORDER BY {column} DESC, id DESC")
-    default = profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest(platform=enum))
-    assert ids_of(list(default.profiles)) == expected[:15]
-    most = profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest(platform=enum, limit=100))
-    assert ids_of(list(most.profiles)) == expected[:100]
+    order = profile_pb2.ProfileOrder(
+        field=profile_pb2.PROFILE_SORT_FIELD_FOLLOWERS, platform=enum, descending=True
+    )
+    for page_size in (15, 100):
+        request = profile_pb2.ListProfilesRequest(page_size=page_size, order=order)
+        assert ids_of(list(profiles.ListProfiles(request).profiles)) == expected[:page_size]

@@ -359,6 +359,12 @@ def test_bad_resource_names_are_rejected(profiles: ProfileServiceStub, bad_name:
                 profile_pb2.BatchDeleteProfilesRequest(names=["profiles/1", bad_name])
             ),
         ),
+        (
+            "names[1]",
+            lambda: profiles.BatchGetProfiles(
+                profile_pb2.BatchGetProfilesRequest(names=["profiles/1", bad_name])
+            ),
+        ),
     ]
     for field, call in calls:
         assert set(invalid(call)) == {field}
@@ -377,7 +383,50 @@ def test_batch_delete_needs_between_one_and_1000_names(profiles: ProfileServiceS
     assert list(profiles.BatchDeleteProfiles(most).deleted_names) == []
 
 
-# --- Listing, search and top -----------------------------------------------------------------
+def test_batch_get_needs_between_one_and_100_names(profiles: ProfileServiceStub) -> None:
+    empty = profile_pb2.BatchGetProfilesRequest()
+    assert set(invalid(lambda: profiles.BatchGetProfiles(empty))) == {"names"}
+    name = create(profiles)
+    too_many = profile_pb2.BatchGetProfilesRequest(names=[name] * 101)
+    assert set(invalid(lambda: profiles.BatchGetProfiles(too_many))) == {"names"}
+    most = profile_pb2.BatchGetProfilesRequest(names=[name] * 100)
+    assert [p.name for p in profiles.BatchGetProfiles(most).profiles] == [name] * 100
+
+
+def test_required_messages_must_be_present(profiles: ProfileServiceStub) -> None:
+    create_request = profile_pb2.CreateProfileRequest()
+    assert set(invalid(lambda: profiles.CreateProfile(create_request))) == {"profile"}
+    update_request = profile_pb2.UpdateProfileRequest(
+        update_mask=field_mask_pb2.FieldMask(paths=["bio"])
+    )
+    assert set(invalid(lambda: profiles.UpdateProfile(update_request))) == {"profile"}
+
+
+def test_create_ignores_name_and_output_only_fields(profiles: ProfileServiceStub) -> None:
+    request_id = "0b9c4a7e-2f51-4a53-8c36-5a3f8f0d6e11"
+    plain = new_profile("Output Only")
+    first = profiles.CreateProfile(
+        profile_pb2.CreateProfileRequest(profile=plain, request_id=request_id)
+    )
+    echoed = profile_pb2.Profile()
+    echoed.CopyFrom(plain)
+    echoed.name = "profiles/999999"
+    echoed.total_followers = 123456
+    echoed.followers_count = 7
+    echoed.create_time.FromSeconds(1)
+    # A retry carrying server-set values is the same request: it replays the first answer.
+    retried = profiles.CreateProfile(
+        profile_pb2.CreateProfileRequest(profile=echoed, request_id=request_id)
+    )
+    assert retried == first
+    fresh = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=echoed))
+    assert fresh.name != "profiles/999999"
+    assert fresh.total_followers == plain.x.followers
+    assert fresh.followers_count == 0
+    assert fresh.create_time.seconds > 1
+
+
+# --- Listing and search ----------------------------------------------------------------------
 
 
 def test_negative_page_size_is_rejected(profiles: ProfileServiceStub) -> None:
@@ -391,18 +440,9 @@ def test_negative_page_size_is_rejected(profiles: ProfileServiceStub) -> None:
         assert set(invalid(call)) == {"page_size"}
 
 
-def test_negative_top_limit_is_rejected(profiles: ProfileServiceStub) -> None:
-    request = profile_pb2.ListTopProfilesRequest(limit=-1)
-    assert set(invalid(lambda: profiles.ListTopProfiles(request))) == {"limit"}
-
-
 @pytest.mark.parametrize("value", [99, -1, 6])
 def test_unknown_enum_values_are_rejected(profiles: ProfileServiceStub, value: int) -> None:
     cases: list[tuple[str, Callable[[], object]]] = [
-        (
-            "platform",
-            lambda: profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest(platform=value)),  # type: ignore[arg-type]
-        ),
         (
             "order.field",
             lambda: profiles.ListProfiles(
@@ -507,18 +547,15 @@ def test_page_size_above_the_maximum_is_clamped(
     )
     assert len(search.profiles) == 500
     assert search.next_page_token
-    top = profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest(limit=2**31 - 1))
-    assert len(top.profiles) == 100
 
 
-def test_zero_page_size_and_limit_use_the_defaults(
+def test_zero_page_size_uses_the_default(
     profiles: ProfileServiceStub, server: ServerThread
 ) -> None:
     assert server.app is not None
     assert server.app.engine is not None
     server.run(seed_profiles(server.app.engine, 60, progress=False))
     assert len(profiles.ListProfiles(profile_pb2.ListProfilesRequest()).profiles) == 50
-    assert len(profiles.ListTopProfiles(profile_pb2.ListTopProfilesRequest()).profiles) == 15
 
 
 # --- Page tokens -----------------------------------------------------------------------------

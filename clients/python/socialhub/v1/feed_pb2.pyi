@@ -83,7 +83,11 @@ class Post(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     AUTHOR_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
     LIKE_COUNT_FIELD_NUMBER: _builtins.int
     COMMENT_COUNT_FIELD_NUMBER: _builtins.int
     SHARE_COUNT_FIELD_NUMBER: _builtins.int
@@ -91,11 +95,15 @@ class Post(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only. Resource name, "posts/{post}"."""
+    """Identifier. Resource name, "posts/{post}", assigned by the server."""
     author: _builtins.str
     """Required. The author, "profiles/{profile}". Immutable."""
     body: _builtins.str
     """Required. The text, 1 to 5000 characters."""
+    language_code: _builtins.str
+    """Optional. The language of `body`, a BCP-47 code such as "en" (at most 35
+    characters).
+    """
     like_count: _builtins.int
     """Output only. Number of likes."""
     comment_count: _builtins.int
@@ -105,11 +113,24 @@ class Post(_message.Message):
     view_count: _builtins.int
     """Output only. Number of views."""
     @_builtins.property
-    def metadata(self) -> _struct_pb2.Struct:
-        """Optional. Free-form attributes, always a JSON object, at most 16 KiB as
-        JSON and 8 levels deep. Well-known keys: "tags" (a list of at most 20
-        non-empty strings of at most 64 characters; SearchPostsByTag matches
-        them), "location" (a string or an object) and "media" (a list).
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional. At most 20 tags of 1 to 64 characters (exact, case-sensitive);
+        SearchPostsByTag matches them.
+        """
+
+    @_builtins.property
+    def location(self) -> Global___Location:
+        """Optional. Where the post is about."""
+
+    @_builtins.property
+    def media(self) -> _containers.RepeatedCompositeFieldContainer[Global___Media]:
+        """Optional. At most 10 attached images or videos, in order."""
+
+    @_builtins.property
+    def attributes(self) -> _struct_pb2.Struct:
+        """Optional. Attributes that have no typed field, always a JSON object, at
+        most 16 KiB as JSON and 8 levels deep. Empty for demo posts; it keeps
+        whatever else older clients put into the post's metadata.
         """
 
     @_builtins.property
@@ -126,7 +147,11 @@ class Post(_message.Message):
         name: _builtins.str = ...,
         author: _builtins.str = ...,
         body: _builtins.str = ...,
-        metadata: _struct_pb2.Struct | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        location: Global___Location | None = ...,
+        media: _abc.Iterable[Global___Media] | None = ...,
+        language_code: _builtins.str = ...,
+        attributes: _struct_pb2.Struct | None = ...,
         like_count: _builtins.int = ...,
         comment_count: _builtins.int = ...,
         share_count: _builtins.int = ...,
@@ -134,13 +159,84 @@ class Post(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "create_time", b"create_time", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "body", b"body", "comment_count", b"comment_count", "create_time", b"create_time", "like_count", b"like_count", "metadata", b"metadata", "name", b"name", "share_count", b"share_count", "update_time", b"update_time", "view_count", b"view_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "author", b"author", "body", b"body", "comment_count", b"comment_count", "create_time", b"create_time", "language_code", b"language_code", "like_count", b"like_count", "location", b"location", "media", b"media", "name", b"name", "share_count", b"share_count", "tags", b"tags", "update_time", b"update_time", "view_count", b"view_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Post: _TypeAlias = Post  # noqa: Y015
+
+@_typing.final
+class Location(_message.Message):
+    """Where a post is about."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    district: _builtins.str
+    """Optional. The district, e.g. "North" (at most 100 characters)."""
+    def __init__(
+        self,
+        *,
+        district: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["district", b"district"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Location: _TypeAlias = Location  # noqa: Y015
+
+@_typing.final
+class Media(_message.Message):
+    """An image or a video attached to a post."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Type:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _TypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Media._Type.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        TYPE_UNSPECIFIED: Media._Type.ValueType  # 0
+        """Not used."""
+        TYPE_IMAGE: Media._Type.ValueType  # 1
+        """A still image."""
+        TYPE_VIDEO: Media._Type.ValueType  # 2
+        """A video."""
+
+    class Type(_Type, metaclass=_TypeEnumTypeWrapper):
+        """What a media item is."""
+
+    TYPE_UNSPECIFIED: Media.Type.ValueType  # 0
+    """Not used."""
+    TYPE_IMAGE: Media.Type.ValueType  # 1
+    """A still image."""
+    TYPE_VIDEO: Media.Type.ValueType  # 2
+    """A video."""
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    type: Global___Media.Type.ValueType
+    """Required. Whether it is an image or a video."""
+    uri: _builtins.str
+    """Required. Where it is, an http or https URI of at most 2048 characters."""
+    def __init__(
+        self,
+        *,
+        type: Global___Media.Type.ValueType = ...,
+        uri: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["type", b"type", "uri", b"uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Media: _TypeAlias = Media  # noqa: Y015
 
 @_typing.final
 class Comment(_message.Message):
@@ -153,9 +249,11 @@ class Comment(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only. Resource name, "posts/{post}/comments/{comment}"."""
+    """Identifier. Resource name, "posts/{post}/comments/{comment}", assigned by
+    the server.
+    """
     author: _builtins.str
-    """Required. The commenting profile, "profiles/{profile}"."""
+    """Required. The commenting profile, "profiles/{profile}". Immutable."""
     body: _builtins.str
     """Required. The text, 1 to 2000 characters."""
     @_builtins.property
@@ -180,17 +278,19 @@ Global___Comment: _TypeAlias = Comment  # noqa: Y015
 
 @_typing.final
 class Follow(_message.Message):
-    """One profile following another."""
+    """One profile following another; a child of the following profile."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    FOLLOWER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     FOLLOWEE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
-    follower: _builtins.str
-    """Output only. The following profile, "profiles/{profile}"."""
+    name: _builtins.str
+    """Identifier. Resource name, "profiles/{profile}/follows/{follow}": the
+    following profile, then the followed profile's id.
+    """
     followee: _builtins.str
-    """Output only. The followed profile, "profiles/{profile}"."""
+    """Required. The followed profile, "profiles/{profile}". Immutable."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the follow started."""
@@ -198,13 +298,13 @@ class Follow(_message.Message):
     def __init__(
         self,
         *,
-        follower: _builtins.str = ...,
+        name: _builtins.str = ...,
         followee: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "followee", b"followee", "follower", b"follower"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "followee", b"followee", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -212,17 +312,21 @@ Global___Follow: _TypeAlias = Follow  # noqa: Y015
 
 @_typing.final
 class Like(_message.Message):
-    """A profile liking a post."""
+    """A profile liking a post; a child of the post."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    POST_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
-    post: _builtins.str
-    """Output only. The liked post, "posts/{post}"."""
+    name: _builtins.str
+    """Identifier. Resource name, "posts/{post}/likes/{like}": the liked post,
+    then the liking profile's id.
+    """
     profile: _builtins.str
-    """Output only. The profile that likes it, "profiles/{profile}"."""
+    """Required. The profile that likes the post, "profiles/{profile}".
+    Immutable.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the like was given."""
@@ -230,13 +334,13 @@ class Like(_message.Message):
     def __init__(
         self,
         *,
-        post: _builtins.str = ...,
+        name: _builtins.str = ...,
         profile: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "post", b"post", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "name", b"name", "profile", b"profile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -244,33 +348,31 @@ Global___Like: _TypeAlias = Like  # noqa: Y015
 
 @_typing.final
 class Relationship(_message.Message):
-    """How two profiles relate."""
+    """How a profile relates to another one."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PROFILE_FIELD_NUMBER: _builtins.int
-    OTHER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     FOLLOWING_FIELD_NUMBER: _builtins.int
     FOLLOWED_BY_FIELD_NUMBER: _builtins.int
-    profile: _builtins.str
-    """Output only. The profile asked about, "profiles/{profile}"."""
-    other: _builtins.str
-    """Output only. The other profile, "profiles/{profile}"."""
+    name: _builtins.str
+    """Identifier. Resource name, "profiles/{profile}/relationships/{relationship}":
+    the profile asked about, then the other profile's id.
+    """
     following: _builtins.bool
-    """Output only. Whether `profile` follows `other`."""
+    """Output only. Whether the profile follows the other one."""
     followed_by: _builtins.bool
-    """Output only. Whether `other` follows `profile`."""
+    """Output only. Whether the other profile follows this one."""
     def __init__(
         self,
         *,
-        profile: _builtins.str = ...,
-        other: _builtins.str = ...,
+        name: _builtins.str = ...,
         following: _builtins.bool = ...,
         followed_by: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["followed_by", b"followed_by", "following", b"following", "other", b"other", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["followed_by", b"followed_by", "following", b"following", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -278,15 +380,20 @@ Global___Relationship: _TypeAlias = Relationship  # noqa: Y015
 
 @_typing.final
 class ActivityEvent(_message.Message):
-    """One entry of a profile's activity log."""
+    """One entry of a profile's activity log; a child of the acting profile."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
     VERB_FIELD_NUMBER: _builtins.int
     OBJECT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Identifier. Resource name,
+    "profiles/{profile}/activityEvents/{activity_event}".
+    """
     actor: _builtins.str
     """Output only. The acting profile, "profiles/{profile}"."""
     verb: Global___ActivityVerb.ValueType
@@ -304,6 +411,7 @@ class ActivityEvent(_message.Message):
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         actor: _builtins.str = ...,
         verb: Global___ActivityVerb.ValueType = ...,
         object: _builtins.str = ...,
@@ -312,7 +420,7 @@ class ActivityEvent(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "create_time", b"create_time", "object", b"object", "payload", b"payload", "verb", b"verb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "create_time", b"create_time", "name", b"name", "object", b"object", "payload", b"payload", "verb", b"verb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -434,7 +542,9 @@ class UpdatePostRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Required. Fields to update: "body" and/or "metadata"."""
+        """Required. Fields to update: "body", "tags", "location", "media",
+        "language_code", "attributes", or "*".
+        """
 
     def __init__(
         self,
@@ -473,38 +583,40 @@ class DeletePostRequest(_message.Message):
 Global___DeletePostRequest: _TypeAlias = DeletePostRequest  # noqa: Y015
 
 @_typing.final
-class ListProfilePostsRequest(_message.Message):
-    """Request for ListProfilePosts."""
+class ListPostsRequest(_message.Message):
+    """Request for ListPosts."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    parent: _builtins.str
-    """Required. The author, "profiles/{profile}"."""
+    FILTER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Optional. Maximum posts to return."""
     page_token: _builtins.str
-    """Optional. A page token from a previous call with the same parent."""
+    """Optional. A page token from a previous call with the same filter."""
+    filter: _builtins.str
+    """Required. Which posts: `author = "profiles/{profile}"` or
+    `home_timeline = "profiles/{profile}"`.
+    """
     def __init__(
         self,
         *,
-        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListProfilePostsRequest: _TypeAlias = ListProfilePostsRequest  # noqa: Y015
+Global___ListPostsRequest: _TypeAlias = ListPostsRequest  # noqa: Y015
 
 @_typing.final
-class ListProfilePostsResponse(_message.Message):
-    """Response for ListProfilePosts."""
+class ListPostsResponse(_message.Message):
+    """Response for ListPosts."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -528,65 +640,7 @@ class ListProfilePostsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListProfilePostsResponse: _TypeAlias = ListProfilePostsResponse  # noqa: Y015
-
-@_typing.final
-class GetHomeTimelineRequest(_message.Message):
-    """Request for GetHomeTimeline."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PROFILE_FIELD_NUMBER: _builtins.int
-    PAGE_SIZE_FIELD_NUMBER: _builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    profile: _builtins.str
-    """Required. The reading profile, "profiles/{profile}"."""
-    page_size: _builtins.int
-    """Optional. Maximum posts to return."""
-    page_token: _builtins.str
-    """Optional. A page token from a previous call with the same profile."""
-    def __init__(
-        self,
-        *,
-        profile: _builtins.str = ...,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "profile", b"profile"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetHomeTimelineRequest: _TypeAlias = GetHomeTimelineRequest  # noqa: Y015
-
-@_typing.final
-class GetHomeTimelineResponse(_message.Message):
-    """Response for GetHomeTimeline."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    POSTS_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    next_page_token: _builtins.str
-    """Output only. Token for the next page; empty on the last page."""
-    @_builtins.property
-    def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Post]:
-        """Output only. The page of posts, newest first."""
-
-    def __init__(
-        self,
-        *,
-        posts: _abc.Iterable[Global___Post] | None = ...,
-        next_page_token: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "posts", b"posts"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetHomeTimelineResponse: _TypeAlias = GetHomeTimelineResponse  # noqa: Y015
+Global___ListPostsResponse: _TypeAlias = ListPostsResponse  # noqa: Y015
 
 @_typing.final
 class StreamProfilePostsRequest(_message.Message):
@@ -594,29 +648,29 @@ class StreamProfilePostsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PARENT_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
     BATCH_SIZE_FIELD_NUMBER: _builtins.int
     RESUME_CURSOR_FIELD_NUMBER: _builtins.int
-    parent: _builtins.str
+    author: _builtins.str
     """Required. The author, "profiles/{profile}"."""
     batch_size: _builtins.int
     """Optional. Posts per message: 0 means 500, above 1000 is treated as
     1000, negative is INVALID_ARGUMENT.
     """
     resume_cursor: _builtins.str
-    """Optional. A `resume_cursor` from a previous stream of the same parent;
+    """Optional. A `resume_cursor` from a previous stream of the same author;
     the stream starts right after it.
     """
     def __init__(
         self,
         *,
-        parent: _builtins.str = ...,
+        author: _builtins.str = ...,
         batch_size: _builtins.int = ...,
         resume_cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "parent", b"parent", "resume_cursor", b"resume_cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "batch_size", b"batch_size", "resume_cursor", b"resume_cursor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -709,90 +763,128 @@ class StreamTimelineResponse(_message.Message):
 Global___StreamTimelineResponse: _TypeAlias = StreamTimelineResponse  # noqa: Y015
 
 @_typing.final
-class FollowProfileRequest(_message.Message):
-    """Request for FollowProfile."""
+class CreateFollowRequest(_message.Message):
+    """Request for CreateFollow."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    FOLLOWER_FIELD_NUMBER: _builtins.int
-    FOLLOWEE_FIELD_NUMBER: _builtins.int
-    follower: _builtins.str
+    PARENT_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
     """Required. The profile that follows, "profiles/{profile}"."""
-    followee: _builtins.str
-    """Required. The profile to follow, "profiles/{profile}"."""
+    @_builtins.property
+    def follow(self) -> Global___Follow:
+        """Required. The follow, with `followee` set. Output-only fields are
+        ignored.
+        """
+
     def __init__(
         self,
         *,
-        follower: _builtins.str = ...,
-        followee: _builtins.str = ...,
+        parent: _builtins.str = ...,
+        follow: Global___Follow | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["followee", b"followee", "follower", b"follower"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___FollowProfileRequest: _TypeAlias = FollowProfileRequest  # noqa: Y015
+Global___CreateFollowRequest: _TypeAlias = CreateFollowRequest  # noqa: Y015
 
 @_typing.final
-class UnfollowProfileRequest(_message.Message):
-    """Request for UnfollowProfile."""
+class GetFollowRequest(_message.Message):
+    """Request for GetFollow."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    FOLLOWER_FIELD_NUMBER: _builtins.int
-    FOLLOWEE_FIELD_NUMBER: _builtins.int
-    follower: _builtins.str
-    """Required. The profile that stops following, "profiles/{profile}"."""
-    followee: _builtins.str
-    """Required. The profile to stop following, "profiles/{profile}"."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. Resource name, "profiles/{profile}/follows/{follow}"."""
     def __init__(
         self,
         *,
-        follower: _builtins.str = ...,
-        followee: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["followee", b"followee", "follower", b"follower"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UnfollowProfileRequest: _TypeAlias = UnfollowProfileRequest  # noqa: Y015
+Global___GetFollowRequest: _TypeAlias = GetFollowRequest  # noqa: Y015
 
 @_typing.final
-class ListFollowersRequest(_message.Message):
-    """Request for ListFollowers."""
+class DeleteFollowRequest(_message.Message):
+    """Request for DeleteFollow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ALLOW_MISSING_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. Resource name, "profiles/{profile}/follows/{follow}"."""
+    allow_missing: _builtins.bool
+    """Optional. Succeed without change when there is no such follow, so a
+    retried unfollow is not an error.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        allow_missing: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_missing", b"allow_missing", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteFollowRequest: _TypeAlias = DeleteFollowRequest  # noqa: Y015
+
+@_typing.final
+class ListFollowsRequest(_message.Message):
+    """Request for ListFollows."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """Required. The followed profile, "profiles/{profile}"."""
+    """Required. The following profile, "profiles/{profile}", or "profiles/-"
+    (any profile) with a `followee` filter.
+    """
     page_size: _builtins.int
     """Optional. Maximum follows to return."""
     page_token: _builtins.str
-    """Optional. A page token from a previous call with the same parent."""
+    """Optional. A page token from a previous call with the same parent and
+    filter.
+    """
+    filter: _builtins.str
+    """Optional. `followee = "profiles/{profile}"`: only follows of that
+    profile. Required with "profiles/-".
+    """
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListFollowersRequest: _TypeAlias = ListFollowersRequest  # noqa: Y015
+Global___ListFollowsRequest: _TypeAlias = ListFollowsRequest  # noqa: Y015
 
 @_typing.final
-class ListFollowersResponse(_message.Message):
-    """Response for ListFollowers."""
+class ListFollowsResponse(_message.Message):
+    """Response for ListFollows."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -802,7 +894,7 @@ class ListFollowersResponse(_message.Message):
     """Output only. Token for the next page; empty on the last page."""
     @_builtins.property
     def follows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Follow]:
-        """Output only. The follows whose `followee` is the parent."""
+        """Output only. The page of follows, most recent first."""
 
     def __init__(
         self,
@@ -816,65 +908,7 @@ class ListFollowersResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListFollowersResponse: _TypeAlias = ListFollowersResponse  # noqa: Y015
-
-@_typing.final
-class ListFollowingRequest(_message.Message):
-    """Request for ListFollowing."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PARENT_FIELD_NUMBER: _builtins.int
-    PAGE_SIZE_FIELD_NUMBER: _builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    parent: _builtins.str
-    """Required. The following profile, "profiles/{profile}"."""
-    page_size: _builtins.int
-    """Optional. Maximum follows to return."""
-    page_token: _builtins.str
-    """Optional. A page token from a previous call with the same parent."""
-    def __init__(
-        self,
-        *,
-        parent: _builtins.str = ...,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListFollowingRequest: _TypeAlias = ListFollowingRequest  # noqa: Y015
-
-@_typing.final
-class ListFollowingResponse(_message.Message):
-    """Response for ListFollowing."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FOLLOWS_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    next_page_token: _builtins.str
-    """Output only. Token for the next page; empty on the last page."""
-    @_builtins.property
-    def follows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Follow]:
-        """Output only. The follows whose `follower` is the parent."""
-
-    def __init__(
-        self,
-        *,
-        follows: _abc.Iterable[Global___Follow] | None = ...,
-        next_page_token: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follows", b"follows", "next_page_token", b"next_page_token"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListFollowingResponse: _TypeAlias = ListFollowingResponse  # noqa: Y015
+Global___ListFollowsResponse: _TypeAlias = ListFollowsResponse  # noqa: Y015
 
 @_typing.final
 class GetRelationshipRequest(_message.Message):
@@ -882,21 +916,19 @@ class GetRelationshipRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PROFILE_FIELD_NUMBER: _builtins.int
-    OTHER_FIELD_NUMBER: _builtins.int
-    profile: _builtins.str
-    """Required. "profiles/{profile}"."""
-    other: _builtins.str
-    """Required. The other profile, "profiles/{profile}"."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. Resource name,
+    "profiles/{profile}/relationships/{relationship}".
+    """
     def __init__(
         self,
         *,
-        profile: _builtins.str = ...,
-        other: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["other", b"other", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1011,56 +1043,82 @@ class DeleteCommentRequest(_message.Message):
 Global___DeleteCommentRequest: _TypeAlias = DeleteCommentRequest  # noqa: Y015
 
 @_typing.final
-class LikePostRequest(_message.Message):
-    """Request for LikePost."""
+class CreateLikeRequest(_message.Message):
+    """Request for CreateLike."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    POST_FIELD_NUMBER: _builtins.int
-    PROFILE_FIELD_NUMBER: _builtins.int
-    post: _builtins.str
-    """Required. The post, "posts/{post}"."""
-    profile: _builtins.str
-    """Required. The liking profile, "profiles/{profile}"."""
+    PARENT_FIELD_NUMBER: _builtins.int
+    LIKE_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. The liked post, "posts/{post}"."""
+    @_builtins.property
+    def like(self) -> Global___Like:
+        """Required. The like, with `profile` set. Output-only fields are ignored."""
+
     def __init__(
         self,
         *,
-        post: _builtins.str = ...,
-        profile: _builtins.str = ...,
+        parent: _builtins.str = ...,
+        like: Global___Like | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["like", b"like"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["post", b"post", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["like", b"like", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___LikePostRequest: _TypeAlias = LikePostRequest  # noqa: Y015
+Global___CreateLikeRequest: _TypeAlias = CreateLikeRequest  # noqa: Y015
 
 @_typing.final
-class UnlikePostRequest(_message.Message):
-    """Request for UnlikePost."""
+class GetLikeRequest(_message.Message):
+    """Request for GetLike."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    POST_FIELD_NUMBER: _builtins.int
-    PROFILE_FIELD_NUMBER: _builtins.int
-    post: _builtins.str
-    """Required. The post, "posts/{post}"."""
-    profile: _builtins.str
-    """Required. The profile whose like to remove, "profiles/{profile}"."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. Resource name, "posts/{post}/likes/{like}"."""
     def __init__(
         self,
         *,
-        post: _builtins.str = ...,
-        profile: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["post", b"post", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UnlikePostRequest: _TypeAlias = UnlikePostRequest  # noqa: Y015
+Global___GetLikeRequest: _TypeAlias = GetLikeRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLikeRequest(_message.Message):
+    """Request for DeleteLike."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ALLOW_MISSING_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. Resource name, "posts/{post}/likes/{like}"."""
+    allow_missing: _builtins.bool
+    """Optional. Succeed without change when there is no such like, so a
+    retried unlike is not an error.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        allow_missing: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_missing", b"allow_missing", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLikeRequest: _TypeAlias = DeleteLikeRequest  # noqa: Y015
 
 @_typing.final
 class SearchPostsByTagRequest(_message.Message):
@@ -1078,7 +1136,7 @@ class SearchPostsByTagRequest(_message.Message):
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Required. 1 to 10 tags, each 1 to 64 characters; a post matches when
-        its metadata "tags" contain all of them (exact, case-sensitive).
+        its tags contain all of them (exact, case-sensitive).
         """
 
     def __init__(
@@ -1125,8 +1183,8 @@ class SearchPostsByTagResponse(_message.Message):
 Global___SearchPostsByTagResponse: _TypeAlias = SearchPostsByTagResponse  # noqa: Y015
 
 @_typing.final
-class ListActivityRequest(_message.Message):
-    """Request for ListActivity."""
+class ListActivityEventsRequest(_message.Message):
+    """Request for ListActivityEvents."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1152,32 +1210,32 @@ class ListActivityRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListActivityRequest: _TypeAlias = ListActivityRequest  # noqa: Y015
+Global___ListActivityEventsRequest: _TypeAlias = ListActivityEventsRequest  # noqa: Y015
 
 @_typing.final
-class ListActivityResponse(_message.Message):
-    """Response for ListActivity."""
+class ListActivityEventsResponse(_message.Message):
+    """Response for ListActivityEvents."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    EVENTS_FIELD_NUMBER: _builtins.int
+    ACTIVITY_EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Output only. Token for the next page; empty on the last page."""
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityEvent]:
+    def activity_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityEvent]:
         """Output only. The page of events, newest first."""
 
     def __init__(
         self,
         *,
-        events: _abc.Iterable[Global___ActivityEvent] | None = ...,
+        activity_events: _abc.Iterable[Global___ActivityEvent] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_events", b"activity_events", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListActivityResponse: _TypeAlias = ListActivityResponse  # noqa: Y015
+Global___ListActivityEventsResponse: _TypeAlias = ListActivityEventsResponse  # noqa: Y015

@@ -29,10 +29,17 @@ if _version_not_supported:
 class FeedServiceStub:
     """The social graph: profiles write posts, follow each other, comment and like.
 
+    Resources: posts are top-level ("posts/{post}"), with their comments
+    ("posts/{post}/comments/{comment}") and likes ("posts/{post}/likes/{like}",
+    {like} being the liking profile's id). Follows belong to the following
+    profile ("profiles/{profile}/follows/{follow}", {follow} being the followed
+    profile's id), as do relationships ("profiles/{profile}/relationships/{other}")
+    and the activity log ("profiles/{profile}/activityEvents/{activity_event}").
+
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`. A request that
-    fails changes nothing.
+    error carries a google.rpc.ErrorInfo (domain "socialhub.dev") with a stable
+    `reason`, listed in docs/API.md. A request that fails changes nothing.
 
     List methods page with keyset tokens: `page_size` 0 means the method's
     default, above the maximum is treated as the maximum, negative is
@@ -71,15 +78,10 @@ class FeedServiceStub:
                 request_serializer=socialhub_dot_v1_dot_feed__pb2.DeletePostRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
-        self.ListProfilePosts = channel.unary_unary(
-                '/socialhub.v1.FeedService/ListProfilePosts',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.ListProfilePostsRequest.SerializeToString,
-                response_deserializer=socialhub_dot_v1_dot_feed__pb2.ListProfilePostsResponse.FromString,
-                _registered_method=True)
-        self.GetHomeTimeline = channel.unary_unary(
-                '/socialhub.v1.FeedService/GetHomeTimeline',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.GetHomeTimelineRequest.SerializeToString,
-                response_deserializer=socialhub_dot_v1_dot_feed__pb2.GetHomeTimelineResponse.FromString,
+        self.ListPosts = channel.unary_unary(
+                '/socialhub.v1.FeedService/ListPosts',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.ListPostsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_feed__pb2.ListPostsResponse.FromString,
                 _registered_method=True)
         self.StreamProfilePosts = channel.unary_stream(
                 '/socialhub.v1.FeedService/StreamProfilePosts',
@@ -91,25 +93,25 @@ class FeedServiceStub:
                 request_serializer=socialhub_dot_v1_dot_feed__pb2.StreamTimelineRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_feed__pb2.StreamTimelineResponse.FromString,
                 _registered_method=True)
-        self.FollowProfile = channel.unary_unary(
-                '/socialhub.v1.FeedService/FollowProfile',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.FollowProfileRequest.SerializeToString,
+        self.CreateFollow = channel.unary_unary(
+                '/socialhub.v1.FeedService/CreateFollow',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.CreateFollowRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_feed__pb2.Follow.FromString,
                 _registered_method=True)
-        self.UnfollowProfile = channel.unary_unary(
-                '/socialhub.v1.FeedService/UnfollowProfile',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.UnfollowProfileRequest.SerializeToString,
+        self.GetFollow = channel.unary_unary(
+                '/socialhub.v1.FeedService/GetFollow',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.GetFollowRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_feed__pb2.Follow.FromString,
+                _registered_method=True)
+        self.DeleteFollow = channel.unary_unary(
+                '/socialhub.v1.FeedService/DeleteFollow',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.DeleteFollowRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
-        self.ListFollowers = channel.unary_unary(
-                '/socialhub.v1.FeedService/ListFollowers',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.ListFollowersRequest.SerializeToString,
-                response_deserializer=socialhub_dot_v1_dot_feed__pb2.ListFollowersResponse.FromString,
-                _registered_method=True)
-        self.ListFollowing = channel.unary_unary(
-                '/socialhub.v1.FeedService/ListFollowing',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.ListFollowingRequest.SerializeToString,
-                response_deserializer=socialhub_dot_v1_dot_feed__pb2.ListFollowingResponse.FromString,
+        self.ListFollows = channel.unary_unary(
+                '/socialhub.v1.FeedService/ListFollows',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.ListFollowsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_feed__pb2.ListFollowsResponse.FromString,
                 _registered_method=True)
         self.GetRelationship = channel.unary_unary(
                 '/socialhub.v1.FeedService/GetRelationship',
@@ -131,14 +133,19 @@ class FeedServiceStub:
                 request_serializer=socialhub_dot_v1_dot_feed__pb2.DeleteCommentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
-        self.LikePost = channel.unary_unary(
-                '/socialhub.v1.FeedService/LikePost',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.LikePostRequest.SerializeToString,
+        self.CreateLike = channel.unary_unary(
+                '/socialhub.v1.FeedService/CreateLike',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.CreateLikeRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_feed__pb2.Like.FromString,
                 _registered_method=True)
-        self.UnlikePost = channel.unary_unary(
-                '/socialhub.v1.FeedService/UnlikePost',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.UnlikePostRequest.SerializeToString,
+        self.GetLike = channel.unary_unary(
+                '/socialhub.v1.FeedService/GetLike',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.GetLikeRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_feed__pb2.Like.FromString,
+                _registered_method=True)
+        self.DeleteLike = channel.unary_unary(
+                '/socialhub.v1.FeedService/DeleteLike',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.DeleteLikeRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.SearchPostsByTag = channel.unary_unary(
@@ -146,20 +153,27 @@ class FeedServiceStub:
                 request_serializer=socialhub_dot_v1_dot_feed__pb2.SearchPostsByTagRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_feed__pb2.SearchPostsByTagResponse.FromString,
                 _registered_method=True)
-        self.ListActivity = channel.unary_unary(
-                '/socialhub.v1.FeedService/ListActivity',
-                request_serializer=socialhub_dot_v1_dot_feed__pb2.ListActivityRequest.SerializeToString,
-                response_deserializer=socialhub_dot_v1_dot_feed__pb2.ListActivityResponse.FromString,
+        self.ListActivityEvents = channel.unary_unary(
+                '/socialhub.v1.FeedService/ListActivityEvents',
+                request_serializer=socialhub_dot_v1_dot_feed__pb2.ListActivityEventsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_feed__pb2.ListActivityEventsResponse.FromString,
                 _registered_method=True)
 
 
 class FeedServiceServicer:
     """The social graph: profiles write posts, follow each other, comment and like.
 
+    Resources: posts are top-level ("posts/{post}"), with their comments
+    ("posts/{post}/comments/{comment}") and likes ("posts/{post}/likes/{like}",
+    {like} being the liking profile's id). Follows belong to the following
+    profile ("profiles/{profile}/follows/{follow}", {follow} being the followed
+    profile's id), as do relationships ("profiles/{profile}/relationships/{other}")
+    and the activity log ("profiles/{profile}/activityEvents/{activity_event}").
+
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`. A request that
-    fails changes nothing.
+    error carries a google.rpc.ErrorInfo (domain "socialhub.dev") with a stable
+    `reason`, listed in docs/API.md. A request that fails changes nothing.
 
     List methods page with keyset tokens: `page_size` 0 means the method's
     default, above the maximum is treated as the maximum, negative is
@@ -170,9 +184,12 @@ class FeedServiceServicer:
     def CreatePost(self, request, context):
         """Creates a post and counts it in its author's `posts_count`.
         Returns INVALID_ARGUMENT for a missing author, an empty or too long body,
-        or invalid metadata; NOT_FOUND if the author does not exist. Retrying
-        with the same `request_id` returns the post created by the first call;
-        reusing it for a different post is INVALID_ARGUMENT.
+        or invalid tags, location, media or attributes; NOT_FOUND
+        (PROFILE_NOT_FOUND) if the author does not exist. Retrying with the same
+        `request_id` returns the post created by the first call; reusing it for
+        a different post is INVALID_ARGUMENT.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,7 +197,9 @@ class FeedServiceServicer:
 
     def GetPost(self, request, context):
         """Gets one post.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,16 +209,21 @@ class FeedServiceServicer:
         """Gets up to 100 posts, in request order (a name given twice is returned
         twice).
         Returns INVALID_ARGUMENT for no names, more than 100 or a malformed name;
-        NOT_FOUND if any post does not exist.
+        NOT_FOUND (POST_NOT_FOUND) if any post does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdatePost(self, request, context):
-        """Updates the body or metadata of a post, as named in `update_mask`.
-        Returns INVALID_ARGUMENT for an empty mask, a path other than "body" or
-        "metadata", or an invalid value; NOT_FOUND if the post does not exist.
+        """Updates the fields of a post named in `update_mask`: "body", "tags",
+        "location", "media", "language_code" and "attributes". "*" replaces the
+        whole post: then `author` (unchanged, it is immutable) and `body` are
+        required too, and the fields left empty are cleared.
+        Returns INVALID_ARGUMENT for an empty mask, any other path, or an invalid
+        value; NOT_FOUND (POST_NOT_FOUND) if the post does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,27 +232,24 @@ class FeedServiceServicer:
     def DeletePost(self, request, context):
         """Deletes a post with its comments and likes, and uncounts it from its
         author's `posts_count`.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListProfilePosts(self, request, context):
-        """Lists one author's posts, newest first. Default page size 20, maximum 100.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetHomeTimeline(self, request, context):
-        """Posts by the profiles a profile follows and by the profile itself,
-        newest first. Paging down never repeats or skips a post, even while new
-        posts are created. Default page size 20, maximum 100.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
+    def ListPosts(self, request, context):
+        """Lists posts, newest first, as selected by `filter` (required):
+        `author = "profiles/{profile}"` lists one author's posts;
+        `home_timeline = "profiles/{profile}"` lists that profile's home
+        timeline, the posts by the profiles it follows and by itself (paging down
+        never repeats or skips a post, even while new posts are created).
+        Default page size 20, maximum 100.
+        Returns INVALID_ARGUMENT for a missing or malformed filter, a bad page
+        size or page token; NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not
+        exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -238,8 +259,9 @@ class FeedServiceServicer:
         """Streams every post of an author, newest first, in batches. Each message
         carries a `resume_cursor`; a new call with it continues exactly after
         that message.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad batch size or a cursor issued for another author.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+        INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+        author.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,56 +270,68 @@ class FeedServiceServicer:
     def StreamTimeline(self, request, context):
         """Streams a profile's whole home timeline, newest first, in batches, with
         resume cursors as StreamProfilePosts.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad batch size or a cursor issued for another profile.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+        INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+        profile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def FollowProfile(self, request, context):
-        """Makes `follower` follow `followee` and updates both profiles' counters.
-        Following again is not an error and returns the existing follow.
-        Returns INVALID_ARGUMENT if a profile follows itself; NOT_FOUND if either
-        profile does not exist.
+    def CreateFollow(self, request, context):
+        """Makes the parent profile follow `follow.followee` and updates both
+        profiles' counters. Idempotent: following again is not an error and
+        returns the existing follow.
+        Returns INVALID_ARGUMENT (FOLLOW_SELF) if a profile would follow itself;
+        NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UnfollowProfile(self, request, context):
-        """Makes `follower` stop following `followee` and updates both counters.
-        Unfollowing a profile that is not followed is not an error.
-        Returns INVALID_ARGUMENT if both names are the same profile; NOT_FOUND if
-        either profile does not exist.
+    def GetFollow(self, request, context):
+        """Gets one follow.
+        Returns NOT_FOUND (FOLLOW_NOT_FOUND) if the profile does not follow the
+        other one (or either does not exist).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListFollowers(self, request, context):
-        """Lists the profiles following a profile, most recent follow first.
+    def DeleteFollow(self, request, context):
+        """Ends a follow and updates both counters.
+        Returns NOT_FOUND (FOLLOW_NOT_FOUND) if there is no such follow, unless
+        `allow_missing` is set; NOT_FOUND (PROFILE_NOT_FOUND) if either profile
+        does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFollows(self, request, context):
+        """Lists follows, most recent first. `parent` "profiles/{profile}" lists the
+        profiles it follows; "profiles/-" with the filter
+        `followee = "profiles/{profile}"` lists that profile's followers (AIP-159).
         Default page size 50, maximum 500.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListFollowing(self, request, context):
-        """Lists the profiles a profile follows, most recent follow first.
-        Default page size 50, maximum 500.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+        INVALID_ARGUMENT for a malformed filter, "profiles/-" without one, a bad
+        page size or page token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetRelationship(self, request, context):
-        """Whether `profile` follows `other` and whether `other` follows `profile`.
-        Returns NOT_FOUND if either profile does not exist.
+        """Gets whether a profile follows another and is followed by it.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -306,7 +340,10 @@ class FeedServiceServicer:
     def CreateComment(self, request, context):
         """Adds a comment to a post and counts it in the post's `comment_count`.
         Returns INVALID_ARGUMENT for a missing author or an empty or too long
-        body; NOT_FOUND if the post or the author does not exist.
+        body; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+        author does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -315,8 +352,8 @@ class FeedServiceServicer:
     def ListComments(self, request, context):
         """Lists the comments of a post, oldest first. Default page size 50,
         maximum 500.
-        Returns NOT_FOUND if the post does not exist; INVALID_ARGUMENT for a bad
-        page size or page token.
+        Returns NOT_FOUND (POST_NOT_FOUND) if the post does not exist;
+        INVALID_ARGUMENT for a bad page size or page token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -324,32 +361,50 @@ class FeedServiceServicer:
 
     def DeleteComment(self, request, context):
         """Deletes a comment and uncounts it from the post's `comment_count`.
-        Returns NOT_FOUND if the comment does not exist.
+        Returns NOT_FOUND (COMMENT_NOT_FOUND) if the comment does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def LikePost(self, request, context):
-        """Makes a profile like a post. Liking again is not an error and does not
-        count twice.
-        Returns NOT_FOUND if the post or the profile does not exist.
+    def CreateLike(self, request, context):
+        """Makes `like.profile` like the parent post. Idempotent: liking again is
+        not an error, does not count twice and returns the existing like.
+        Returns NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+        profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UnlikePost(self, request, context):
-        """Removes a profile's like from a post. Unliking a post that is not liked
-        is not an error.
-        Returns NOT_FOUND if the post or the profile does not exist.
+    def GetLike(self, request, context):
+        """Gets one like.
+        Returns NOT_FOUND (LIKE_NOT_FOUND) if the profile does not like the post.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLike(self, request, context):
+        """Removes a like and uncounts it from the post's `like_count`.
+        Returns NOT_FOUND (LIKE_NOT_FOUND) if there is no such like, unless
+        `allow_missing` is set; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if
+        the post or the profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SearchPostsByTag(self, request, context):
-        """Posts whose metadata "tags" contain every given tag, newest first.
+        """Posts whose tags contain every given tag, newest first.
         Default page size 20, maximum 100.
         Returns INVALID_ARGUMENT for no tags, more than 10 tags, an empty or too
         long tag, or a bad page size or page token.
@@ -358,11 +413,11 @@ class FeedServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListActivity(self, request, context):
+    def ListActivityEvents(self, request, context):
         """Lists what a profile did (its activity log), newest first. Events are
         kept for a limited time (ACTIVITY_RETENTION_DAYS, 90 by default).
         Default page size 50, maximum 500.
-        Returns INVALID_ARGUMENT for a malformed name, a bad page size or page
+        Returns INVALID_ARGUMENT for a malformed parent, a bad page size or page
         token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -397,15 +452,10 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     request_deserializer=socialhub_dot_v1_dot_feed__pb2.DeletePostRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
-            'ListProfilePosts': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListProfilePosts,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.ListProfilePostsRequest.FromString,
-                    response_serializer=socialhub_dot_v1_dot_feed__pb2.ListProfilePostsResponse.SerializeToString,
-            ),
-            'GetHomeTimeline': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetHomeTimeline,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.GetHomeTimelineRequest.FromString,
-                    response_serializer=socialhub_dot_v1_dot_feed__pb2.GetHomeTimelineResponse.SerializeToString,
+            'ListPosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPosts,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.ListPostsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_feed__pb2.ListPostsResponse.SerializeToString,
             ),
             'StreamProfilePosts': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamProfilePosts,
@@ -417,25 +467,25 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     request_deserializer=socialhub_dot_v1_dot_feed__pb2.StreamTimelineRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_feed__pb2.StreamTimelineResponse.SerializeToString,
             ),
-            'FollowProfile': grpc.unary_unary_rpc_method_handler(
-                    servicer.FollowProfile,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.FollowProfileRequest.FromString,
+            'CreateFollow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFollow,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.CreateFollowRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_feed__pb2.Follow.SerializeToString,
             ),
-            'UnfollowProfile': grpc.unary_unary_rpc_method_handler(
-                    servicer.UnfollowProfile,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.UnfollowProfileRequest.FromString,
+            'GetFollow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFollow,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.GetFollowRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_feed__pb2.Follow.SerializeToString,
+            ),
+            'DeleteFollow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFollow,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.DeleteFollowRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
-            'ListFollowers': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListFollowers,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.ListFollowersRequest.FromString,
-                    response_serializer=socialhub_dot_v1_dot_feed__pb2.ListFollowersResponse.SerializeToString,
-            ),
-            'ListFollowing': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListFollowing,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.ListFollowingRequest.FromString,
-                    response_serializer=socialhub_dot_v1_dot_feed__pb2.ListFollowingResponse.SerializeToString,
+            'ListFollows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFollows,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.ListFollowsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_feed__pb2.ListFollowsResponse.SerializeToString,
             ),
             'GetRelationship': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRelationship,
@@ -457,14 +507,19 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     request_deserializer=socialhub_dot_v1_dot_feed__pb2.DeleteCommentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
-            'LikePost': grpc.unary_unary_rpc_method_handler(
-                    servicer.LikePost,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.LikePostRequest.FromString,
+            'CreateLike': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLike,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.CreateLikeRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_feed__pb2.Like.SerializeToString,
             ),
-            'UnlikePost': grpc.unary_unary_rpc_method_handler(
-                    servicer.UnlikePost,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.UnlikePostRequest.FromString,
+            'GetLike': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLike,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.GetLikeRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_feed__pb2.Like.SerializeToString,
+            ),
+            'DeleteLike': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLike,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.DeleteLikeRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'SearchPostsByTag': grpc.unary_unary_rpc_method_handler(
@@ -472,10 +527,10 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     request_deserializer=socialhub_dot_v1_dot_feed__pb2.SearchPostsByTagRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_feed__pb2.SearchPostsByTagResponse.SerializeToString,
             ),
-            'ListActivity': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListActivity,
-                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.ListActivityRequest.FromString,
-                    response_serializer=socialhub_dot_v1_dot_feed__pb2.ListActivityResponse.SerializeToString,
+            'ListActivityEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListActivityEvents,
+                    request_deserializer=socialhub_dot_v1_dot_feed__pb2.ListActivityEventsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_feed__pb2.ListActivityEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -488,10 +543,17 @@ def add_FeedServiceServicer_to_server(servicer, server):
 class FeedService:
     """The social graph: profiles write posts, follow each other, comment and like.
 
+    Resources: posts are top-level ("posts/{post}"), with their comments
+    ("posts/{post}/comments/{comment}") and likes ("posts/{post}/likes/{like}",
+    {like} being the liking profile's id). Follows belong to the following
+    profile ("profiles/{profile}/follows/{follow}", {follow} being the followed
+    profile's id), as do relationships ("profiles/{profile}/relationships/{other}")
+    and the activity log ("profiles/{profile}/activityEvents/{activity_event}").
+
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`. A request that
-    fails changes nothing.
+    error carries a google.rpc.ErrorInfo (domain "socialhub.dev") with a stable
+    `reason`, listed in docs/API.md. A request that fails changes nothing.
 
     List methods page with keyset tokens: `page_size` 0 means the method's
     default, above the maximum is treated as the maximum, negative is
@@ -635,7 +697,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def ListProfilePosts(request,
+    def ListPosts(request,
             target,
             options=(),
             channel_credentials=None,
@@ -648,36 +710,9 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.FeedService/ListProfilePosts',
-            socialhub_dot_v1_dot_feed__pb2.ListProfilePostsRequest.SerializeToString,
-            socialhub_dot_v1_dot_feed__pb2.ListProfilePostsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetHomeTimeline(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/socialhub.v1.FeedService/GetHomeTimeline',
-            socialhub_dot_v1_dot_feed__pb2.GetHomeTimelineRequest.SerializeToString,
-            socialhub_dot_v1_dot_feed__pb2.GetHomeTimelineResponse.FromString,
+            '/socialhub.v1.FeedService/ListPosts',
+            socialhub_dot_v1_dot_feed__pb2.ListPostsRequest.SerializeToString,
+            socialhub_dot_v1_dot_feed__pb2.ListPostsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -743,7 +778,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def FollowProfile(request,
+    def CreateFollow(request,
             target,
             options=(),
             channel_credentials=None,
@@ -756,8 +791,8 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.FeedService/FollowProfile',
-            socialhub_dot_v1_dot_feed__pb2.FollowProfileRequest.SerializeToString,
+            '/socialhub.v1.FeedService/CreateFollow',
+            socialhub_dot_v1_dot_feed__pb2.CreateFollowRequest.SerializeToString,
             socialhub_dot_v1_dot_feed__pb2.Follow.FromString,
             options,
             channel_credentials,
@@ -770,7 +805,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def UnfollowProfile(request,
+    def GetFollow(request,
             target,
             options=(),
             channel_credentials=None,
@@ -783,8 +818,35 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.FeedService/UnfollowProfile',
-            socialhub_dot_v1_dot_feed__pb2.UnfollowProfileRequest.SerializeToString,
+            '/socialhub.v1.FeedService/GetFollow',
+            socialhub_dot_v1_dot_feed__pb2.GetFollowRequest.SerializeToString,
+            socialhub_dot_v1_dot_feed__pb2.Follow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFollow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.FeedService/DeleteFollow',
+            socialhub_dot_v1_dot_feed__pb2.DeleteFollowRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -797,7 +859,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def ListFollowers(request,
+    def ListFollows(request,
             target,
             options=(),
             channel_credentials=None,
@@ -810,36 +872,9 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.FeedService/ListFollowers',
-            socialhub_dot_v1_dot_feed__pb2.ListFollowersRequest.SerializeToString,
-            socialhub_dot_v1_dot_feed__pb2.ListFollowersResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListFollowing(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/socialhub.v1.FeedService/ListFollowing',
-            socialhub_dot_v1_dot_feed__pb2.ListFollowingRequest.SerializeToString,
-            socialhub_dot_v1_dot_feed__pb2.ListFollowingResponse.FromString,
+            '/socialhub.v1.FeedService/ListFollows',
+            socialhub_dot_v1_dot_feed__pb2.ListFollowsRequest.SerializeToString,
+            socialhub_dot_v1_dot_feed__pb2.ListFollowsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -959,7 +994,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def LikePost(request,
+    def CreateLike(request,
             target,
             options=(),
             channel_credentials=None,
@@ -972,8 +1007,8 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.FeedService/LikePost',
-            socialhub_dot_v1_dot_feed__pb2.LikePostRequest.SerializeToString,
+            '/socialhub.v1.FeedService/CreateLike',
+            socialhub_dot_v1_dot_feed__pb2.CreateLikeRequest.SerializeToString,
             socialhub_dot_v1_dot_feed__pb2.Like.FromString,
             options,
             channel_credentials,
@@ -986,7 +1021,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def UnlikePost(request,
+    def GetLike(request,
             target,
             options=(),
             channel_credentials=None,
@@ -999,8 +1034,35 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.FeedService/UnlikePost',
-            socialhub_dot_v1_dot_feed__pb2.UnlikePostRequest.SerializeToString,
+            '/socialhub.v1.FeedService/GetLike',
+            socialhub_dot_v1_dot_feed__pb2.GetLikeRequest.SerializeToString,
+            socialhub_dot_v1_dot_feed__pb2.Like.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLike(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.FeedService/DeleteLike',
+            socialhub_dot_v1_dot_feed__pb2.DeleteLikeRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -1040,7 +1102,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def ListActivity(request,
+    def ListActivityEvents(request,
             target,
             options=(),
             channel_credentials=None,
@@ -1053,9 +1115,9 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.FeedService/ListActivity',
-            socialhub_dot_v1_dot_feed__pb2.ListActivityRequest.SerializeToString,
-            socialhub_dot_v1_dot_feed__pb2.ListActivityResponse.FromString,
+            '/socialhub.v1.FeedService/ListActivityEvents',
+            socialhub_dot_v1_dot_feed__pb2.ListActivityEventsRequest.SerializeToString,
+            socialhub_dot_v1_dot_feed__pb2.ListActivityEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,10 +30,17 @@ GRPC_VERSION: str
 class FeedServiceStub:
     """The social graph: profiles write posts, follow each other, comment and like.
 
+    Resources: posts are top-level ("posts/{post}"), with their comments
+    ("posts/{post}/comments/{comment}") and likes ("posts/{post}/likes/{like}",
+    {like} being the liking profile's id). Follows belong to the following
+    profile ("profiles/{profile}/follows/{follow}", {follow} being the followed
+    profile's id), as do relationships ("profiles/{profile}/relationships/{other}")
+    and the activity log ("profiles/{profile}/activityEvents/{activity_event}").
+
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`. A request that
-    fails changes nothing.
+    error carries a google.rpc.ErrorInfo (domain "socialhub.dev") with a stable
+    `reason`, listed in docs/API.md. A request that fails changes nothing.
 
     List methods page with keyset tokens: `page_size` 0 means the method's
     default, above the maximum is treated as the maximum, negative is
@@ -48,119 +55,160 @@ class FeedServiceStub:
     CreatePost: _grpc.UnaryUnaryMultiCallable[_feed_pb2.CreatePostRequest, _feed_pb2.Post]
     """Creates a post and counts it in its author's `posts_count`.
     Returns INVALID_ARGUMENT for a missing author, an empty or too long body,
-    or invalid metadata; NOT_FOUND if the author does not exist. Retrying
-    with the same `request_id` returns the post created by the first call;
-    reusing it for a different post is INVALID_ARGUMENT.
+    or invalid tags, location, media or attributes; NOT_FOUND
+    (PROFILE_NOT_FOUND) if the author does not exist. Retrying with the same
+    `request_id` returns the post created by the first call; reusing it for
+    a different post is INVALID_ARGUMENT.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetPost: _grpc.UnaryUnaryMultiCallable[_feed_pb2.GetPostRequest, _feed_pb2.Post]
     """Gets one post.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     BatchGetPosts: _grpc.UnaryUnaryMultiCallable[_feed_pb2.BatchGetPostsRequest, _feed_pb2.BatchGetPostsResponse]
     """Gets up to 100 posts, in request order (a name given twice is returned
     twice).
     Returns INVALID_ARGUMENT for no names, more than 100 or a malformed name;
-    NOT_FOUND if any post does not exist.
+    NOT_FOUND (POST_NOT_FOUND) if any post does not exist.
     """
     UpdatePost: _grpc.UnaryUnaryMultiCallable[_feed_pb2.UpdatePostRequest, _feed_pb2.Post]
-    """Updates the body or metadata of a post, as named in `update_mask`.
-    Returns INVALID_ARGUMENT for an empty mask, a path other than "body" or
-    "metadata", or an invalid value; NOT_FOUND if the post does not exist.
+    """Updates the fields of a post named in `update_mask`: "body", "tags",
+    "location", "media", "language_code" and "attributes". "*" replaces the
+    whole post: then `author` (unchanged, it is immutable) and `body` are
+    required too, and the fields left empty are cleared.
+    Returns INVALID_ARGUMENT for an empty mask, any other path, or an invalid
+    value; NOT_FOUND (POST_NOT_FOUND) if the post does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     DeletePost: _grpc.UnaryUnaryMultiCallable[_feed_pb2.DeletePostRequest, _empty_pb2.Empty]
     """Deletes a post with its comments and likes, and uncounts it from its
     author's `posts_count`.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    ListProfilePosts: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListProfilePostsRequest, _feed_pb2.ListProfilePostsResponse]
-    """Lists one author's posts, newest first. Default page size 20, maximum 100.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
-    """
-    GetHomeTimeline: _grpc.UnaryUnaryMultiCallable[_feed_pb2.GetHomeTimelineRequest, _feed_pb2.GetHomeTimelineResponse]
-    """Posts by the profiles a profile follows and by the profile itself,
-    newest first. Paging down never repeats or skips a post, even while new
-    posts are created. Default page size 20, maximum 100.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
+    ListPosts: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListPostsRequest, _feed_pb2.ListPostsResponse]
+    """Lists posts, newest first, as selected by `filter` (required):
+    `author = "profiles/{profile}"` lists one author's posts;
+    `home_timeline = "profiles/{profile}"` lists that profile's home
+    timeline, the posts by the profiles it follows and by itself (paging down
+    never repeats or skips a post, even while new posts are created).
+    Default page size 20, maximum 100.
+    Returns INVALID_ARGUMENT for a missing or malformed filter, a bad page
+    size or page token; NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not
+    exist.
     """
     StreamProfilePosts: _grpc.UnaryStreamMultiCallable[_feed_pb2.StreamProfilePostsRequest, _feed_pb2.StreamProfilePostsResponse]
     """Streams every post of an author, newest first, in batches. Each message
     carries a `resume_cursor`; a new call with it continues exactly after
     that message.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad batch size or a cursor issued for another author.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+    INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+    author.
     """
     StreamTimeline: _grpc.UnaryStreamMultiCallable[_feed_pb2.StreamTimelineRequest, _feed_pb2.StreamTimelineResponse]
     """Streams a profile's whole home timeline, newest first, in batches, with
     resume cursors as StreamProfilePosts.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad batch size or a cursor issued for another profile.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+    INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+    profile.
     """
-    FollowProfile: _grpc.UnaryUnaryMultiCallable[_feed_pb2.FollowProfileRequest, _feed_pb2.Follow]
-    """Makes `follower` follow `followee` and updates both profiles' counters.
-    Following again is not an error and returns the existing follow.
-    Returns INVALID_ARGUMENT if a profile follows itself; NOT_FOUND if either
-    profile does not exist.
+    CreateFollow: _grpc.UnaryUnaryMultiCallable[_feed_pb2.CreateFollowRequest, _feed_pb2.Follow]
+    """Makes the parent profile follow `follow.followee` and updates both
+    profiles' counters. Idempotent: following again is not an error and
+    returns the existing follow.
+    Returns INVALID_ARGUMENT (FOLLOW_SELF) if a profile would follow itself;
+    NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    UnfollowProfile: _grpc.UnaryUnaryMultiCallable[_feed_pb2.UnfollowProfileRequest, _empty_pb2.Empty]
-    """Makes `follower` stop following `followee` and updates both counters.
-    Unfollowing a profile that is not followed is not an error.
-    Returns INVALID_ARGUMENT if both names are the same profile; NOT_FOUND if
-    either profile does not exist.
+    GetFollow: _grpc.UnaryUnaryMultiCallable[_feed_pb2.GetFollowRequest, _feed_pb2.Follow]
+    """Gets one follow.
+    Returns NOT_FOUND (FOLLOW_NOT_FOUND) if the profile does not follow the
+    other one (or either does not exist).
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    ListFollowers: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListFollowersRequest, _feed_pb2.ListFollowersResponse]
-    """Lists the profiles following a profile, most recent follow first.
+    DeleteFollow: _grpc.UnaryUnaryMultiCallable[_feed_pb2.DeleteFollowRequest, _empty_pb2.Empty]
+    """Ends a follow and updates both counters.
+    Returns NOT_FOUND (FOLLOW_NOT_FOUND) if there is no such follow, unless
+    `allow_missing` is set; NOT_FOUND (PROFILE_NOT_FOUND) if either profile
+    does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    ListFollows: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListFollowsRequest, _feed_pb2.ListFollowsResponse]
+    """Lists follows, most recent first. `parent` "profiles/{profile}" lists the
+    profiles it follows; "profiles/-" with the filter
+    `followee = "profiles/{profile}"` lists that profile's followers (AIP-159).
     Default page size 50, maximum 500.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
-    """
-    ListFollowing: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListFollowingRequest, _feed_pb2.ListFollowingResponse]
-    """Lists the profiles a profile follows, most recent follow first.
-    Default page size 50, maximum 500.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+    INVALID_ARGUMENT for a malformed filter, "profiles/-" without one, a bad
+    page size or page token.
     """
     GetRelationship: _grpc.UnaryUnaryMultiCallable[_feed_pb2.GetRelationshipRequest, _feed_pb2.Relationship]
-    """Whether `profile` follows `other` and whether `other` follows `profile`.
-    Returns NOT_FOUND if either profile does not exist.
+    """Gets whether a profile follows another and is followed by it.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     CreateComment: _grpc.UnaryUnaryMultiCallable[_feed_pb2.CreateCommentRequest, _feed_pb2.Comment]
     """Adds a comment to a post and counts it in the post's `comment_count`.
     Returns INVALID_ARGUMENT for a missing author or an empty or too long
-    body; NOT_FOUND if the post or the author does not exist.
+    body; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+    author does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     ListComments: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListCommentsRequest, _feed_pb2.ListCommentsResponse]
     """Lists the comments of a post, oldest first. Default page size 50,
     maximum 500.
-    Returns NOT_FOUND if the post does not exist; INVALID_ARGUMENT for a bad
-    page size or page token.
+    Returns NOT_FOUND (POST_NOT_FOUND) if the post does not exist;
+    INVALID_ARGUMENT for a bad page size or page token.
     """
     DeleteComment: _grpc.UnaryUnaryMultiCallable[_feed_pb2.DeleteCommentRequest, _empty_pb2.Empty]
     """Deletes a comment and uncounts it from the post's `comment_count`.
-    Returns NOT_FOUND if the comment does not exist.
+    Returns NOT_FOUND (COMMENT_NOT_FOUND) if the comment does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    LikePost: _grpc.UnaryUnaryMultiCallable[_feed_pb2.LikePostRequest, _feed_pb2.Like]
-    """Makes a profile like a post. Liking again is not an error and does not
-    count twice.
-    Returns NOT_FOUND if the post or the profile does not exist.
+    CreateLike: _grpc.UnaryUnaryMultiCallable[_feed_pb2.CreateLikeRequest, _feed_pb2.Like]
+    """Makes `like.profile` like the parent post. Idempotent: liking again is
+    not an error, does not count twice and returns the existing like.
+    Returns NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+    profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    UnlikePost: _grpc.UnaryUnaryMultiCallable[_feed_pb2.UnlikePostRequest, _empty_pb2.Empty]
-    """Removes a profile's like from a post. Unliking a post that is not liked
-    is not an error.
-    Returns NOT_FOUND if the post or the profile does not exist.
+    GetLike: _grpc.UnaryUnaryMultiCallable[_feed_pb2.GetLikeRequest, _feed_pb2.Like]
+    """Gets one like.
+    Returns NOT_FOUND (LIKE_NOT_FOUND) if the profile does not like the post.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    DeleteLike: _grpc.UnaryUnaryMultiCallable[_feed_pb2.DeleteLikeRequest, _empty_pb2.Empty]
+    """Removes a like and uncounts it from the post's `like_count`.
+    Returns NOT_FOUND (LIKE_NOT_FOUND) if there is no such like, unless
+    `allow_missing` is set; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if
+    the post or the profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     SearchPostsByTag: _grpc.UnaryUnaryMultiCallable[_feed_pb2.SearchPostsByTagRequest, _feed_pb2.SearchPostsByTagResponse]
-    """Posts whose metadata "tags" contain every given tag, newest first.
+    """Posts whose tags contain every given tag, newest first.
     Default page size 20, maximum 100.
     Returns INVALID_ARGUMENT for no tags, more than 10 tags, an empty or too
     long tag, or a bad page size or page token.
     """
-    ListActivity: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListActivityRequest, _feed_pb2.ListActivityResponse]
+    ListActivityEvents: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListActivityEventsRequest, _feed_pb2.ListActivityEventsResponse]
     """Lists what a profile did (its activity log), newest first. Events are
     kept for a limited time (ACTIVITY_RETENTION_DAYS, 90 by default).
     Default page size 50, maximum 500.
-    Returns INVALID_ARGUMENT for a malformed name, a bad page size or page
+    Returns INVALID_ARGUMENT for a malformed parent, a bad page size or page
     token.
     """
 
@@ -168,10 +216,17 @@ class FeedServiceStub:
 class FeedServiceAsyncStub(FeedServiceStub):
     """The social graph: profiles write posts, follow each other, comment and like.
 
+    Resources: posts are top-level ("posts/{post}"), with their comments
+    ("posts/{post}/comments/{comment}") and likes ("posts/{post}/likes/{like}",
+    {like} being the liking profile's id). Follows belong to the following
+    profile ("profiles/{profile}/follows/{follow}", {follow} being the followed
+    profile's id), as do relationships ("profiles/{profile}/relationships/{other}")
+    and the activity log ("profiles/{profile}/activityEvents/{activity_event}").
+
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`. A request that
-    fails changes nothing.
+    error carries a google.rpc.ErrorInfo (domain "socialhub.dev") with a stable
+    `reason`, listed in docs/API.md. A request that fails changes nothing.
 
     List methods page with keyset tokens: `page_size` 0 means the method's
     default, above the maximum is treated as the maximum, negative is
@@ -183,129 +238,177 @@ class FeedServiceAsyncStub(FeedServiceStub):
     CreatePost: _aio.UnaryUnaryMultiCallable[_feed_pb2.CreatePostRequest, _feed_pb2.Post]  # type: ignore[assignment]
     """Creates a post and counts it in its author's `posts_count`.
     Returns INVALID_ARGUMENT for a missing author, an empty or too long body,
-    or invalid metadata; NOT_FOUND if the author does not exist. Retrying
-    with the same `request_id` returns the post created by the first call;
-    reusing it for a different post is INVALID_ARGUMENT.
+    or invalid tags, location, media or attributes; NOT_FOUND
+    (PROFILE_NOT_FOUND) if the author does not exist. Retrying with the same
+    `request_id` returns the post created by the first call; reusing it for
+    a different post is INVALID_ARGUMENT.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetPost: _aio.UnaryUnaryMultiCallable[_feed_pb2.GetPostRequest, _feed_pb2.Post]  # type: ignore[assignment]
     """Gets one post.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     BatchGetPosts: _aio.UnaryUnaryMultiCallable[_feed_pb2.BatchGetPostsRequest, _feed_pb2.BatchGetPostsResponse]  # type: ignore[assignment]
     """Gets up to 100 posts, in request order (a name given twice is returned
     twice).
     Returns INVALID_ARGUMENT for no names, more than 100 or a malformed name;
-    NOT_FOUND if any post does not exist.
+    NOT_FOUND (POST_NOT_FOUND) if any post does not exist.
     """
     UpdatePost: _aio.UnaryUnaryMultiCallable[_feed_pb2.UpdatePostRequest, _feed_pb2.Post]  # type: ignore[assignment]
-    """Updates the body or metadata of a post, as named in `update_mask`.
-    Returns INVALID_ARGUMENT for an empty mask, a path other than "body" or
-    "metadata", or an invalid value; NOT_FOUND if the post does not exist.
+    """Updates the fields of a post named in `update_mask`: "body", "tags",
+    "location", "media", "language_code" and "attributes". "*" replaces the
+    whole post: then `author` (unchanged, it is immutable) and `body` are
+    required too, and the fields left empty are cleared.
+    Returns INVALID_ARGUMENT for an empty mask, any other path, or an invalid
+    value; NOT_FOUND (POST_NOT_FOUND) if the post does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     DeletePost: _aio.UnaryUnaryMultiCallable[_feed_pb2.DeletePostRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a post with its comments and likes, and uncounts it from its
     author's `posts_count`.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    ListProfilePosts: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListProfilePostsRequest, _feed_pb2.ListProfilePostsResponse]  # type: ignore[assignment]
-    """Lists one author's posts, newest first. Default page size 20, maximum 100.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
-    """
-    GetHomeTimeline: _aio.UnaryUnaryMultiCallable[_feed_pb2.GetHomeTimelineRequest, _feed_pb2.GetHomeTimelineResponse]  # type: ignore[assignment]
-    """Posts by the profiles a profile follows and by the profile itself,
-    newest first. Paging down never repeats or skips a post, even while new
-    posts are created. Default page size 20, maximum 100.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
+    ListPosts: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListPostsRequest, _feed_pb2.ListPostsResponse]  # type: ignore[assignment]
+    """Lists posts, newest first, as selected by `filter` (required):
+    `author = "profiles/{profile}"` lists one author's posts;
+    `home_timeline = "profiles/{profile}"` lists that profile's home
+    timeline, the posts by the profiles it follows and by itself (paging down
+    never repeats or skips a post, even while new posts are created).
+    Default page size 20, maximum 100.
+    Returns INVALID_ARGUMENT for a missing or malformed filter, a bad page
+    size or page token; NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not
+    exist.
     """
     StreamProfilePosts: _aio.UnaryStreamMultiCallable[_feed_pb2.StreamProfilePostsRequest, _feed_pb2.StreamProfilePostsResponse]  # type: ignore[assignment]
     """Streams every post of an author, newest first, in batches. Each message
     carries a `resume_cursor`; a new call with it continues exactly after
     that message.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad batch size or a cursor issued for another author.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+    INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+    author.
     """
     StreamTimeline: _aio.UnaryStreamMultiCallable[_feed_pb2.StreamTimelineRequest, _feed_pb2.StreamTimelineResponse]  # type: ignore[assignment]
     """Streams a profile's whole home timeline, newest first, in batches, with
     resume cursors as StreamProfilePosts.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad batch size or a cursor issued for another profile.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+    INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+    profile.
     """
-    FollowProfile: _aio.UnaryUnaryMultiCallable[_feed_pb2.FollowProfileRequest, _feed_pb2.Follow]  # type: ignore[assignment]
-    """Makes `follower` follow `followee` and updates both profiles' counters.
-    Following again is not an error and returns the existing follow.
-    Returns INVALID_ARGUMENT if a profile follows itself; NOT_FOUND if either
-    profile does not exist.
+    CreateFollow: _aio.UnaryUnaryMultiCallable[_feed_pb2.CreateFollowRequest, _feed_pb2.Follow]  # type: ignore[assignment]
+    """Makes the parent profile follow `follow.followee` and updates both
+    profiles' counters. Idempotent: following again is not an error and
+    returns the existing follow.
+    Returns INVALID_ARGUMENT (FOLLOW_SELF) if a profile would follow itself;
+    NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    UnfollowProfile: _aio.UnaryUnaryMultiCallable[_feed_pb2.UnfollowProfileRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Makes `follower` stop following `followee` and updates both counters.
-    Unfollowing a profile that is not followed is not an error.
-    Returns INVALID_ARGUMENT if both names are the same profile; NOT_FOUND if
-    either profile does not exist.
+    GetFollow: _aio.UnaryUnaryMultiCallable[_feed_pb2.GetFollowRequest, _feed_pb2.Follow]  # type: ignore[assignment]
+    """Gets one follow.
+    Returns NOT_FOUND (FOLLOW_NOT_FOUND) if the profile does not follow the
+    other one (or either does not exist).
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    ListFollowers: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListFollowersRequest, _feed_pb2.ListFollowersResponse]  # type: ignore[assignment]
-    """Lists the profiles following a profile, most recent follow first.
+    DeleteFollow: _aio.UnaryUnaryMultiCallable[_feed_pb2.DeleteFollowRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Ends a follow and updates both counters.
+    Returns NOT_FOUND (FOLLOW_NOT_FOUND) if there is no such follow, unless
+    `allow_missing` is set; NOT_FOUND (PROFILE_NOT_FOUND) if either profile
+    does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    ListFollows: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListFollowsRequest, _feed_pb2.ListFollowsResponse]  # type: ignore[assignment]
+    """Lists follows, most recent first. `parent` "profiles/{profile}" lists the
+    profiles it follows; "profiles/-" with the filter
+    `followee = "profiles/{profile}"` lists that profile's followers (AIP-159).
     Default page size 50, maximum 500.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
-    """
-    ListFollowing: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListFollowingRequest, _feed_pb2.ListFollowingResponse]  # type: ignore[assignment]
-    """Lists the profiles a profile follows, most recent follow first.
-    Default page size 50, maximum 500.
-    Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-    bad page size or page token.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+    INVALID_ARGUMENT for a malformed filter, "profiles/-" without one, a bad
+    page size or page token.
     """
     GetRelationship: _aio.UnaryUnaryMultiCallable[_feed_pb2.GetRelationshipRequest, _feed_pb2.Relationship]  # type: ignore[assignment]
-    """Whether `profile` follows `other` and whether `other` follows `profile`.
-    Returns NOT_FOUND if either profile does not exist.
+    """Gets whether a profile follows another and is followed by it.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     CreateComment: _aio.UnaryUnaryMultiCallable[_feed_pb2.CreateCommentRequest, _feed_pb2.Comment]  # type: ignore[assignment]
     """Adds a comment to a post and counts it in the post's `comment_count`.
     Returns INVALID_ARGUMENT for a missing author or an empty or too long
-    body; NOT_FOUND if the post or the author does not exist.
+    body; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+    author does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     ListComments: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListCommentsRequest, _feed_pb2.ListCommentsResponse]  # type: ignore[assignment]
     """Lists the comments of a post, oldest first. Default page size 50,
     maximum 500.
-    Returns NOT_FOUND if the post does not exist; INVALID_ARGUMENT for a bad
-    page size or page token.
+    Returns NOT_FOUND (POST_NOT_FOUND) if the post does not exist;
+    INVALID_ARGUMENT for a bad page size or page token.
     """
     DeleteComment: _aio.UnaryUnaryMultiCallable[_feed_pb2.DeleteCommentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a comment and uncounts it from the post's `comment_count`.
-    Returns NOT_FOUND if the comment does not exist.
+    Returns NOT_FOUND (COMMENT_NOT_FOUND) if the comment does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    LikePost: _aio.UnaryUnaryMultiCallable[_feed_pb2.LikePostRequest, _feed_pb2.Like]  # type: ignore[assignment]
-    """Makes a profile like a post. Liking again is not an error and does not
-    count twice.
-    Returns NOT_FOUND if the post or the profile does not exist.
+    CreateLike: _aio.UnaryUnaryMultiCallable[_feed_pb2.CreateLikeRequest, _feed_pb2.Like]  # type: ignore[assignment]
+    """Makes `like.profile` like the parent post. Idempotent: liking again is
+    not an error, does not count twice and returns the existing like.
+    Returns NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+    profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
-    UnlikePost: _aio.UnaryUnaryMultiCallable[_feed_pb2.UnlikePostRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Removes a profile's like from a post. Unliking a post that is not liked
-    is not an error.
-    Returns NOT_FOUND if the post or the profile does not exist.
+    GetLike: _aio.UnaryUnaryMultiCallable[_feed_pb2.GetLikeRequest, _feed_pb2.Like]  # type: ignore[assignment]
+    """Gets one like.
+    Returns NOT_FOUND (LIKE_NOT_FOUND) if the profile does not like the post.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    DeleteLike: _aio.UnaryUnaryMultiCallable[_feed_pb2.DeleteLikeRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Removes a like and uncounts it from the post's `like_count`.
+    Returns NOT_FOUND (LIKE_NOT_FOUND) if there is no such like, unless
+    `allow_missing` is set; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if
+    the post or the profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     SearchPostsByTag: _aio.UnaryUnaryMultiCallable[_feed_pb2.SearchPostsByTagRequest, _feed_pb2.SearchPostsByTagResponse]  # type: ignore[assignment]
-    """Posts whose metadata "tags" contain every given tag, newest first.
+    """Posts whose tags contain every given tag, newest first.
     Default page size 20, maximum 100.
     Returns INVALID_ARGUMENT for no tags, more than 10 tags, an empty or too
     long tag, or a bad page size or page token.
     """
-    ListActivity: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListActivityRequest, _feed_pb2.ListActivityResponse]  # type: ignore[assignment]
+    ListActivityEvents: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListActivityEventsRequest, _feed_pb2.ListActivityEventsResponse]  # type: ignore[assignment]
     """Lists what a profile did (its activity log), newest first. Events are
     kept for a limited time (ACTIVITY_RETENTION_DAYS, 90 by default).
     Default page size 50, maximum 500.
-    Returns INVALID_ARGUMENT for a malformed name, a bad page size or page
+    Returns INVALID_ARGUMENT for a malformed parent, a bad page size or page
     token.
     """
 
 class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
     """The social graph: profiles write posts, follow each other, comment and like.
 
+    Resources: posts are top-level ("posts/{post}"), with their comments
+    ("posts/{post}/comments/{comment}") and likes ("posts/{post}/likes/{like}",
+    {like} being the liking profile's id). Follows belong to the following
+    profile ("profiles/{profile}/follows/{follow}", {follow} being the followed
+    profile's id), as do relationships ("profiles/{profile}/relationships/{other}")
+    and the activity log ("profiles/{profile}/activityEvents/{activity_event}").
+
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`. A request that
-    fails changes nothing.
+    error carries a google.rpc.ErrorInfo (domain "socialhub.dev") with a stable
+    `reason`, listed in docs/API.md. A request that fails changes nothing.
 
     List methods page with keyset tokens: `page_size` 0 means the method's
     default, above the maximum is treated as the maximum, negative is
@@ -321,9 +424,12 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_feed_pb2.Post, _abc.Awaitable[_feed_pb2.Post]]:
         """Creates a post and counts it in its author's `posts_count`.
         Returns INVALID_ARGUMENT for a missing author, an empty or too long body,
-        or invalid metadata; NOT_FOUND if the author does not exist. Retrying
-        with the same `request_id` returns the post created by the first call;
-        reusing it for a different post is INVALID_ARGUMENT.
+        or invalid tags, location, media or attributes; NOT_FOUND
+        (PROFILE_NOT_FOUND) if the author does not exist. Retrying with the same
+        `request_id` returns the post created by the first call; reusing it for
+        a different post is INVALID_ARGUMENT.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -333,7 +439,9 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.Post, _abc.Awaitable[_feed_pb2.Post]]:
         """Gets one post.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -345,7 +453,7 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         """Gets up to 100 posts, in request order (a name given twice is returned
         twice).
         Returns INVALID_ARGUMENT for no names, more than 100 or a malformed name;
-        NOT_FOUND if any post does not exist.
+        NOT_FOUND (POST_NOT_FOUND) if any post does not exist.
         """
 
     @_abc_1.abstractmethod
@@ -354,9 +462,14 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feed_pb2.UpdatePostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.Post, _abc.Awaitable[_feed_pb2.Post]]:
-        """Updates the body or metadata of a post, as named in `update_mask`.
-        Returns INVALID_ARGUMENT for an empty mask, a path other than "body" or
-        "metadata", or an invalid value; NOT_FOUND if the post does not exist.
+        """Updates the fields of a post named in `update_mask`: "body", "tags",
+        "location", "media", "language_code" and "attributes". "*" replaces the
+        whole post: then `author` (unchanged, it is immutable) and `body` are
+        required too, and the fields left empty are cleared.
+        Returns INVALID_ARGUMENT for an empty mask, any other path, or an invalid
+        value; NOT_FOUND (POST_NOT_FOUND) if the post does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -367,31 +480,26 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Deletes a post with its comments and likes, and uncounts it from its
         author's `posts_count`.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (POST_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
-    def ListProfilePosts(
+    def ListPosts(
         self,
-        request: _feed_pb2.ListProfilePostsRequest,
+        request: _feed_pb2.ListPostsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_feed_pb2.ListProfilePostsResponse, _abc.Awaitable[_feed_pb2.ListProfilePostsResponse]]:
-        """Lists one author's posts, newest first. Default page size 20, maximum 100.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
-        """
-
-    @_abc_1.abstractmethod
-    def GetHomeTimeline(
-        self,
-        request: _feed_pb2.GetHomeTimelineRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_feed_pb2.GetHomeTimelineResponse, _abc.Awaitable[_feed_pb2.GetHomeTimelineResponse]]:
-        """Posts by the profiles a profile follows and by the profile itself,
-        newest first. Paging down never repeats or skips a post, even while new
-        posts are created. Default page size 20, maximum 100.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
+    ) -> _typing.Union[_feed_pb2.ListPostsResponse, _abc.Awaitable[_feed_pb2.ListPostsResponse]]:
+        """Lists posts, newest first, as selected by `filter` (required):
+        `author = "profiles/{profile}"` lists one author's posts;
+        `home_timeline = "profiles/{profile}"` lists that profile's home
+        timeline, the posts by the profiles it follows and by itself (paging down
+        never repeats or skips a post, even while new posts are created).
+        Default page size 20, maximum 100.
+        Returns INVALID_ARGUMENT for a missing or malformed filter, a bad page
+        size or page token; NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not
+        exist.
         """
 
     @_abc_1.abstractmethod
@@ -403,8 +511,9 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams every post of an author, newest first, in batches. Each message
         carries a `resume_cursor`; a new call with it continues exactly after
         that message.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad batch size or a cursor issued for another author.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+        INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+        author.
         """
 
     @_abc_1.abstractmethod
@@ -415,56 +524,66 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_feed_pb2.StreamTimelineResponse], _abc.AsyncIterator[_feed_pb2.StreamTimelineResponse]]:
         """Streams a profile's whole home timeline, newest first, in batches, with
         resume cursors as StreamProfilePosts.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad batch size or a cursor issued for another profile.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+        INVALID_ARGUMENT for a bad batch size or a cursor issued for another
+        profile.
         """
 
     @_abc_1.abstractmethod
-    def FollowProfile(
+    def CreateFollow(
         self,
-        request: _feed_pb2.FollowProfileRequest,
+        request: _feed_pb2.CreateFollowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.Follow, _abc.Awaitable[_feed_pb2.Follow]]:
-        """Makes `follower` follow `followee` and updates both profiles' counters.
-        Following again is not an error and returns the existing follow.
-        Returns INVALID_ARGUMENT if a profile follows itself; NOT_FOUND if either
-        profile does not exist.
+        """Makes the parent profile follow `follow.followee` and updates both
+        profiles' counters. Idempotent: following again is not an error and
+        returns the existing follow.
+        Returns INVALID_ARGUMENT (FOLLOW_SELF) if a profile would follow itself;
+        NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
-    def UnfollowProfile(
+    def GetFollow(
         self,
-        request: _feed_pb2.UnfollowProfileRequest,
+        request: _feed_pb2.GetFollowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feed_pb2.Follow, _abc.Awaitable[_feed_pb2.Follow]]:
+        """Gets one follow.
+        Returns NOT_FOUND (FOLLOW_NOT_FOUND) if the profile does not follow the
+        other one (or either does not exist).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteFollow(
+        self,
+        request: _feed_pb2.DeleteFollowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Makes `follower` stop following `followee` and updates both counters.
-        Unfollowing a profile that is not followed is not an error.
-        Returns INVALID_ARGUMENT if both names are the same profile; NOT_FOUND if
-        either profile does not exist.
+        """Ends a follow and updates both counters.
+        Returns NOT_FOUND (FOLLOW_NOT_FOUND) if there is no such follow, unless
+        `allow_missing` is set; NOT_FOUND (PROFILE_NOT_FOUND) if either profile
+        does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
-    def ListFollowers(
+    def ListFollows(
         self,
-        request: _feed_pb2.ListFollowersRequest,
+        request: _feed_pb2.ListFollowsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_feed_pb2.ListFollowersResponse, _abc.Awaitable[_feed_pb2.ListFollowersResponse]]:
-        """Lists the profiles following a profile, most recent follow first.
+    ) -> _typing.Union[_feed_pb2.ListFollowsResponse, _abc.Awaitable[_feed_pb2.ListFollowsResponse]]:
+        """Lists follows, most recent first. `parent` "profiles/{profile}" lists the
+        profiles it follows; "profiles/-" with the filter
+        `followee = "profiles/{profile}"` lists that profile's followers (AIP-159).
         Default page size 50, maximum 500.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
-        """
-
-    @_abc_1.abstractmethod
-    def ListFollowing(
-        self,
-        request: _feed_pb2.ListFollowingRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_feed_pb2.ListFollowingResponse, _abc.Awaitable[_feed_pb2.ListFollowingResponse]]:
-        """Lists the profiles a profile follows, most recent follow first.
-        Default page size 50, maximum 500.
-        Returns NOT_FOUND if the profile does not exist; INVALID_ARGUMENT for a
-        bad page size or page token.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist;
+        INVALID_ARGUMENT for a malformed filter, "profiles/-" without one, a bad
+        page size or page token.
         """
 
     @_abc_1.abstractmethod
@@ -473,8 +592,10 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feed_pb2.GetRelationshipRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.Relationship, _abc.Awaitable[_feed_pb2.Relationship]]:
-        """Whether `profile` follows `other` and whether `other` follows `profile`.
-        Returns NOT_FOUND if either profile does not exist.
+        """Gets whether a profile follows another and is followed by it.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if either profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -485,7 +606,10 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_feed_pb2.Comment, _abc.Awaitable[_feed_pb2.Comment]]:
         """Adds a comment to a post and counts it in the post's `comment_count`.
         Returns INVALID_ARGUMENT for a missing author or an empty or too long
-        body; NOT_FOUND if the post or the author does not exist.
+        body; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+        author does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -496,8 +620,8 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_feed_pb2.ListCommentsResponse, _abc.Awaitable[_feed_pb2.ListCommentsResponse]]:
         """Lists the comments of a post, oldest first. Default page size 50,
         maximum 500.
-        Returns NOT_FOUND if the post does not exist; INVALID_ARGUMENT for a bad
-        page size or page token.
+        Returns NOT_FOUND (POST_NOT_FOUND) if the post does not exist;
+        INVALID_ARGUMENT for a bad page size or page token.
         """
 
     @_abc_1.abstractmethod
@@ -507,29 +631,49 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Deletes a comment and uncounts it from the post's `comment_count`.
-        Returns NOT_FOUND if the comment does not exist.
+        Returns NOT_FOUND (COMMENT_NOT_FOUND) if the comment does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
-    def LikePost(
+    def CreateLike(
         self,
-        request: _feed_pb2.LikePostRequest,
+        request: _feed_pb2.CreateLikeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.Like, _abc.Awaitable[_feed_pb2.Like]]:
-        """Makes a profile like a post. Liking again is not an error and does not
-        count twice.
-        Returns NOT_FOUND if the post or the profile does not exist.
+        """Makes `like.profile` like the parent post. Idempotent: liking again is
+        not an error, does not count twice and returns the existing like.
+        Returns NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if the post or the
+        profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
-    def UnlikePost(
+    def GetLike(
         self,
-        request: _feed_pb2.UnlikePostRequest,
+        request: _feed_pb2.GetLikeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feed_pb2.Like, _abc.Awaitable[_feed_pb2.Like]]:
+        """Gets one like.
+        Returns NOT_FOUND (LIKE_NOT_FOUND) if the profile does not like the post.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteLike(
+        self,
+        request: _feed_pb2.DeleteLikeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Removes a profile's like from a post. Unliking a post that is not liked
-        is not an error.
-        Returns NOT_FOUND if the post or the profile does not exist.
+        """Removes a like and uncounts it from the post's `like_count`.
+        Returns NOT_FOUND (LIKE_NOT_FOUND) if there is no such like, unless
+        `allow_missing` is set; NOT_FOUND (POST_NOT_FOUND, PROFILE_NOT_FOUND) if
+        the post or the profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -538,22 +682,22 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feed_pb2.SearchPostsByTagRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.SearchPostsByTagResponse, _abc.Awaitable[_feed_pb2.SearchPostsByTagResponse]]:
-        """Posts whose metadata "tags" contain every given tag, newest first.
+        """Posts whose tags contain every given tag, newest first.
         Default page size 20, maximum 100.
         Returns INVALID_ARGUMENT for no tags, more than 10 tags, an empty or too
         long tag, or a bad page size or page token.
         """
 
     @_abc_1.abstractmethod
-    def ListActivity(
+    def ListActivityEvents(
         self,
-        request: _feed_pb2.ListActivityRequest,
+        request: _feed_pb2.ListActivityEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_feed_pb2.ListActivityResponse, _abc.Awaitable[_feed_pb2.ListActivityResponse]]:
+    ) -> _typing.Union[_feed_pb2.ListActivityEventsResponse, _abc.Awaitable[_feed_pb2.ListActivityEventsResponse]]:
         """Lists what a profile did (its activity log), newest first. Events are
         kept for a limited time (ACTIVITY_RETENTION_DAYS, 90 by default).
         Default page size 50, maximum 500.
-        Returns INVALID_ARGUMENT for a malformed name, a bad page size or page
+        Returns INVALID_ARGUMENT for a malformed parent, a bad page size or page
         token.
         """
 

@@ -96,15 +96,16 @@ class PlatformPresence(_message.Message):
     ACTIVE_FIELD_NUMBER: _builtins.int
     VERIFIED_FIELD_NUMBER: _builtins.int
     handle: _builtins.str
-    """The handle on the platform, without a leading "@". A presence with an
-    empty handle counts as no presence.
+    """Required. The handle on the platform, without a leading "@", at most 100
+    characters. A presence without a handle counts as no presence, and one
+    with other fields set but no handle is INVALID_ARGUMENT.
     """
     followers: _builtins.int
-    """Number of followers on the platform. Must be >= 0."""
+    """Optional. Number of followers on the platform. Must be >= 0."""
     active: _builtins.bool
-    """Whether the account is active."""
+    """Optional. Whether the account is active."""
     verified: _builtins.bool
-    """Whether the platform has verified the account."""
+    """Optional. Whether the platform has verified the account."""
     def __init__(
         self,
         *,
@@ -150,7 +151,9 @@ class Profile(_message.Message):
     FOLLOWING_COUNT_FIELD_NUMBER: _builtins.int
     POSTS_COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Output only. Resource name, "profiles/{profile}"."""
+    """Identifier. Resource name, "profiles/{profile}": assigned by the server
+    (ignored by CreateProfile), names the profile to change in UpdateProfile.
+    """
     display_name: _builtins.str
     """Required. The person's full name, at most 200 characters."""
     username: _builtins.str
@@ -181,23 +184,25 @@ class Profile(_message.Message):
     """Output only. Number of posts this profile has written (FeedService)."""
     @_builtins.property
     def facebook(self) -> Global___PlatformPresence:
-        """Presence on Facebook. At least one presence must have a handle."""
+        """Optional. Presence on Facebook. At least one presence of the profile
+        must have a handle.
+        """
 
     @_builtins.property
     def x(self) -> Global___PlatformPresence:
-        """Presence on X."""
+        """Optional. Presence on X."""
 
     @_builtins.property
     def instagram(self) -> Global___PlatformPresence:
-        """Presence on Instagram."""
+        """Optional. Presence on Instagram."""
 
     @_builtins.property
     def youtube(self) -> Global___PlatformPresence:
-        """Presence on YouTube."""
+        """Optional. Presence on YouTube."""
 
     @_builtins.property
     def linkedin(self) -> Global___PlatformPresence:
-        """Presence on LinkedIn."""
+        """Optional. Presence on LinkedIn."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
@@ -255,7 +260,9 @@ class CreateProfileRequest(_message.Message):
     """
     @_builtins.property
     def profile(self) -> Global___Profile:
-        """Required. The profile to create. Output-only fields are ignored."""
+        """Required. The profile to create. Its `name` and output-only fields are
+        ignored.
+        """
 
     def __init__(
         self,
@@ -292,6 +299,56 @@ class GetProfileRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetProfileRequest: _TypeAlias = GetProfileRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetProfilesRequest(_message.Message):
+    """Request for BatchGetProfiles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Required. Resource names, "profiles/{profile}", 1 to 100. A name given
+        twice is answered twice.
+        """
+
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetProfilesRequest: _TypeAlias = BatchGetProfilesRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetProfilesResponse(_message.Message):
+    """Response for BatchGetProfiles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]:
+        """Output only. The profiles, in the order of the request's names."""
+
+    def __init__(
+        self,
+        *,
+        profiles: _abc.Iterable[Global___Profile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profiles", b"profiles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetProfilesResponse: _TypeAlias = BatchGetProfilesResponse  # noqa: Y015
 
 @_typing.final
 class UpdateProfileRequest(_message.Message):
@@ -564,12 +621,12 @@ class ListProfilesResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TOTAL_SIZE_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Token for the next page; empty on the last page."""
+    """Output only. Token for the next page; empty on the last page."""
     total_size: _builtins.int
-    """Number of profiles matching the filter over all pages."""
+    """Output only. Number of profiles matching the filter over all pages."""
     @_builtins.property
     def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]:
-        """The page of profiles."""
+        """Output only. The page of profiles."""
 
     def __init__(
         self,
@@ -635,10 +692,10 @@ class SearchProfilesResponse(_message.Message):
     PROFILES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Token for the next page; empty on the last page."""
+    """Output only. Token for the next page; empty on the last page."""
     @_builtins.property
     def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]:
-        """Matching profiles, best match first."""
+        """Output only. Matching profiles, best match first."""
 
     def __init__(
         self,
@@ -655,62 +712,8 @@ class SearchProfilesResponse(_message.Message):
 Global___SearchProfilesResponse: _TypeAlias = SearchProfilesResponse  # noqa: Y015
 
 @_typing.final
-class ListTopProfilesRequest(_message.Message):
-    """Request for ListTopProfiles."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PLATFORM_FIELD_NUMBER: _builtins.int
-    LIMIT_FIELD_NUMBER: _builtins.int
-    platform: Global___Platform.ValueType
-    """Optional. Rank by followers on this platform; unspecified ranks by the
-    total over all platforms.
-    """
-    limit: _builtins.int
-    """Optional. How many profiles: 0 means 15, above 100 is treated as 100,
-    negative is INVALID_ARGUMENT.
-    """
-    def __init__(
-        self,
-        *,
-        platform: Global___Platform.ValueType = ...,
-        limit: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "platform", b"platform"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTopProfilesRequest: _TypeAlias = ListTopProfilesRequest  # noqa: Y015
-
-@_typing.final
-class ListTopProfilesResponse(_message.Message):
-    """Response for ListTopProfiles."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PROFILES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]:
-        """Profiles, most followers first."""
-
-    def __init__(
-        self,
-        *,
-        profiles: _abc.Iterable[Global___Profile] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["profiles", b"profiles"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTopProfilesResponse: _TypeAlias = ListTopProfilesResponse  # noqa: Y015
-
-@_typing.final
-class GetFilterOptionsRequest(_message.Message):
-    """Request for GetFilterOptions."""
+class SummarizeProfilesRequest(_message.Message):
+    """Request for SummarizeProfiles."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -723,20 +726,20 @@ class GetFilterOptionsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetFilterOptionsRequest: _TypeAlias = GetFilterOptionsRequest  # noqa: Y015
+Global___SummarizeProfilesRequest: _TypeAlias = SummarizeProfilesRequest  # noqa: Y015
 
 @_typing.final
 class FilterValue(_message.Message):
-    """One distinct value of a filter column."""
+    """One distinct value of a filter field."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUE_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     value: _builtins.str
-    """The value."""
+    """Output only. The value."""
     count: _builtins.int
-    """Number of profiles with this value."""
+    """Output only. Number of profiles with this value."""
     def __init__(
         self,
         *,
@@ -752,8 +755,10 @@ class FilterValue(_message.Message):
 Global___FilterValue: _TypeAlias = FilterValue  # noqa: Y015
 
 @_typing.final
-class FilterOptions(_message.Message):
-    """Distinct values of each filter column, most common first."""
+class SummarizeProfilesResponse(_message.Message):
+    """Response for SummarizeProfiles: the distinct values of each filter field,
+    most common first.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -763,19 +768,19 @@ class FilterOptions(_message.Message):
     DESIGNATIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def zones(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterValue]:
-        """Zones."""
+        """Output only. Zones."""
 
     @_builtins.property
     def party_districts(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterValue]:
-        """Party districts."""
+        """Output only. Party districts."""
 
     @_builtins.property
     def constituencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterValue]:
-        """Constituencies."""
+        """Output only. Constituencies."""
 
     @_builtins.property
     def designations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterValue]:
-        """Designations."""
+        """Output only. Designations."""
 
     def __init__(
         self,
@@ -791,4 +796,4 @@ class FilterOptions(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___FilterOptions: _TypeAlias = FilterOptions  # noqa: Y015
+Global___SummarizeProfilesResponse: _TypeAlias = SummarizeProfilesResponse  # noqa: Y015

@@ -31,7 +31,8 @@ class ProfileServiceStub:
 
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`.
+    error carries a google.rpc.ErrorInfo with a stable `reason` (every reason
+    is listed in docs/API.md).
     """
 
     def __init__(self, channel):
@@ -49,6 +50,11 @@ class ProfileServiceStub:
                 '/socialhub.v1.ProfileService/GetProfile',
                 request_serializer=socialhub_dot_v1_dot_profile__pb2.GetProfileRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_profile__pb2.Profile.FromString,
+                _registered_method=True)
+        self.BatchGetProfiles = channel.unary_unary(
+                '/socialhub.v1.ProfileService/BatchGetProfiles',
+                request_serializer=socialhub_dot_v1_dot_profile__pb2.BatchGetProfilesRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_profile__pb2.BatchGetProfilesResponse.FromString,
                 _registered_method=True)
         self.UpdateProfile = channel.unary_unary(
                 '/socialhub.v1.ProfileService/UpdateProfile',
@@ -75,15 +81,10 @@ class ProfileServiceStub:
                 request_serializer=socialhub_dot_v1_dot_profile__pb2.SearchProfilesRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_profile__pb2.SearchProfilesResponse.FromString,
                 _registered_method=True)
-        self.ListTopProfiles = channel.unary_unary(
-                '/socialhub.v1.ProfileService/ListTopProfiles',
-                request_serializer=socialhub_dot_v1_dot_profile__pb2.ListTopProfilesRequest.SerializeToString,
-                response_deserializer=socialhub_dot_v1_dot_profile__pb2.ListTopProfilesResponse.FromString,
-                _registered_method=True)
-        self.GetFilterOptions = channel.unary_unary(
-                '/socialhub.v1.ProfileService/GetFilterOptions',
-                request_serializer=socialhub_dot_v1_dot_profile__pb2.GetFilterOptionsRequest.SerializeToString,
-                response_deserializer=socialhub_dot_v1_dot_profile__pb2.FilterOptions.FromString,
+        self.SummarizeProfiles = channel.unary_unary(
+                '/socialhub.v1.ProfileService/SummarizeProfiles',
+                request_serializer=socialhub_dot_v1_dot_profile__pb2.SummarizeProfilesRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_profile__pb2.SummarizeProfilesResponse.FromString,
                 _registered_method=True)
 
 
@@ -92,14 +93,17 @@ class ProfileServiceServicer:
 
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`.
+    error carries a google.rpc.ErrorInfo with a stable `reason` (every reason
+    is listed in docs/API.md).
     """
 
     def CreateProfile(self, request, context):
         """Creates a profile.
-        Returns INVALID_ARGUMENT if a field is invalid, ALREADY_EXISTS if the
-        username is taken. Retrying with the same `request_id` returns the
-        profile created by the first call.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) if a field is invalid,
+        ALREADY_EXISTS (USERNAME_TAKEN) if the username is taken. Retrying with
+        the same `request_id` returns the profile created by the first call.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,7 +111,19 @@ class ProfileServiceServicer:
 
     def GetProfile(self, request, context):
         """Gets one profile.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetProfiles(self, request, context):
+        """Gets several profiles at once: all or none (AIP-231).
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) naming the first of `names` that
+        does not exist; INVALID_ARGUMENT for no names, more than 100, or a
+        malformed one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,8 +132,11 @@ class ProfileServiceServicer:
     def UpdateProfile(self, request, context):
         """Updates the fields named in `update_mask`.
         Returns INVALID_ARGUMENT for an empty mask, an unknown or output-only
-        path, or an invalid value; NOT_FOUND if the profile does not exist;
-        ALREADY_EXISTS if the new username is taken.
+        path, or an invalid value; NOT_FOUND (PROFILE_NOT_FOUND) if the profile
+        does not exist; ALREADY_EXISTS (USERNAME_TAKEN) if the new username is
+        taken.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,7 +144,9 @@ class ProfileServiceServicer:
 
     def DeleteProfile(self, request, context):
         """Deletes a profile.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +154,8 @@ class ProfileServiceServicer:
 
     def BatchDeleteProfiles(self, request, context):
         """Deletes several profiles in one transaction: all or none.
-        Returns NOT_FOUND if any does not exist and `allow_missing` is false.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if any does not exist and
+        `allow_missing` is false.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,8 +163,11 @@ class ProfileServiceServicer:
 
     def ListProfiles(self, request, context):
         """Lists profiles matching a filter, in a stable order, one page at a time.
-        Returns INVALID_ARGUMENT for a negative page size, or a page token that
-        was tampered with or issued for a different filter or order.
+        The most followed profiles (on one platform or in total) are
+        `order {field: PROFILE_SORT_FIELD_FOLLOWERS, descending: true}`.
+        Returns INVALID_ARGUMENT for a negative page size, or (PAGE_TOKEN_INVALID)
+        a page token that was tampered with or issued for a different filter or
+        order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,21 +176,19 @@ class ProfileServiceServicer:
     def SearchProfiles(self, request, context):
         """Full-text search over name, username, handles, designation and bio,
         best match first.
-        Returns INVALID_ARGUMENT for an empty query or a bad page token.
+        Returns INVALID_ARGUMENT for an empty query, or (PAGE_TOKEN_INVALID) a bad
+        page token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListTopProfiles(self, request, context):
-        """The profiles with the most followers on one platform, or in total.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetFilterOptions(self, request, context):
-        """Distinct values of each filter column, with how many profiles have each.
+    def SummarizeProfiles(self, request, context):
+        """Counts profiles per distinct value of each ProfileFilter field (zone,
+        party district, constituency, designation): the options a client can
+        offer for ListProfiles' and SearchProfiles' filters.
+        A custom method on the collection (AIP-136): the counts are computed,
+        not a stored resource, and a response of its own can grow fields.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -183,6 +206,11 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     servicer.GetProfile,
                     request_deserializer=socialhub_dot_v1_dot_profile__pb2.GetProfileRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_profile__pb2.Profile.SerializeToString,
+            ),
+            'BatchGetProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetProfiles,
+                    request_deserializer=socialhub_dot_v1_dot_profile__pb2.BatchGetProfilesRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_profile__pb2.BatchGetProfilesResponse.SerializeToString,
             ),
             'UpdateProfile': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateProfile,
@@ -209,15 +237,10 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     request_deserializer=socialhub_dot_v1_dot_profile__pb2.SearchProfilesRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_profile__pb2.SearchProfilesResponse.SerializeToString,
             ),
-            'ListTopProfiles': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListTopProfiles,
-                    request_deserializer=socialhub_dot_v1_dot_profile__pb2.ListTopProfilesRequest.FromString,
-                    response_serializer=socialhub_dot_v1_dot_profile__pb2.ListTopProfilesResponse.SerializeToString,
-            ),
-            'GetFilterOptions': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetFilterOptions,
-                    request_deserializer=socialhub_dot_v1_dot_profile__pb2.GetFilterOptionsRequest.FromString,
-                    response_serializer=socialhub_dot_v1_dot_profile__pb2.FilterOptions.SerializeToString,
+            'SummarizeProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeProfiles,
+                    request_deserializer=socialhub_dot_v1_dot_profile__pb2.SummarizeProfilesRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_profile__pb2.SummarizeProfilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,7 +255,8 @@ class ProfileService:
 
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`.
+    error carries a google.rpc.ErrorInfo with a stable `reason` (every reason
+    is listed in docs/API.md).
     """
 
     @staticmethod
@@ -279,6 +303,33 @@ class ProfileService:
             '/socialhub.v1.ProfileService/GetProfile',
             socialhub_dot_v1_dot_profile__pb2.GetProfileRequest.SerializeToString,
             socialhub_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.ProfileService/BatchGetProfiles',
+            socialhub_dot_v1_dot_profile__pb2.BatchGetProfilesRequest.SerializeToString,
+            socialhub_dot_v1_dot_profile__pb2.BatchGetProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -425,7 +476,7 @@ class ProfileService:
             _registered_method=True)
 
     @staticmethod
-    def ListTopProfiles(request,
+    def SummarizeProfiles(request,
             target,
             options=(),
             channel_credentials=None,
@@ -438,36 +489,9 @@ class ProfileService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialhub.v1.ProfileService/ListTopProfiles',
-            socialhub_dot_v1_dot_profile__pb2.ListTopProfilesRequest.SerializeToString,
-            socialhub_dot_v1_dot_profile__pb2.ListTopProfilesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetFilterOptions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/socialhub.v1.ProfileService/GetFilterOptions',
-            socialhub_dot_v1_dot_profile__pb2.GetFilterOptionsRequest.SerializeToString,
-            socialhub_dot_v1_dot_profile__pb2.FilterOptions.FromString,
+            '/socialhub.v1.ProfileService/SummarizeProfiles',
+            socialhub_dot_v1_dot_profile__pb2.SummarizeProfilesRequest.SerializeToString,
+            socialhub_dot_v1_dot_profile__pb2.SummarizeProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

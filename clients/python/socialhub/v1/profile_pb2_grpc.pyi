@@ -32,7 +32,8 @@ class ProfileServiceStub:
 
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`.
+    error carries a google.rpc.ErrorInfo with a stable `reason` (every reason
+    is listed in docs/API.md).
     """
 
     @_typing.overload
@@ -41,42 +42,65 @@ class ProfileServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ProfileServiceAsyncStub: ...
     CreateProfile: _grpc.UnaryUnaryMultiCallable[_profile_pb2.CreateProfileRequest, _profile_pb2.Profile]
     """Creates a profile.
-    Returns INVALID_ARGUMENT if a field is invalid, ALREADY_EXISTS if the
-    username is taken. Retrying with the same `request_id` returns the
-    profile created by the first call.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) if a field is invalid,
+    ALREADY_EXISTS (USERNAME_TAKEN) if the username is taken. Retrying with
+    the same `request_id` returns the profile created by the first call.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetProfile: _grpc.UnaryUnaryMultiCallable[_profile_pb2.GetProfileRequest, _profile_pb2.Profile]
     """Gets one profile.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    BatchGetProfiles: _grpc.UnaryUnaryMultiCallable[_profile_pb2.BatchGetProfilesRequest, _profile_pb2.BatchGetProfilesResponse]
+    """Gets several profiles at once: all or none (AIP-231).
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) naming the first of `names` that
+    does not exist; INVALID_ARGUMENT for no names, more than 100, or a
+    malformed one.
     """
     UpdateProfile: _grpc.UnaryUnaryMultiCallable[_profile_pb2.UpdateProfileRequest, _profile_pb2.Profile]
     """Updates the fields named in `update_mask`.
     Returns INVALID_ARGUMENT for an empty mask, an unknown or output-only
-    path, or an invalid value; NOT_FOUND if the profile does not exist;
-    ALREADY_EXISTS if the new username is taken.
+    path, or an invalid value; NOT_FOUND (PROFILE_NOT_FOUND) if the profile
+    does not exist; ALREADY_EXISTS (USERNAME_TAKEN) if the new username is
+    taken.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     DeleteProfile: _grpc.UnaryUnaryMultiCallable[_profile_pb2.DeleteProfileRequest, _empty_pb2.Empty]
     """Deletes a profile.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     BatchDeleteProfiles: _grpc.UnaryUnaryMultiCallable[_profile_pb2.BatchDeleteProfilesRequest, _profile_pb2.BatchDeleteProfilesResponse]
     """Deletes several profiles in one transaction: all or none.
-    Returns NOT_FOUND if any does not exist and `allow_missing` is false.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if any does not exist and
+    `allow_missing` is false.
     """
     ListProfiles: _grpc.UnaryUnaryMultiCallable[_profile_pb2.ListProfilesRequest, _profile_pb2.ListProfilesResponse]
     """Lists profiles matching a filter, in a stable order, one page at a time.
-    Returns INVALID_ARGUMENT for a negative page size, or a page token that
-    was tampered with or issued for a different filter or order.
+    The most followed profiles (on one platform or in total) are
+    `order {field: PROFILE_SORT_FIELD_FOLLOWERS, descending: true}`.
+    Returns INVALID_ARGUMENT for a negative page size, or (PAGE_TOKEN_INVALID)
+    a page token that was tampered with or issued for a different filter or
+    order.
     """
     SearchProfiles: _grpc.UnaryUnaryMultiCallable[_profile_pb2.SearchProfilesRequest, _profile_pb2.SearchProfilesResponse]
     """Full-text search over name, username, handles, designation and bio,
     best match first.
-    Returns INVALID_ARGUMENT for an empty query or a bad page token.
+    Returns INVALID_ARGUMENT for an empty query, or (PAGE_TOKEN_INVALID) a bad
+    page token.
     """
-    ListTopProfiles: _grpc.UnaryUnaryMultiCallable[_profile_pb2.ListTopProfilesRequest, _profile_pb2.ListTopProfilesResponse]
-    """The profiles with the most followers on one platform, or in total."""
-    GetFilterOptions: _grpc.UnaryUnaryMultiCallable[_profile_pb2.GetFilterOptionsRequest, _profile_pb2.FilterOptions]
-    """Distinct values of each filter column, with how many profiles have each."""
+    SummarizeProfiles: _grpc.UnaryUnaryMultiCallable[_profile_pb2.SummarizeProfilesRequest, _profile_pb2.SummarizeProfilesResponse]
+    """Counts profiles per distinct value of each ProfileFilter field (zone,
+    party district, constituency, designation): the options a client can
+    offer for ListProfiles' and SearchProfiles' filters.
+    A custom method on the collection (AIP-136): the counts are computed,
+    not a stored resource, and a response of its own can grow fields.
+    """
 
 @_typing.type_check_only
 class ProfileServiceAsyncStub(ProfileServiceStub):
@@ -84,55 +108,80 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
 
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`.
+    error carries a google.rpc.ErrorInfo with a stable `reason` (every reason
+    is listed in docs/API.md).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateProfile: _aio.UnaryUnaryMultiCallable[_profile_pb2.CreateProfileRequest, _profile_pb2.Profile]  # type: ignore[assignment]
     """Creates a profile.
-    Returns INVALID_ARGUMENT if a field is invalid, ALREADY_EXISTS if the
-    username is taken. Retrying with the same `request_id` returns the
-    profile created by the first call.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) if a field is invalid,
+    ALREADY_EXISTS (USERNAME_TAKEN) if the username is taken. Retrying with
+    the same `request_id` returns the profile created by the first call.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetProfile: _aio.UnaryUnaryMultiCallable[_profile_pb2.GetProfileRequest, _profile_pb2.Profile]  # type: ignore[assignment]
     """Gets one profile.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    BatchGetProfiles: _aio.UnaryUnaryMultiCallable[_profile_pb2.BatchGetProfilesRequest, _profile_pb2.BatchGetProfilesResponse]  # type: ignore[assignment]
+    """Gets several profiles at once: all or none (AIP-231).
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) naming the first of `names` that
+    does not exist; INVALID_ARGUMENT for no names, more than 100, or a
+    malformed one.
     """
     UpdateProfile: _aio.UnaryUnaryMultiCallable[_profile_pb2.UpdateProfileRequest, _profile_pb2.Profile]  # type: ignore[assignment]
     """Updates the fields named in `update_mask`.
     Returns INVALID_ARGUMENT for an empty mask, an unknown or output-only
-    path, or an invalid value; NOT_FOUND if the profile does not exist;
-    ALREADY_EXISTS if the new username is taken.
+    path, or an invalid value; NOT_FOUND (PROFILE_NOT_FOUND) if the profile
+    does not exist; ALREADY_EXISTS (USERNAME_TAKEN) if the new username is
+    taken.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     DeleteProfile: _aio.UnaryUnaryMultiCallable[_profile_pb2.DeleteProfileRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a profile.
-    Returns NOT_FOUND if it does not exist.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     BatchDeleteProfiles: _aio.UnaryUnaryMultiCallable[_profile_pb2.BatchDeleteProfilesRequest, _profile_pb2.BatchDeleteProfilesResponse]  # type: ignore[assignment]
     """Deletes several profiles in one transaction: all or none.
-    Returns NOT_FOUND if any does not exist and `allow_missing` is false.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if any does not exist and
+    `allow_missing` is false.
     """
     ListProfiles: _aio.UnaryUnaryMultiCallable[_profile_pb2.ListProfilesRequest, _profile_pb2.ListProfilesResponse]  # type: ignore[assignment]
     """Lists profiles matching a filter, in a stable order, one page at a time.
-    Returns INVALID_ARGUMENT for a negative page size, or a page token that
-    was tampered with or issued for a different filter or order.
+    The most followed profiles (on one platform or in total) are
+    `order {field: PROFILE_SORT_FIELD_FOLLOWERS, descending: true}`.
+    Returns INVALID_ARGUMENT for a negative page size, or (PAGE_TOKEN_INVALID)
+    a page token that was tampered with or issued for a different filter or
+    order.
     """
     SearchProfiles: _aio.UnaryUnaryMultiCallable[_profile_pb2.SearchProfilesRequest, _profile_pb2.SearchProfilesResponse]  # type: ignore[assignment]
     """Full-text search over name, username, handles, designation and bio,
     best match first.
-    Returns INVALID_ARGUMENT for an empty query or a bad page token.
+    Returns INVALID_ARGUMENT for an empty query, or (PAGE_TOKEN_INVALID) a bad
+    page token.
     """
-    ListTopProfiles: _aio.UnaryUnaryMultiCallable[_profile_pb2.ListTopProfilesRequest, _profile_pb2.ListTopProfilesResponse]  # type: ignore[assignment]
-    """The profiles with the most followers on one platform, or in total."""
-    GetFilterOptions: _aio.UnaryUnaryMultiCallable[_profile_pb2.GetFilterOptionsRequest, _profile_pb2.FilterOptions]  # type: ignore[assignment]
-    """Distinct values of each filter column, with how many profiles have each."""
+    SummarizeProfiles: _aio.UnaryUnaryMultiCallable[_profile_pb2.SummarizeProfilesRequest, _profile_pb2.SummarizeProfilesResponse]  # type: ignore[assignment]
+    """Counts profiles per distinct value of each ProfileFilter field (zone,
+    party district, constituency, designation): the options a client can
+    offer for ListProfiles' and SearchProfiles' filters.
+    A custom method on the collection (AIP-136): the counts are computed,
+    not a stored resource, and a response of its own can grow fields.
+    """
 
 class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     """Social profiles: people with a presence on several social platforms.
 
     Errors follow google.rpc conventions: INVALID_ARGUMENT carries a
     google.rpc.BadRequest with one field violation per bad field, and every
-    error carries a google.rpc.ErrorInfo with a stable `reason`.
+    error carries a google.rpc.ErrorInfo with a stable `reason` (every reason
+    is listed in docs/API.md).
     """
 
     @_abc_1.abstractmethod
@@ -142,9 +191,11 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_profile_pb2.Profile, _abc.Awaitable[_profile_pb2.Profile]]:
         """Creates a profile.
-        Returns INVALID_ARGUMENT if a field is invalid, ALREADY_EXISTS if the
-        username is taken. Retrying with the same `request_id` returns the
-        profile created by the first call.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) if a field is invalid,
+        ALREADY_EXISTS (USERNAME_TAKEN) if the username is taken. Retrying with
+        the same `request_id` returns the profile created by the first call.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -154,7 +205,21 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_profile_pb2.Profile, _abc.Awaitable[_profile_pb2.Profile]]:
         """Gets one profile.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetProfiles(
+        self,
+        request: _profile_pb2.BatchGetProfilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_profile_pb2.BatchGetProfilesResponse, _abc.Awaitable[_profile_pb2.BatchGetProfilesResponse]]:
+        """Gets several profiles at once: all or none (AIP-231).
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) naming the first of `names` that
+        does not exist; INVALID_ARGUMENT for no names, more than 100, or a
+        malformed one.
         """
 
     @_abc_1.abstractmethod
@@ -165,8 +230,11 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_profile_pb2.Profile, _abc.Awaitable[_profile_pb2.Profile]]:
         """Updates the fields named in `update_mask`.
         Returns INVALID_ARGUMENT for an empty mask, an unknown or output-only
-        path, or an invalid value; NOT_FOUND if the profile does not exist;
-        ALREADY_EXISTS if the new username is taken.
+        path, or an invalid value; NOT_FOUND (PROFILE_NOT_FOUND) if the profile
+        does not exist; ALREADY_EXISTS (USERNAME_TAKEN) if the new username is
+        taken.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -176,7 +244,9 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Deletes a profile.
-        Returns NOT_FOUND if it does not exist.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
@@ -186,7 +256,8 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_profile_pb2.BatchDeleteProfilesResponse, _abc.Awaitable[_profile_pb2.BatchDeleteProfilesResponse]]:
         """Deletes several profiles in one transaction: all or none.
-        Returns NOT_FOUND if any does not exist and `allow_missing` is false.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if any does not exist and
+        `allow_missing` is false.
         """
 
     @_abc_1.abstractmethod
@@ -196,8 +267,11 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_profile_pb2.ListProfilesResponse, _abc.Awaitable[_profile_pb2.ListProfilesResponse]]:
         """Lists profiles matching a filter, in a stable order, one page at a time.
-        Returns INVALID_ARGUMENT for a negative page size, or a page token that
-        was tampered with or issued for a different filter or order.
+        The most followed profiles (on one platform or in total) are
+        `order {field: PROFILE_SORT_FIELD_FOLLOWERS, descending: true}`.
+        Returns INVALID_ARGUMENT for a negative page size, or (PAGE_TOKEN_INVALID)
+        a page token that was tampered with or issued for a different filter or
+        order.
         """
 
     @_abc_1.abstractmethod
@@ -208,23 +282,21 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_profile_pb2.SearchProfilesResponse, _abc.Awaitable[_profile_pb2.SearchProfilesResponse]]:
         """Full-text search over name, username, handles, designation and bio,
         best match first.
-        Returns INVALID_ARGUMENT for an empty query or a bad page token.
+        Returns INVALID_ARGUMENT for an empty query, or (PAGE_TOKEN_INVALID) a bad
+        page token.
         """
 
     @_abc_1.abstractmethod
-    def ListTopProfiles(
+    def SummarizeProfiles(
         self,
-        request: _profile_pb2.ListTopProfilesRequest,
+        request: _profile_pb2.SummarizeProfilesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_profile_pb2.ListTopProfilesResponse, _abc.Awaitable[_profile_pb2.ListTopProfilesResponse]]:
-        """The profiles with the most followers on one platform, or in total."""
-
-    @_abc_1.abstractmethod
-    def GetFilterOptions(
-        self,
-        request: _profile_pb2.GetFilterOptionsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_profile_pb2.FilterOptions, _abc.Awaitable[_profile_pb2.FilterOptions]]:
-        """Distinct values of each filter column, with how many profiles have each."""
+    ) -> _typing.Union[_profile_pb2.SummarizeProfilesResponse, _abc.Awaitable[_profile_pb2.SummarizeProfilesResponse]]:
+        """Counts profiles per distinct value of each ProfileFilter field (zone,
+        party district, constituency, designation): the options a client can
+        offer for ListProfiles' and SearchProfiles' filters.
+        A custom method on the collection (AIP-136): the counts are computed,
+        not a stored resource, and a response of its own can grow fields.
+        """
 
 def add_ProfileServiceServicer_to_server(servicer: ProfileServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
