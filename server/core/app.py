@@ -187,15 +187,17 @@ class Application:
         return next(job for job in self.jobs if job.name == name)
 
     async def stop(self) -> None:
-        """Hand the jobs over, flip health to NOT_SERVING and keep serving for the drain time
-        (so load balancers and clients move away first), then refuse new calls with
-        UNAVAILABLE, let in-flight ones finish, and close the pools."""
-        if self.leadership is not None:
-            await self.leadership.stop()
+        """Flip health to NOT_SERVING first (so load balancers and clients start moving
+        away), hand the jobs over and keep serving for the rest of the drain time, then
+        refuse new calls with UNAVAILABLE, let in-flight ones finish, and close the pools."""
+        drain_ends = asyncio.get_running_loop().time() + self.settings.shutdown_drain_s
         if self.health is not None:
             await self.health.stop()
-            if self.settings.shutdown_drain_s > 0:
-                await asyncio.sleep(self.settings.shutdown_drain_s)
+        if self.leadership is not None:
+            await self.leadership.stop()
+        remaining = drain_ends - asyncio.get_running_loop().time()
+        if self.health is not None and remaining > 0:
+            await asyncio.sleep(remaining)
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_s)
         if self.metrics is not None:

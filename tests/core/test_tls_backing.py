@@ -211,7 +211,10 @@ def test_a_server_on_tls_postgres_and_rediss_serves_get_profile_from_cache(
 ) -> None:
     migrate.upgrade(verified_url)
     key = apikeys.issue(verified_url, name="tls test", scopes=[apikeys.ADMIN_SCOPE]).key
-    server = ServerThread(test_settings(), verified_url, cache_url(tls_redis)).start()
+    # A generous Redis timeout: a TLS handshake on a loaded 2-core machine can take longer than
+    # the default 0.25 s, and this test is about the path, not about timeouts.
+    settings = test_settings(redis_timeout_s=3.0)
+    server = ServerThread(settings, verified_url, cache_url(tls_redis)).start()
     try:
         assert server.app is not None
         assert server.app.cache is not None
