@@ -17,8 +17,9 @@ from server.core.domain import Domain
 from server.core.schema import core_tables
 from server.feed.domain import DOMAIN as FEED
 from server.profiles.domain import DOMAIN as PROFILES
+from server.publishing.domain import DOMAIN as PUBLISHING
 
-DOMAINS: tuple[Domain, ...] = (PROFILES, FEED)
+DOMAINS: tuple[Domain, ...] = (PROFILES, FEED, PUBLISHING)
 
 
 def application(

@@ -11,7 +11,15 @@ from socialhub.v1 import feed_pb2_grpc, profile_pb2_grpc
 from server.app import data_tables
 from server.core import migrate
 from server.core.embedded import EmbeddedRedis
-from tests.harness import Backing, Isolated, ServerThread, test_settings
+from server.publishing.settings import PublishingSettings
+from tests.fakes import Fakes, running_fakes
+from tests.harness import (
+    Backing,
+    Isolated,
+    ServerThread,
+    publishing_test_settings,
+    test_settings,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,8 +73,21 @@ def isolated(tmp_path: Path) -> Iterator[Isolated]:
 
 
 @pytest.fixture(scope="session")
-def server(backing: Backing) -> Iterator[ServerThread]:
-    thread = ServerThread(test_settings(), backing.database_url, backing.redis_url).start()
+def fakes() -> Iterator[Fakes]:
+    """Local HTTP fakes of X, LinkedIn and Meta (tests/fakes), which the session server's
+    PublishingService talks to."""
+    with running_fakes() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server(backing: Backing, fakes: Fakes) -> Iterator[ServerThread]:
+    thread = ServerThread(
+        test_settings(),
+        backing.database_url,
+        backing.redis_url,
+        {"domain_settings": {PublishingSettings: publishing_test_settings(fakes)}},
+    ).start()
     yield thread
     thread.stop()
 

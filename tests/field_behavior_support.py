@@ -37,12 +37,16 @@ from typing import Protocol
 import grpc
 from google.protobuf.message import Message
 
+from tests.fakes import Fakes
+
 
 @dataclass(frozen=True)
 class ExampleContext:
-    """What an example factory gets: a channel to the session's server (admin key)."""
+    """What an example factory gets: a channel to the session's server (admin key), and the
+    platforms' fakes that server publishes to (tests/fakes)."""
 
     channel: grpc.Channel
+    fakes: Fakes
 
 
 Examples = Mapping[str, Message | Sequence[Message]]

@@ -25,6 +25,8 @@ from server.core import apikeys
 from server.core.app import Application
 from server.core.config import Settings
 from server.core.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.publishing.settings import PublishingSettings
+from tests.fakes import Fakes
 
 T = TypeVar("T")
 
@@ -91,6 +93,19 @@ def test_settings(**overrides: Any) -> Settings:
         "log_level": "WARNING",
     }
     return Settings(**{**defaults, **overrides})
+
+
+def publishing_test_settings(fakes: Fakes, **overrides: Any) -> PublishingSettings:
+    """PublishingService at the fakes, with the short waits the tests can afford."""
+    defaults: dict[str, Any] = {
+        "platform_timeout_s": 2.0,
+        "platform_connect_timeout_s": 1.0,
+        "publish_poll_s": 0.2,
+        "publish_retry_base_s": 0.05,
+        "publish_retry_max_s": 0.2,
+        "publish_lease_s": 10.0,
+    }
+    return fakes.settings(**(defaults | overrides))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from server.core.auth import Authenticator
 from server.core.cache import Cache
 from server.core.config import Settings
 from server.core.db import create_engine
-from server.core.domain import Domain, DomainContext, Job, Plugin
+from server.core.domain import Domain, DomainContext, Job, Plugin, Worker
 from server.core.health import HealthMonitor
 from server.core.idempotency import purge_expired_request_ids
 from server.core.interceptors import InFlightLimit, InstrumentedServer
@@ -71,6 +71,8 @@ class Application:
     # the periodic jobs' leadership (which one replica of the deployment wins).
     reuse_port: bool = False
     run_jobs: bool = True
+    # The domains' background workers (Plugin.workers); off for servers that only answer.
+    run_workers: bool = True
     # More services on the same instrumented server (the benchmark's empty-RPC floor).
     extra_services: list[Callable[[InstrumentedServer], None]] = field(default_factory=list)
     # Service full name -> scope prefix, from the domains (authorization).
@@ -111,7 +113,12 @@ class Application:
             tracing=self.tracing,
         )
         context = DomainContext(
-            self.engine, self.cache, tokens, settings, domain_settings=self.domain_settings
+            self.engine,
+            self.cache,
+            tokens,
+            settings,
+            domain_settings=self.domain_settings,
+            database_url=self.database_url,
         )
         self.plugins = [domain.build(context) for domain in self.domains]
         services = [service for plugin in self.plugins for service in plugin.services]
@@ -181,7 +188,13 @@ class Application:
         self.auth.start()
         if self.run_jobs:
             self.leadership.start()
+        if self.run_workers:
+            for worker in self.workers():
+                worker.start()
         return self.port
+
+    def workers(self) -> list[Worker]:
+        return [worker for plugin in self.plugins for worker in plugin.workers]
 
     def job(self, name: str) -> Job:
         return next(job for job in self.jobs if job.name == name)
@@ -195,6 +208,9 @@ class Application:
             await self.health.stop()
         if self.leadership is not None:
             await self.leadership.stop()
+        if self.run_workers:
+            for worker in self.workers():
+                await worker.stop()
         remaining = drain_ends - asyncio.get_running_loop().time()
         if self.health is not None and remaining > 0:
             await asyncio.sleep(remaining)

@@ -45,12 +45,22 @@ class Service:
     register: Callable[[grpc.aio.Server], None]
 
 
+class Worker(Protocol):
+    """Background work every replica runs while it serves (unlike a Job, which runs on the
+    one replica holding the jobs' lock): started after the server, stopped before it."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Plugin:
     """What a built domain contributes to one server process."""
 
     services: Sequence[Service]
     jobs: Sequence[Job] = ()
+    workers: Sequence[Worker] = ()
 
 
 class DemoData(Protocol):
@@ -72,6 +82,8 @@ class DomainContext:
     tokens: PageTokens
     settings: Settings
     domain_settings: Mapping[type[BaseSettings], BaseSettings] = field(default_factory=dict)
+    # For a domain's own connections outside the pool (a LISTEN connection, say).
+    database_url: str = ""
     _apis: dict[type[Any], Any] = field(default_factory=dict)
 
     def settings_for(self, kind: type[S]) -> S:

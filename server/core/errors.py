@@ -76,12 +76,14 @@ class Unauthenticated(DomainError):
 
 
 class PermissionDenied(DomainError):
-    """The caller is known but lacks `scope`."""
+    """The caller is known but lacks `scope`, or (with a reason of its own) may not reach the
+    tenant a request names."""
 
-    def __init__(self, message: str, *, scope: str) -> None:
-        super().__init__(message, reason="SCOPE_MISSING")
+    def __init__(self, message: str, *, scope: str = "", reason: str = "SCOPE_MISSING") -> None:
+        super().__init__(message, reason=reason)
         self.scope = scope
-        self.metadata = {"scope": scope}
+        if scope:
+            self.metadata = {"scope": scope}
 
 
 class ResourceExhausted(DomainError):

@@ -32,6 +32,7 @@ from google.protobuf.descriptor import (
 )
 from google.protobuf.message import Message
 
+from tests.fakes import Fakes
 from tests.field_behavior_support import ExampleContext, ExampleModule, Examples, variants
 from tests.helpers import field_violations
 
@@ -127,10 +128,10 @@ def _example_modules() -> list[ExampleModule]:
     return modules
 
 
-def _examples(channel: grpc.Channel) -> dict[str, Any]:
+def _examples(channel: grpc.Channel, fakes: Fakes) -> dict[str, Any]:
     """Every domain's examples, made afresh for this case (each test starts with no data)."""
     merged: dict[str, Any] = {}
-    context = ExampleContext(channel)
+    context = ExampleContext(channel, fakes)
     for module in _example_modules():
         made: Examples = module.examples(context)
         duplicated = merged.keys() & made.keys()
@@ -268,15 +269,15 @@ def _echoed(case: Case, request: Message, response: Message, given: Any) -> bool
 CASES = _cases()
 
 
-def test_every_example_names_an_rpc_of_the_contract(channel: grpc.Channel) -> None:
+def test_every_example_names_an_rpc_of_the_contract(channel: grpc.Channel, fakes: Fakes) -> None:
     known = {_full_name(method) for method in _methods()}
-    stale = sorted(set(_examples(channel)) - known)
+    stale = sorted(set(_examples(channel, fakes)) - known)
     assert not stale, f"examples of RPCs that do not exist: {stale}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_field_behaviour(channel: grpc.Channel, case: Case) -> None:
-    examples = _examples(channel)
+def test_field_behaviour(channel: grpc.Channel, fakes: Fakes, case: Case) -> None:
+    examples = _examples(channel, fakes)
     request = _request_for(examples, case)
     if case.kind == "example":
         _call(channel, case.method, request)

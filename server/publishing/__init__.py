@@ -1,0 +1,1 @@
+"""PublishingService: businesses, connected X/LinkedIn/Meta accounts, and their publications."""

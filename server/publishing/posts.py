@@ -1,0 +1,239 @@
+"""Post use cases: create (publish now), read, list, delete, attempts, watch.
+
+A new post and its targets are written in one transaction, with a NOTIFY that wakes the
+replicas' workers once it commits; the call returns at once, every target PUBLISHING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from socialhub.v1 import publishing_pb2
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.core import idempotency
+from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from server.core.pagination import PageTokens, next_token
+from server.publishing import repository
+from server.publishing.accounts import account_not_found
+from server.publishing.adapters.base import Adapter, Platform
+from server.publishing.businesses import require_business
+from server.publishing.mapping import (
+    account_name,
+    attempt_from_row,
+    post_from_rows,
+    post_name,
+)
+from server.publishing.model import NewPost, Page, PostFilter
+from server.publishing.notify import Changes
+from server.publishing.tables import FINAL_TARGET_STATES
+
+CREATE_SCOPE = "CreateBusinessPost"
+# A watcher re-reads the post at least this often, notification or not.
+WATCH_POLL_S = 1.0
+PLATFORM_NAMES = {
+    Platform.X: "X",
+    Platform.LINKEDIN: "LinkedIn",
+    Platform.FACEBOOK: "Facebook",
+    Platform.INSTAGRAM: "Instagram",
+}
+
+
+def post_not_found(business_id: int, post_id: int) -> NotFound:
+    return NotFound(
+        f"{post_name(business_id, post_id)} does not exist", reason="BUSINESS_POST_NOT_FOUND"
+    )
+
+
+class PostService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tokens: PageTokens,
+        adapters: Mapping[Platform, Adapter],
+        changes: Changes,
+    ) -> None:
+        self._engine = engine
+        self._tokens = tokens
+        self._adapters = adapters
+        self._changes = changes
+
+    async def create(
+        self, business_id: int, new: NewPost, request_id: uuid.UUID | None, digest: str
+    ) -> publishing_pb2.BusinessPost:
+        async with self._engine.begin() as conn:
+            earlier = await idempotency.replay(
+                conn, CREATE_SCOPE, request_id, digest, self._loader(business_id)
+            )
+            if earlier is not None:
+                return earlier
+            await require_business(conn, business_id)
+            platforms = await self._check_targets(conn, business_id, new)
+            post = await repository.insert_post(
+                conn,
+                {
+                    "business_id": business_id,
+                    "text": new.content.text,
+                    "media_uris": list(new.content.media_urls),
+                    "first_comment": new.content.first_comment,
+                    "thread": list(new.content.thread),
+                    "schedule_time": new.schedule_time,
+                },
+            )
+            later = new.schedule_time is not None and new.schedule_time > datetime.now(UTC)
+            # Due now: the database's clock (the column's default), not this replica's.
+            timing = {"state": "scheduled", "due_time": new.schedule_time} if later else {}
+            await repository.insert_targets(
+                conn,
+                [
+                    {
+                        "post_id": post.id,
+                        "account_id": account_id,
+                        "platform": platforms[account_id].value,
+                        "state": "pending",
+                        **timing,
+                    }
+                    for account_id in new.account_ids
+                ],
+            )
+            if request_id is not None:
+                await idempotency.record(conn, CREATE_SCOPE, request_id, post.id)
+            await repository.notify(conn, "due")
+            return await self._load(conn, business_id, post.id)
+
+    async def _check_targets(
+        self, conn: AsyncConnection, business_id: int, new: NewPost
+    ) -> dict[int, Platform]:
+        """Every account exists, is connected, and takes this content; else nothing is made."""
+        rows = {
+            row.id: row for row in await repository.accounts_of(conn, business_id, new.account_ids)
+        }
+        violations: list[FieldViolation] = []
+        platforms: dict[int, Platform] = {}
+        for index, account_id in enumerate(new.account_ids):
+            row = rows.get(account_id)
+            if row is None:
+                raise account_not_found(business_id, account_id)
+            if row.state != "connected":
+                raise FailedPrecondition(
+                    f"{account_name(business_id, account_id)} is {row.state.replace('_', ' ')}"
+                    + (f": {row.state_reason}" if row.state_reason else ""),
+                    reason="ACCOUNT_NOT_CONNECTED",
+                )
+            platform = platforms[account_id] = Platform(row.platform)
+            label = f"targets[{index}] ({PLATFORM_NAMES[platform]})"
+            for field, description in self._adapters[platform].check(new.content):
+                # The adapters name Content's fields; the API calls media `media_uris`.
+                path = field.replace("media_urls", "media_uris", 1)
+                violations.append(
+                    FieldViolation(f"business_post.{path}", f"for {label}: {description}")
+                )
+        if violations:
+            raise InvalidArgument(violations)
+        return platforms
+
+    def _loader(
+        self, business_id: int
+    ) -> Callable[[AsyncConnection, int], Awaitable[publishing_pb2.BusinessPost]]:
+        async def load(conn: AsyncConnection, post_id: int) -> publishing_pb2.BusinessPost:
+            return await self._load(conn, business_id, post_id)
+
+        return load
+
+    @staticmethod
+    async def _load(
+        conn: AsyncConnection, business_id: int, post_id: int
+    ) -> publishing_pb2.BusinessPost:
+        post = await repository.get_post(conn, business_id, post_id)
+        if post is None:
+            raise post_not_found(business_id, post_id)
+        return post_from_rows(post, await repository.targets_of(conn, [post_id]))
+
+    async def get(self, business_id: int, post_id: int) -> publishing_pb2.BusinessPost:
+        async with self._engine.connect() as conn:
+            return await self._load(conn, business_id, post_id)
+
+    async def list_posts(
+        self, business_id: int, where: PostFilter, page: Page
+    ) -> tuple[list[publishing_pb2.BusinessPost], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        clauses = repository.post_filter_clauses(
+            where.states, where.account_id, where.since, where.until
+        )
+        async with self._engine.connect() as conn:
+            await require_business(conn, business_id)
+            rows = await repository.list_posts(conn, business_id, clauses, position, page.size + 1)
+            shown, token = next_token(
+                self._tokens,
+                rows,
+                page.size,
+                lambda row: (row.create_time, row.id),
+                page.fingerprint,
+            )
+            # One query for the targets of the whole page, not one per post.
+            target_rows = await repository.targets_of(conn, [row.id for row in shown])
+        by_post: dict[int, list[Any]] = {}
+        for target in target_rows:
+            by_post.setdefault(target.post_id, []).append(target)
+        return [post_from_rows(row, by_post.get(row.id, [])) for row in shown], token
+
+    async def delete(self, business_id: int, post_id: int) -> None:
+        async with self._engine.begin() as conn:
+            result = await repository.delete_unsent_post(conn, business_id, post_id)
+            if result == "deleted":
+                await repository.notify(conn, f"post:{post_id}")
+        if result == "missing":
+            raise post_not_found(business_id, post_id)
+        if result == "sent":
+            raise FailedPrecondition(
+                f"{post_name(business_id, post_id)} is being sent or was sent already",
+                reason="BUSINESS_POST_ALREADY_SENT",
+            )
+
+    async def attempts(
+        self, business_id: int, post_id: int, page: Page
+    ) -> tuple[list[publishing_pb2.PublishAttempt], str]:
+        position = self._tokens.decode(page.token, page.fingerprint)
+        after = int(position[0]) if position else None  # type: ignore[arg-type]
+        async with self._engine.connect() as conn:
+            if await repository.get_post(conn, business_id, post_id) is None:
+                raise post_not_found(business_id, post_id)
+            rows = await repository.list_attempts(conn, post_id, after, page.size + 1)
+        shown, token = next_token(
+            self._tokens, rows, page.size, lambda row: (row.id,), page.fingerprint
+        )
+        return [attempt_from_row(row, business_id) for row in shown], token
+
+    async def watch(
+        self, business_id: int, post_id: int
+    ) -> AsyncIterator[publishing_pb2.BusinessPost]:
+        """The post now, then at each change, until every target is final."""
+        with self._changes.watching(post_id) as changed:
+            last: bytes | None = None
+            while True:
+                changed.clear()
+                async with self._engine.connect() as conn:
+                    post = await self._load(conn, business_id, post_id)
+                serialized = post.SerializeToString(deterministic=True)
+                if serialized != last:
+                    last = serialized
+                    yield post
+                if _all_final(post.targets):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), WATCH_POLL_S)
+
+
+def _all_final(targets: Sequence[publishing_pb2.PublishTarget]) -> bool:
+    final = {
+        publishing_pb2.PublishTarget.STATE_PUBLISHED,
+        publishing_pb2.PublishTarget.STATE_FAILED,
+        publishing_pb2.PublishTarget.STATE_NEEDS_REVIEW,
+    }
+    assert len(FINAL_TARGET_STATES) == len(final)
+    return all(target.state in final for target in targets)

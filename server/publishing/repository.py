@@ -1,0 +1,492 @@
+"""Every SQL statement of the publishing domain.
+
+Target state changes are UPDATEs conditional on the state they leave (and, for a worker, on
+its lease), so a lost race changes nothing and is seen as zero rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, exists, func, insert, or_, select, text, tuple_
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.publishing.tables import (
+    ACTIVE_TARGET_STATES,
+    accounts,
+    attempts,
+    businesses,
+    connections,
+    posts,
+    targets,
+)
+
+# The channel every replica LISTENs on (notify.py): "due" wakes the workers, "post:<id>" the
+# watchers of that post.
+CHANNEL = "socialhub_publishing"
+
+KeysetPosition = tuple[Any, ...] | None
+
+
+async def notify(conn: AsyncConnection, payload: str) -> None:
+    """Delivered to every listener when (and only if) the transaction commits."""
+    await conn.execute(select(func.pg_notify(CHANNEL, payload)))
+
+
+# --- businesses ---
+
+
+async def insert_business(conn: AsyncConnection, display_name: str, time_zone: str) -> Row[Any]:
+    return (
+        await conn.execute(
+            insert(businesses)
+            .values(display_name=display_name, time_zone=time_zone)
+            .returning(*businesses.c)
+        )
+    ).one()
+
+
+async def get_business(conn: AsyncConnection, business_id: int) -> Row[Any] | None:
+    return (await conn.execute(select(businesses).where(businesses.c.id == business_id))).first()
+
+
+async def business_exists(conn: AsyncConnection, business_id: int) -> bool:
+    return bool(await conn.scalar(select(exists().where(businesses.c.id == business_id))))
+
+
+async def list_businesses(
+    conn: AsyncConnection, only: Sequence[int] | None, after: int | None, limit: int
+) -> Sequence[Row[Any]]:
+    query = select(businesses).order_by(businesses.c.id).limit(limit)
+    if only is not None:
+        query = query.where(businesses.c.id.in_(only))
+    if after is not None:
+        query = query.where(businesses.c.id > after)
+    return (await conn.execute(query)).all()
+
+
+async def update_business(
+    conn: AsyncConnection, business_id: int, values: Mapping[str, Any]
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            sql_update(businesses)
+            .where(businesses.c.id == business_id)
+            .values(**values, update_time=func.now())
+            .returning(*businesses.c)
+        )
+    ).first()
+
+
+# --- accounts ---
+
+# Everything but the tokens: what responses are made of.
+ACCOUNT_COLUMNS = [
+    column for column in accounts.c if column.name not in ("access_token", "refresh_token")
+]
+
+
+async def upsert_account(conn: AsyncConnection, values: Mapping[str, Any]) -> Row[Any]:
+    """Connect an account, or reconnect the one the business already has (same platform id)."""
+    statement = pg_insert(accounts).values(**values)
+    changed = {
+        name: statement.excluded[name]
+        for name in values
+        if name not in ("business_id", "platform", "platform_account_id")
+    }
+    return (
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["business_id", "platform", "platform_account_id"],
+                set_={
+                    **changed,
+                    "state": "connected",
+                    "state_reason": "",
+                    "token_version": accounts.c.token_version + 1,
+                    "update_time": func.now(),
+                },
+            ).returning(*ACCOUNT_COLUMNS)
+        )
+    ).one()
+
+
+async def get_account(conn: AsyncConnection, business_id: int, account_id: int) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(*ACCOUNT_COLUMNS).where(
+                accounts.c.business_id == business_id, accounts.c.id == account_id
+            )
+        )
+    ).first()
+
+
+async def accounts_of(
+    conn: AsyncConnection, business_id: int, account_ids: Sequence[int]
+) -> Sequence[Row[Any]]:
+    return (
+        await conn.execute(
+            select(*ACCOUNT_COLUMNS).where(
+                accounts.c.business_id == business_id, accounts.c.id.in_(account_ids)
+            )
+        )
+    ).all()
+
+
+async def list_accounts(
+    conn: AsyncConnection, business_id: int, after: int | None, limit: int
+) -> Sequence[Row[Any]]:
+    query = (
+        select(*ACCOUNT_COLUMNS)
+        .where(accounts.c.business_id == business_id)
+        .order_by(accounts.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(accounts.c.id > after)
+    return (await conn.execute(query)).all()
+
+
+async def disconnect_account(
+    conn: AsyncConnection, business_id: int, account_id: int
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            sql_update(accounts)
+            .where(accounts.c.business_id == business_id, accounts.c.id == account_id)
+            .values(
+                state="disconnected",
+                state_reason="",
+                access_token=None,
+                refresh_token=None,
+                token_expire_time=None,
+                refresh_expire_time=None,
+                token_version=accounts.c.token_version + 1,
+                update_time=func.now(),
+            )
+            .returning(*ACCOUNT_COLUMNS)
+        )
+    ).first()
+
+
+async def account_secrets(
+    conn: AsyncConnection, account_id: int, *, lock: bool = False
+) -> Row[Any] | None:
+    """The account with its encrypted tokens; `lock`: FOR UPDATE, so one refresh at a time."""
+    query = select(accounts).where(accounts.c.id == account_id)
+    if lock:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def store_tokens(conn: AsyncConnection, account_id: int, values: Mapping[str, Any]) -> None:
+    await conn.execute(
+        sql_update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(**values, token_version=accounts.c.token_version + 1, update_time=func.now())
+    )
+
+
+async def mark_needs_reconnect(conn: AsyncConnection, account_id: int, reason: str) -> None:
+    await conn.execute(
+        sql_update(accounts)
+        .where(accounts.c.id == account_id, accounts.c.state == "connected")
+        .values(state="needs_reconnect", state_reason=reason, update_time=func.now())
+    )
+
+
+async def all_token_rows(conn: AsyncConnection) -> Sequence[Any]:
+    return (
+        await conn.execute(
+            select(
+                accounts.c.id,
+                accounts.c.business_id,
+                accounts.c.access_token,
+                accounts.c.refresh_token,
+            )
+            .where(accounts.c.access_token.is_not(None))
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
+    ).all()
+
+
+async def replace_ciphertexts(
+    conn: AsyncConnection, account_id: int, access: bytes, refresh: bytes | None
+) -> None:
+    # Same tokens, new key: token_version stays (no worker needs to re-read anything).
+    await conn.execute(
+        sql_update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(access_token=access, refresh_token=refresh)
+    )
+
+
+# --- connections (OAuth states) ---
+
+
+async def insert_connection(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
+    await conn.execute(insert(connections).values(**values))
+
+
+async def take_connection(conn: AsyncConnection, state: str) -> Row[Any] | None:
+    """Use a state once: it is deleted as it is read (expired ones too)."""
+    return (
+        await conn.execute(
+            delete(connections).where(connections.c.state == state).returning(*connections.c)
+        )
+    ).first()
+
+
+async def purge_connections(conn: AsyncConnection) -> int:
+    result = await conn.execute(delete(connections).where(connections.c.expire_time < func.now()))
+    return int(result.rowcount)
+
+
+# --- posts and targets ---
+
+
+async def insert_post(conn: AsyncConnection, values: Mapping[str, Any]) -> Row[Any]:
+    return (await conn.execute(insert(posts).values(**values).returning(*posts.c))).one()
+
+
+async def insert_targets(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    await conn.execute(insert(targets), list(rows))
+
+
+async def get_post(conn: AsyncConnection, business_id: int, post_id: int) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(posts).where(posts.c.business_id == business_id, posts.c.id == post_id)
+        )
+    ).first()
+
+
+async def get_post_by_id(conn: AsyncConnection, post_id: int) -> Row[Any] | None:
+    return (await conn.execute(select(posts).where(posts.c.id == post_id))).first()
+
+
+async def targets_of(conn: AsyncConnection, post_ids: Sequence[int]) -> Sequence[Row[Any]]:
+    return (
+        await conn.execute(
+            select(targets).where(targets.c.post_id.in_(post_ids)).order_by(targets.c.id)
+        )
+    ).all()
+
+
+def post_filter_clauses(
+    states: Sequence[str] | None,
+    account_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[Any]:
+    clauses: list[Any] = []
+    if states is not None:
+        clauses.append(exists().where(targets.c.post_id == posts.c.id, targets.c.state.in_(states)))
+    if account_id is not None:
+        clauses.append(
+            exists().where(targets.c.post_id == posts.c.id, targets.c.account_id == account_id)
+        )
+    if since is not None:
+        clauses.append(posts.c.create_time >= since)
+    if until is not None:
+        clauses.append(posts.c.create_time < until)
+    return clauses
+
+
+async def list_posts(
+    conn: AsyncConnection,
+    business_id: int,
+    clauses: Sequence[Any],
+    after: KeysetPosition,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    query = (
+        select(posts)
+        .where(posts.c.business_id == business_id, *clauses)
+        .order_by(posts.c.create_time.desc(), posts.c.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        created, post_id = after
+        # Row-value comparison: the (business_id, create_time, id) index serves it.
+        query = query.where(tuple_(posts.c.create_time, posts.c.id) < tuple_(created, post_id))
+    return (await conn.execute(query)).all()
+
+
+async def delete_unsent_post(conn: AsyncConnection, business_id: int, post_id: int) -> str:
+    """ "deleted", "missing" or "sent" (some target left the states before sending)."""
+    post = (
+        await conn.execute(
+            select(posts.c.id)
+            .where(posts.c.business_id == business_id, posts.c.id == post_id)
+            .with_for_update()
+        )
+    ).first()
+    if post is None:
+        return "missing"
+    # Claimed targets may be picked up any moment: only targets nobody holds may go.
+    held = await conn.scalar(
+        select(
+            exists().where(
+                targets.c.post_id == post_id,
+                targets.c.state.not_in(("scheduled", "pending", "deferred")),
+            )
+        )
+    )
+    if held:
+        return "sent"
+    locked = (
+        await conn.execute(
+            select(targets.c.id)
+            .where(targets.c.post_id == post_id)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    total = await conn.scalar(select(func.count()).where(targets.c.post_id == post_id))
+    if len(locked) != total:
+        return "sent"
+    await conn.execute(delete(posts).where(posts.c.id == post_id))
+    return "deleted"
+
+
+async def list_attempts(
+    conn: AsyncConnection, post_id: int, after: int | None, limit: int
+) -> Sequence[Any]:
+    query = (
+        select(attempts, targets.c.account_id)
+        .join(targets, targets.c.id == attempts.c.target_id)
+        .where(attempts.c.post_id == post_id)
+        .order_by(attempts.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(attempts.c.id > after)
+    return (await conn.execute(query)).all()
+
+
+# --- the workers' claims and transitions ---
+
+
+async def claim_due(
+    conn: AsyncConnection, owner: str, lease_s: float, limit: int
+) -> Sequence[Row[Any]]:
+    """Lease up to `limit` due targets, and targets whose lease ran out (their worker died),
+    to `owner`. SKIP LOCKED: replicas claiming at once take different rows."""
+    due = (
+        select(targets.c.id)
+        .where(
+            or_(
+                and_(
+                    targets.c.state.in_(("pending", "deferred", "scheduled")),
+                    targets.c.due_time <= func.now(),
+                ),
+                and_(
+                    targets.c.state.in_(("claimed", "sending")),
+                    targets.c.lease_expire_time < func.now(),
+                ),
+            )
+        )
+        .order_by(targets.c.due_time)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return (
+        await conn.execute(
+            sql_update(targets)
+            .where(targets.c.id.in_(due))
+            .values(
+                state="claimed",
+                lease_owner=owner,
+                lease_expire_time=func.now() + text(f"interval '{float(lease_s)} seconds'"),
+                update_time=func.now(),
+            )
+            .returning(*targets.c)
+        )
+    ).all()
+
+
+async def transition(
+    conn: AsyncConnection,
+    target_id: int,
+    *,
+    owner: str,
+    leaving: str,
+    values: Mapping[str, Any],
+) -> Row[Any] | None:
+    """Move a target out of `leaving`, only while `owner` holds its lease."""
+    return (
+        await conn.execute(
+            sql_update(targets)
+            .where(
+                targets.c.id == target_id,
+                targets.c.state == leaving,
+                targets.c.lease_owner == owner,
+            )
+            .values(**values, update_time=func.now())
+            .returning(*targets.c)
+        )
+    ).first()
+
+
+async def save_checkpoint(
+    conn: AsyncConnection, target_id: int, owner: str, key: str, value: str
+) -> bool:
+    result = await conn.execute(
+        sql_update(targets)
+        .where(
+            targets.c.id == target_id,
+            targets.c.state == "sending",
+            targets.c.lease_owner == owner,
+        )
+        .values(checkpoints=targets.c.checkpoints.op("||")(func.jsonb_build_object(key, value)))
+    )
+    return bool(result.rowcount)
+
+
+async def extend_lease(conn: AsyncConnection, target_id: int, owner: str, lease_s: float) -> bool:
+    result = await conn.execute(
+        sql_update(targets)
+        .where(
+            targets.c.id == target_id,
+            targets.c.state.in_(("claimed", "sending")),
+            targets.c.lease_owner == owner,
+        )
+        .values(lease_expire_time=func.now() + text(f"interval '{float(lease_s)} seconds'"))
+    )
+    return bool(result.rowcount)
+
+
+async def insert_attempt(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
+    await conn.execute(insert(attempts).values(**values))
+
+
+async def touch_post(conn: AsyncConnection, post_id: int) -> None:
+    await conn.execute(
+        sql_update(posts).where(posts.c.id == post_id).values(update_time=func.now())
+    )
+
+
+async def next_due_time(conn: AsyncConnection) -> datetime | None:
+    """When the earliest waiting target is due (the workers sleep until then at most)."""
+    value: datetime | None = await conn.scalar(
+        select(func.min(targets.c.due_time)).where(
+            targets.c.state.in_(("pending", "deferred", "scheduled"))
+        )
+    )
+    return value
+
+
+async def active_target_count(conn: AsyncConnection, post_id: int) -> int:
+    return int(
+        await conn.scalar(
+            select(func.count()).where(
+                targets.c.post_id == post_id, targets.c.state.in_(ACTIVE_TARGET_STATES)
+            )
+        )
+        or 0
+    )
