@@ -22,7 +22,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from server.publishing import repository
@@ -126,18 +126,18 @@ class TokenKeeper:
             return self._working(row), None
         name = account_name(row.business_id, row.id)
         if row.refresh_token is None:
-            reason = "the platform refused the access token, and there is no refresh token"
-            await repository.mark_needs_reconnect(conn, account_id, reason)
-            return None, f"reconnect the account: {reason}"
+            why = "the platform refused the access token, and there is no refresh token"
+            await repository.mark_needs_reconnect(conn, account_id, why)
+            return None, f"reconnect the account: {why}"
         refresh_token = self._cipher.decrypt(row.refresh_token, name)
         adapter = self._adapters[Platform(row.platform)]
         try:
             grant = await self._refresh_with_retries(adapter, refresh_token)
         except TokenRefused as refused:
-            reason = f"the platform refused the refresh token: {refused}"
-            await repository.mark_needs_reconnect(conn, account_id, reason)
+            why = f"the platform refused the refresh token: {refused}"
+            await repository.mark_needs_reconnect(conn, account_id, why)
             log.warning("account %s needs reconnecting: %s", name, refused)
-            return None, f"reconnect the account: {reason}"
+            return None, f"reconnect the account: {why}"
         values = encrypted_grant(self._cipher, name, grant, keep_refresh=row.refresh_token)
         await repository.store_tokens(conn, account_id, values)
         log.info("refreshed the tokens of %s", name)
@@ -149,7 +149,7 @@ class TokenKeeper:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TokenUnavailable),
             stop=stop_after_attempt(REFRESH_ATTEMPTS),
-            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            wait=wait_random_exponential(multiplier=0.2, max=2.0),
             reraise=True,
         ):
             with attempt:

@@ -243,12 +243,10 @@ class TargetRun:
             working.credentials, content, resume=self.resume, checkpoint=self._checkpoint
         )
         if isinstance(retried, Unauthorized):
-            reason = (
-                f"reconnect the account: the platform refused a fresh token ({retried.message})"
-            )
+            why = f"reconnect the account: the platform refused a fresh token ({retried.message})"
             async with self.p.engine.begin() as conn:
-                await repository.mark_needs_reconnect(conn, self.target.account_id, reason)
-            return Unauthorized(reason), working
+                await repository.mark_needs_reconnect(conn, self.target.account_id, why)
+            return Unauthorized(why), working
         return retried, working
 
     async def _record(self, outcome: PublishOutcome, started: float) -> None:
