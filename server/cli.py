@@ -1,4 +1,4 @@
-"""The `socialhub` command: serve, migrate, seed, keys."""
+"""The `socialhub` command: serve, migrate, seed, keys, tokens."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server import demo_platforms
 from server.app import DOMAINS, application
 from server.core import apikeys, tls
 from server.core import migrate as migrations
@@ -25,6 +26,7 @@ from server.core.logs import configure_logging
 from server.core.metrics import multiprocess_dir
 from server.core.runtime import Backing, backing_servers
 from server.core.workers import STOP_SIGNALS, claim_port, run_workers
+from server.demo_platforms import DemoPlatforms
 
 log = logging.getLogger("socialhub")
 T = TypeVar("T")
@@ -119,9 +121,12 @@ def _development_key(settings: Settings, backing: Backing) -> str | None:
     return apikeys.development_key(backing.database_url, settings.state_dir / DEV_KEY_FILE)
 
 
-def _serve_one_process(settings: Settings, backing: Backing, key: str | None) -> None:
+def _serve_one_process(
+    settings: Settings, backing: Backing, key: str | None, demo: DemoPlatforms | None
+) -> None:
     def ready(port: int) -> None:
         print(_ready_line(settings, f"{settings.host}:{port}", key=key), flush=True)
+        demo_platforms.announce(f"{settings.host}:{port}", key, demo)
 
     app = application(settings, backing.database_url, backing.redis_url)
     _run(_serve(app, ready))
@@ -145,7 +150,9 @@ def _serve_worker(
     _run(_serve(app, lambda _port: ready()))
 
 
-def _serve_workers(settings: Settings, backing: Backing, key: str | None) -> int:
+def _serve_workers(
+    settings: Settings, backing: Backing, key: str | None, demo: DemoPlatforms | None
+) -> int:
     try:
         # Every worker must bind the same port, so port 0 is resolved here, once.
         settings.port = claim_port(settings.host, settings.port)
@@ -156,6 +163,7 @@ def _serve_workers(settings: Settings, backing: Backing, key: str | None) -> int
     def ready(pids: list[int]) -> None:
         detail = f" ({len(pids)} workers, pids {' '.join(map(str, pids))})"
         print(_ready_line(settings, settings.address, detail, key), flush=True)
+        demo_platforms.announce(settings.address, key, demo)
 
     # Made before the fork, so every worker inherits it (server/core/metrics.py).
     with multiprocess_dir():
@@ -186,15 +194,18 @@ def serve(
         raise typer.Exit(2)
     if not settings.auth_enabled:
         log.warning("authentication is off (AUTH_ENABLED=false): every call is served as admin")
-    with backing_servers(settings) as backing:
+    with (
+        backing_servers(settings) as backing,
+        demo_platforms.platform_fakes(backing.embedded_database) as demo,
+    ):
         migrations.upgrade(backing.database_url)
         if _should_seed(settings, backing):
             # Not uvloop: libuv keeps its resolver threads, asyncio.run joins its own.
             asyncio.run(_seed_demo(settings, backing))
         key = _development_key(settings, backing)
         if settings.workers == 1:
-            _serve_one_process(settings, backing, key)
-        elif status := _serve_workers(settings, backing, key):
+            _serve_one_process(settings, backing, key, demo)
+        elif status := _serve_workers(settings, backing, key, demo):
             raise typer.Exit(status)
 
 
@@ -368,6 +379,67 @@ def revoke_key(key_id: Annotated[int, typer.Argument(help="The key's id (keys li
     typer.echo(
         f"revoked API key {revoked.id} {revoked.name!r} ({revoked.prefix}); servers refuse "
         f"it within API_KEY_CACHE_TTL_S ({ttl:g} s)"
+    )
+
+
+tokens = typer.Typer(
+    help="Platform tokens at rest: TOKEN_ENCRYPTION_KEYS is a JSON list of keys; the first "
+    "encrypts, every one decrypts.",
+    no_args_is_help=True,
+)
+cli.add_typer(tokens, name="tokens")
+
+
+@tokens.command("new-key")
+def new_token_key() -> None:
+    """Print a fresh key (base64, 32 bytes) for TOKEN_ENCRYPTION_KEYS."""
+    from server.publishing.tokens import new_key
+
+    typer.echo(new_key())
+
+
+@tokens.command("rotate")
+def rotate_tokens() -> None:
+    """Re-encrypt every stored token and pending connection with the first key, in one
+    transaction (set TOKEN_ENCRYPTION_KEYS='["<new>", "<old>", ...]' first)."""
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from server.publishing import rotation
+    from server.publishing.domain import token_cipher
+    from server.publishing.settings import PublishingSettings
+    from server.publishing.tokens import TokenCipher, TokenKeyError
+
+    settings = _settings()
+    try:
+        # The keys the server computes from the same settings (a development one included).
+        cipher = token_cipher(PublishingSettings(), settings)
+    except TokenKeyError as error:
+        typer.echo(f"socialhub: {error}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError:
+        # Not pydantic's text: it would echo the keys.
+        typer.echo("socialhub: TOKEN_ENCRYPTION_KEYS must be a JSON list of keys", err=True)
+        raise typer.Exit(2) from None
+    if not isinstance(cipher, TokenCipher):
+        typer.echo("socialhub: TOKEN_ENCRYPTION_KEYS is not set: no key to rotate to", err=True)
+        raise typer.Exit(2)
+
+    def track(rows: Sequence[Any], what: str) -> Iterable[Any]:
+        # A bar on a terminal only (disable=None), on stderr.
+        return tqdm(rows, desc=what, unit="row", disable=None)
+
+    async def rotate(conn: AsyncConnection) -> rotation.Rotated:
+        return await rotation.rotate(conn, cipher, track)
+
+    try:
+        done = _on_database(rotate)
+    except rotation.RotationError as error:
+        typer.echo(f"socialhub: {error}; nothing was changed", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"re-encrypted {done.tokens} tokens and {done.verifiers} connection verifiers with the "
+        f"first key; {done.current} were already under it"
     )
 
 

@@ -73,6 +73,9 @@ class PublishingRuntime:
 
 
 def build(context: DomainContext) -> Plugin:
+    # httpx logs every request's URL at INFO: one line per platform call is noise here (the
+    # attempts are in publish_attempts), and a URL may carry an OAuth code.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = context.settings_for(PublishingSettings)
     cipher = token_cipher(settings, context.settings)
     adapters = build_adapters(settings)

@@ -241,6 +241,25 @@ async def take_connection(conn: AsyncConnection, state: str) -> Row[Any] | None:
     ).first()
 
 
+async def all_verifier_rows(conn: AsyncConnection) -> Sequence[Any]:
+    """Every pending connection's encrypted PKCE verifier, locked (token rotation)."""
+    return (
+        await conn.execute(
+            select(connections.c.state, connections.c.code_verifier)
+            .order_by(connections.c.state)
+            .with_for_update()
+        )
+    ).all()
+
+
+async def replace_verifier(conn: AsyncConnection, state: str, code_verifier: bytes) -> None:
+    await conn.execute(
+        sql_update(connections)
+        .where(connections.c.state == state)
+        .values(code_verifier=code_verifier)
+    )
+
+
 async def purge_connections(conn: AsyncConnection) -> int:
     result = await conn.execute(delete(connections).where(connections.c.expire_time < func.now()))
     return int(result.rowcount)

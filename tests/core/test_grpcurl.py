@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from server.demo_platforms import DemoPlatforms, connect_demo_business
+from tests.fakes import Fakes
 from tests.harness import Backing, ServerThread
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
@@ -135,3 +137,58 @@ def test_feed_calls_from_the_readme(backing: Backing, server: ServerThread) -> N
     )
     assert post["name"] in streamed
     assert "resume_cursor" in streamed
+
+
+def _readme_commands(service: str) -> list[str]:
+    """The README's grpcurl commands of one service, continuation lines joined."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    commands = []
+    for block in text.replace("\\\n", " ").splitlines():
+        line = block.strip()
+        if line.startswith("grpcurl ") and f"socialhub.v1.{service}/" in line:
+            commands.append(line)
+    return commands
+
+
+def test_publishing_calls_from_the_readme(
+    backing: Backing, server: ServerThread, fakes: Fakes
+) -> None:
+    """The README's publishing walk-through, as printed, against the demo business make run
+    connects (server/demo_platforms.py), on the fakes."""
+    x, linkedin, page = (
+        fakes.x.add_account("Demo"),
+        fakes.linkedin.add_account("Demo"),
+        fakes.meta.add_page("Demo Page"),
+    )
+    demo = DemoPlatforms(
+        {
+            "x": (x.access_token, x.refresh_token),
+            "linkedin": (linkedin.access_token, linkedin.refresh_token),
+            "facebook": (page.user_access_token, None),
+            "instagram": (page.user_access_token, None),
+        }
+    )
+    line = connect_demo_business(server.address, backing.admin_key, demo)
+    assert "businesses/1 " in line, line
+    assert "businesses/1/accounts/4" in line, line
+    commands = _readme_commands("PublishingService")
+    assert len(commands) >= 7, commands
+    outputs = []
+    for command in commands:
+        result = subprocess.run(
+            command.replace("grpcurl ", f"{GRPCURL} ", 1).replace(
+                "127.0.0.1:50051", server.address
+            ),
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"SOCIALHUB_KEY": backing.admin_key},
+            check=False,
+        )
+        assert result.returncode == 0, (command, result.stderr)
+        outputs.append(result.stdout)
+    watched = outputs[next(i for i, c in enumerate(commands) if "WatchBusinessPost" in c)]
+    assert watched.count('"STATE_PUBLISHED"') >= 2, watched
+    assert len(fakes.meta.posts(page.account_id)) == 1
+    assert len(fakes.meta.posts(page.instagram_id)) == 1

@@ -4,6 +4,7 @@ points PublishingSettings at them (KEY=value lines, then one demo account per pl
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 
@@ -27,9 +28,17 @@ def main() -> None:
         page = fakes.meta.add_page("Demo Page", "socialhub.demo")
         print(
             f"# demo accounts: x={x.account_id} linkedin={linkedin.account_id} "
-            f"facebook={page.account_id} instagram={page.instagram_id}",
-            flush=True,
+            f"facebook={page.account_id} instagram={page.instagram_id}"
         )
+        # For `make run` (server/demo_platforms.py), which connects them: fake tokens, which
+        # only this process honours.
+        tokens = {
+            "x": [x.access_token, x.refresh_token],
+            "linkedin": [linkedin.access_token, linkedin.refresh_token],
+            "facebook": [page.user_access_token, None],
+            "instagram": [page.user_access_token, None],
+        }
+        print(f"# demo tokens {json.dumps(tokens)}", flush=True)
         stop.wait()
 
 

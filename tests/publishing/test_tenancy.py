@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
@@ -188,9 +189,9 @@ def _ghost() -> Tenant:
     return Tenant(GHOST, f"{GHOST}/accounts/1", f"{GHOST}/posts/1", exists=False)
 
 
-def _denied(call: Callable[[], object]) -> grpc.RpcError:
+def _denied(call: Callable[..., object], *args: Any) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as caught:
-        call()
+        call(*args)
     error = caught.value
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED, (error.code(), error.details())
     assert error_info(error).reason == "BUSINESS_ACCESS_DENIED"
@@ -210,8 +211,8 @@ def test_a_bound_key_reaches_its_business_and_no_other(
     call = SCOPED[method]
     for mine, theirs in (tenants, tenants[::-1]):
         # The other business first: the own call may delete or disconnect what it names.
-        foreign = _denied(lambda: call(world, mine.stub, theirs.tenant))
-        ghost = _denied(lambda: call(world, mine.stub, _ghost()))
+        foreign = _denied(call, world, mine.stub, theirs.tenant)
+        ghost = _denied(call, world, mine.stub, _ghost())
         assert ghost.details() == foreign.details(), "a missing business must look the same"
         assert error_info(ghost) == error_info(foreign)
 
@@ -226,9 +227,9 @@ def test_a_refused_call_changes_nothing_in_the_other_business(
     request = publishing_pb2.CompleteAccountConnectionRequest(
         parent=b.tenant.business, state=state, code=code
     )
-    _denied(lambda: a.stub.CompleteAccountConnection(request))
-    _denied(lambda: SCOPED["DisconnectAccount"](world, a.stub, b.tenant))
-    _denied(lambda: SCOPED["DeleteBusinessPost"](world, a.stub, b.tenant))
+    _denied(a.stub.CompleteAccountConnection, request)
+    _denied(SCOPED["DisconnectAccount"], world, a.stub, b.tenant)
+    _denied(SCOPED["DeleteBusinessPost"], world, a.stub, b.tenant)
 
     # B's state was not used up by A's attempt, and its account and post are untouched.
     b.stub.CompleteAccountConnection(request)
@@ -245,11 +246,11 @@ def test_a_foreign_account_named_inside_an_own_request_is_denied_alike(
     answers = []
     for account in [b.tenant.account, *ghost_accounts]:
         post = post_request(a.tenant.business, [account])
-        answers.append(_denied(lambda post=post: a.stub.CreateBusinessPost(post)).details())
+        answers.append(_denied(a.stub.CreateBusinessPost, post).details())
         listing = publishing_pb2.ListBusinessPostsRequest(
             parent=a.tenant.business, filter=f'account = "{account}"'
         )
-        answers.append(_denied(lambda listing=listing: a.stub.ListBusinessPosts(listing)).details())
+        answers.append(_denied(a.stub.ListBusinessPosts, listing).details())
     assert len(set(answers)) == 1, answers
     listed = a.stub.ListBusinessPosts(
         publishing_pb2.ListBusinessPostsRequest(parent=a.tenant.business)
@@ -276,6 +277,6 @@ def test_a_bound_key_cannot_create_businesses(
         business=publishing_pb2.Business(display_name="Sneaky")
     )
     for keyed in tenants:
-        _denied(lambda stub=keyed.stub: stub.CreateBusiness(request))
+        _denied(keyed.stub.CreateBusiness, request)
     everything = publishing.ListBusinesses(publishing_pb2.ListBusinessesRequest(page_size=500))
     assert len(everything.businesses) == 2
