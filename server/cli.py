@@ -403,6 +403,7 @@ def rotate_tokens() -> None:
     """Re-encrypt every stored token and pending connection with the first key, in one
     transaction (set TOKEN_ENCRYPTION_KEYS='["<new>", "<old>", ...]' first)."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
     from tqdm import tqdm
 
     from server.publishing import rotation
@@ -417,8 +418,8 @@ def rotate_tokens() -> None:
     except TokenKeyError as error:
         typer.echo(f"socialhub: {error}", err=True)
         raise typer.Exit(2) from None
-    except ValidationError:
-        # Not pydantic's text: it would echo the keys.
+    except (SettingsError, ValidationError):
+        # Not pydantic's text: it may echo the keys.
         typer.echo("socialhub: TOKEN_ENCRYPTION_KEYS must be a JSON list of keys", err=True)
         raise typer.Exit(2) from None
     if not isinstance(cipher, TokenCipher):

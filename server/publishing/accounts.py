@@ -112,12 +112,8 @@ class AccountService:
         self, business_id: int, state: str, code: str
     ) -> publishing_pb2.Account:
         async with self._engine.begin() as conn:
-            taken = await repository.take_connection(conn, state)
-        if (
-            taken is None
-            or taken.business_id != business_id
-            or taken.expire_time <= datetime.now(UTC)
-        ):
+            taken = await repository.take_connection(conn, state, business_id)
+        if taken is None or taken.expire_time <= datetime.now(UTC):
             raise _invalid_state()
         platform = Platform(taken.platform)
         adapter = self._adapters[platform]

@@ -232,11 +232,16 @@ async def insert_connection(conn: AsyncConnection, values: Mapping[str, Any]) ->
     await conn.execute(insert(connections).values(**values))
 
 
-async def take_connection(conn: AsyncConnection, state: str) -> Row[Any] | None:
-    """Use a state once: it is deleted as it is read (expired ones too)."""
+async def take_connection(
+    conn: AsyncConnection, state: str, business_id: int
+) -> Row[Any] | None:
+    """Use a state of this business once: it is deleted as it is read (expired ones too);
+    another business's attempt leaves it alone."""
     return (
         await conn.execute(
-            delete(connections).where(connections.c.state == state).returning(*connections.c)
+            delete(connections)
+            .where(connections.c.state == state, connections.c.business_id == business_id)
+            .returning(*connections.c)
         )
     ).first()
 

@@ -77,6 +77,24 @@ ACCESS = {
         "SearchPostsByTag": "read",
         "ListActivityEvents": "read",
     },
+    "socialhub.v1.PublishingService": {
+        "CreateBusiness": "write",
+        "GetBusiness": "read",
+        "ListBusinesses": "read",
+        "UpdateBusiness": "write",
+        "StartAccountConnection": "write",
+        "CompleteAccountConnection": "write",
+        "ConnectAccount": "write",
+        "GetAccount": "read",
+        "ListAccounts": "read",
+        "DisconnectAccount": "write",
+        "CreateBusinessPost": "write",
+        "GetBusinessPost": "read",
+        "ListBusinessPosts": "read",
+        "DeleteBusinessPost": "write",
+        "ListPublishAttempts": "read",
+        "WatchBusinessPost": "read",
+    },
 }
 
 
@@ -134,6 +152,7 @@ def test_every_method_of_every_service_is_read_or_write_by_its_verb(
     assert server.app.scopes_by_service == {
         "socialhub.v1.ProfileService": "profiles",
         "socialhub.v1.FeedService": "feed",
+        "socialhub.v1.PublishingService": "publishing",
     }
 
 
