@@ -232,9 +232,7 @@ async def insert_connection(conn: AsyncConnection, values: Mapping[str, Any]) ->
     await conn.execute(insert(connections).values(**values))
 
 
-async def take_connection(
-    conn: AsyncConnection, state: str, business_id: int
-) -> Row[Any] | None:
+async def take_connection(conn: AsyncConnection, state: str, business_id: int) -> Row[Any] | None:
     """Use a state of this business once: it is deleted as it is read (expired ones too);
     another business's attempt leaves it alone."""
     return (

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 from socialhub.v1.publishing_pb2_grpc import PublishingServiceStub
@@ -15,7 +13,7 @@ def publishing(channel: grpc.Channel) -> PublishingServiceStub:
 
 
 @pytest.fixture(autouse=True)
-def fresh_fakes(fakes: Fakes) -> Iterator[Fakes]:
+def fresh_fakes(fakes: Fakes) -> Fakes:
     """Each test starts with fakes that have no accounts, posts or knobs set."""
     fakes.reset()
-    yield fakes
+    return fakes

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
 from socialhub.v1 import profile_pb2, publishing_pb2
 from socialhub.v1.publishing_pb2_grpc import PublishingServiceStub
 
 from tests.fakes import Fakes
-from tests.helpers import rich_status
 from tests.fakes.platform import FakeAccount
+from tests.helpers import rich_status
 
 Target = publishing_pb2.PublishTarget
 FINAL = {Target.STATE_PUBLISHED, Target.STATE_FAILED, Target.STATE_NEEDS_REVIEW}
