@@ -129,6 +129,12 @@ class Cache:
         self.stats = CacheStats()
 
     @property
+    def redis(self) -> Redis:
+        """The redis-py client, for shared state of a domain's own that is not a cache entry
+        (the caller handles REDIS_FAILURES itself)."""
+        return self._redis
+
+    @property
     def degraded(self) -> bool:
         return time.monotonic() < self._down_until
 

@@ -37,6 +37,7 @@ from server.publishing.businesses import require_business
 from server.publishing.credentials import encrypted_grant
 from server.publishing.mapping import account_from_row, account_name
 from server.publishing.model import DirectTokens, Page
+from server.publishing.scheduling import Slot
 from server.publishing.settings import PublishingSettings
 from server.publishing.tokens import Sealer
 
@@ -211,6 +212,18 @@ class AccountService:
             self._tokens, rows, page.size, lambda row: (row.id,), page.fingerprint
         )
         return [account_from_row(row) for row in shown], token
+
+    async def set_posting_schedule(
+        self, business_id: int, account_id: int, slots: Sequence[Slot]
+    ) -> publishing_pb2.Account:
+        """UpdateAccount: the weekly posting slots (posts already in a slot keep it)."""
+        async with self._engine.begin() as conn:
+            row = await repository.set_posting_schedule(
+                conn, business_id, account_id, [slot.as_json() for slot in slots]
+            )
+        if row is None:
+            raise account_not_found(business_id, account_id)
+        return account_from_row(row)
 
     async def disconnect(self, business_id: int, account_id: int) -> publishing_pb2.Account:
         async with self._engine.begin() as conn:

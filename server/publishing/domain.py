@@ -22,6 +22,7 @@ from server.publishing.credentials import TokenKeeper
 from server.publishing.notify import Changes
 from server.publishing.posts import PostService
 from server.publishing.publisher import Publisher, WorkerSettings
+from server.publishing.ratelimits import Limits, RateGate
 from server.publishing.servicer import PublishingServicer
 from server.publishing.settings import PublishingSettings
 from server.publishing.tables import TABLES
@@ -83,11 +84,22 @@ def build(context: DomainContext) -> Plugin:
     changes = Changes(lambda: asyncpg.connect(dsn, timeout=context.settings.db_pool_timeout_s))
     engine = context.engine
     keeper = TokenKeeper(engine, cipher, adapters, settings.token_refresh_margin_s)
+    gate = RateGate(
+        engine,
+        context.cache.redis,
+        Limits(
+            meta_usage_threshold_percent=settings.meta_usage_threshold_percent,
+            meta_usage_backoff_s=settings.meta_usage_backoff_s,
+            x_daily_post_cap=settings.x_daily_post_cap,
+        ),
+        retry_after_s=context.settings.redis_retry_after_s,
+    )
     publisher = Publisher(
         engine,
         adapters,
         keeper,
         changes,
+        gate,
         WorkerSettings(
             lease_s=settings.publish_lease_s,
             poll_s=settings.publish_poll_s,

@@ -35,6 +35,7 @@ TARGET_STATES = {
     "published": Target.STATE_PUBLISHED,
     "failed": Target.STATE_FAILED,
     "needs_review": Target.STATE_NEEDS_REVIEW,
+    "cancelled": Target.STATE_CANCELLED,
 }
 # ListBusinessPosts' `state = "..."` filter -> the worker states it covers.
 STATE_FILTERS = {
@@ -91,6 +92,12 @@ def account_from_row(row: Any) -> publishing_pb2.Account:
         scopes=list(row.scopes),
         create_time=timestamp(row.create_time),
         update_time=timestamp(row.update_time),
+        posting_schedule=[
+            publishing_pb2.PostingSlot(
+                day_of_week=int(slot["day_of_week"]), local_time=str(slot["local_time"])
+            )
+            for slot in row.posting_schedule
+        ],
     )
     if row.token_expire_time is not None:
         account.token_expire_time.CopyFrom(timestamp(row.token_expire_time))
@@ -111,6 +118,8 @@ def target_from_row(row: Any, business_id: int) -> publishing_pb2.PublishTarget:
         target.next_attempt_time.CopyFrom(timestamp(row.due_time))
     if row.publish_time is not None:
         target.publish_time.CopyFrom(timestamp(row.publish_time))
+    if row.slot_time is not None:
+        target.slot_time.CopyFrom(timestamp(row.slot_time))
     return target
 
 
@@ -121,6 +130,8 @@ def post_from_rows(post: Any, target_rows: Sequence[Any]) -> publishing_pb2.Busi
         media_uris=list(post.media_uris),
         first_comment=post.first_comment,
         thread=list(post.thread),
+        schedule_local_time=post.schedule_local_time or "",
+        time_zone=post.schedule_time_zone or "",
         targets=[target_from_row(row, post.business_id) for row in target_rows],
         create_time=timestamp(post.create_time),
         update_time=timestamp(max([post.update_time, *(row.update_time for row in target_rows)])),

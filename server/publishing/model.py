@@ -16,11 +16,36 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a post goes out: at most one of an instant, a wall-clock time (in `time_zone`, or
+    the business's if empty) or each account's next free posting slot; none of them: now."""
+
+    instant: datetime | None = None
+    local_time: datetime | None = None
+    time_zone: str = ""
+    next_free_slot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NewPost:
     content: Content
     # The targets' accounts, in request order.
     account_ids: tuple[int, ...]
-    schedule_time: datetime | None = None
+    schedule: Schedule = Schedule()
+
+
+@dataclass(frozen=True, slots=True)
+class PostChanges:
+    """UpdateBusinessPost: the paths of its mask, with the request's values. Fields not in
+    `paths` keep the post's; `schedule` is None unless a schedule path was given. A schedule
+    with only `time_zone` ("time_zone" alone in the mask) moves the post's local time to that
+    zone (empty: the business's); a local time without "time_zone" in the mask keeps the
+    post's zone."""
+
+    paths: frozenset[str]
+    content: Content
+    account_ids: tuple[int, ...]
+    schedule: Schedule | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,10 @@
-"""Post use cases: create (publish now), read, list, delete, attempts, watch.
+"""Post use cases: create (now, at a time, or in posting slots), read, list, update, cancel,
+delete, attempts, watch.
 
 A new post and its targets are written in one transaction, with a NOTIFY that wakes the
-replicas' workers once it commits; the call returns at once, every target PUBLISHING.
+replicas' workers once it commits; the call returns at once, every target PUBLISHING (or
+SCHEDULED). Update and cancel lock the targets as delete does, and only while no worker has
+claimed any (timing.py turns a schedule into the targets' rows).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from socialhub.v1 import publishing_pb2
@@ -21,7 +25,7 @@ from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgume
 from server.core.pagination import PageTokens, next_token
 from server.publishing import repository
 from server.publishing.accounts import account_not_found
-from server.publishing.adapters.base import Adapter, Platform
+from server.publishing.adapters.base import Adapter, Content, Platform
 from server.publishing.businesses import require_business
 from server.publishing.mapping import (
     account_name,
@@ -29,9 +33,10 @@ from server.publishing.mapping import (
     post_from_rows,
     post_name,
 )
-from server.publishing.model import NewPost, Page, PostFilter
+from server.publishing.model import NewPost, Page, PostChanges, PostFilter, Schedule
 from server.publishing.notify import Changes
 from server.publishing.tables import FINAL_TARGET_STATES
+from server.publishing.timing import business_zone, resolve_schedule, take_slots, target_timing
 
 CREATE_SCOPE = "CreateBusinessPost"
 # A watcher re-reads the post at least this often, notification or not.
@@ -48,6 +53,41 @@ def post_not_found(business_id: int, post_id: int) -> NotFound:
     return NotFound(
         f"{post_name(business_id, post_id)} does not exist", reason="BUSINESS_POST_NOT_FOUND"
     )
+
+
+def _already_sent(business_id: int, post_id: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"{post_name(business_id, post_id)} is being sent, was sent or was cancelled",
+        reason="BUSINESS_POST_ALREADY_SENT",
+    )
+
+
+def _merged_content(post: Any, changes: PostChanges) -> Content:
+    """The post's content with the masked fields replaced."""
+    new, paths = changes.content, changes.paths
+    return Content(
+        text=new.text if "text" in paths else post.text,
+        media_urls=tuple(new.media_urls if "media_uris" in paths else post.media_uris),
+        first_comment=new.first_comment if "first_comment" in paths else post.first_comment,
+        thread=tuple(new.thread if "thread" in paths else post.thread),
+    )
+
+
+def _new_schedule(post: Any, changes: PostChanges) -> Schedule:
+    """The schedule an update asks for, completed from the post's: "time_zone" alone moves
+    the post's local time to that zone; a local time without "time_zone" keeps the post's."""
+    schedule = changes.schedule
+    assert schedule is not None
+    if not changes.paths & {"schedule_time", "schedule_local_time"}:
+        if post.schedule_local_time is None:
+            raise InvalidArgument.single(
+                "business_post.time_zone", "is only for a post scheduled at a local time"
+            )
+        local = datetime.fromisoformat(post.schedule_local_time)
+        return Schedule(local_time=local, time_zone=schedule.time_zone)
+    if schedule.local_time is not None and "time_zone" not in changes.paths:
+        return replace(schedule, time_zone=post.schedule_time_zone or "")
+    return schedule
 
 
 class PostService:
@@ -72,8 +112,9 @@ class PostService:
             )
             if earlier is not None:
                 return earlier
-            await require_business(conn, business_id)
+            zone = await business_zone(conn, business_id)
             platforms = await self._check_targets(conn, business_id, new)
+            columns, instant = resolve_schedule(new.schedule, zone)
             post = await repository.insert_post(
                 conn,
                 {
@@ -82,12 +123,14 @@ class PostService:
                     "media_uris": list(new.content.media_urls),
                     "first_comment": new.content.first_comment,
                     "thread": list(new.content.thread),
-                    "schedule_time": new.schedule_time,
+                    **columns,
                 },
             )
-            later = new.schedule_time is not None and new.schedule_time > datetime.now(UTC)
-            # Due now: the database's clock (the column's default), not this replica's.
-            timing = {"state": "scheduled", "due_time": new.schedule_time} if later else {}
+            slots = (
+                await take_slots(conn, business_id, zone, new.account_ids)
+                if new.schedule.next_free_slot
+                else {}
+            )
             await repository.insert_targets(
                 conn,
                 [
@@ -95,8 +138,7 @@ class PostService:
                         "post_id": post.id,
                         "account_id": account_id,
                         "platform": platforms[account_id].value,
-                        "state": "pending",
-                        **timing,
+                        **target_timing(instant, slots.get(account_id)),
                     }
                     for account_id in new.account_ids
                 ],
@@ -195,6 +237,75 @@ class PostService:
                 reason="BUSINESS_POST_ALREADY_SENT",
             )
 
+    async def update(
+        self, business_id: int, post_id: int, changes: PostChanges
+    ) -> publishing_pb2.BusinessPost:
+        """UpdateBusinessPost: while no target has been claimed (docs in the proto)."""
+        async with self._engine.begin() as conn:
+            post, held = await repository.lock_unsent_targets(conn, business_id, post_id)
+            if post is None:
+                raise post_not_found(business_id, post_id)
+            if held is None:
+                raise _already_sent(business_id, post_id)
+            zone = await business_zone(conn, business_id)
+            content = _merged_content(post, changes)
+            before = [target.account_id for target in held]
+            account_ids = changes.account_ids if "targets" in changes.paths else tuple(before)
+            platforms = await self._check_targets(
+                conn, business_id, NewPost(content=content, account_ids=account_ids)
+            )
+            values: dict[str, Any] = {
+                "text": content.text,
+                "media_uris": list(content.media_urls),
+                "first_comment": content.first_comment,
+                "thread": list(content.thread),
+            }
+            instant = post.schedule_time
+            if changes.schedule is not None:
+                columns, instant = resolve_schedule(_new_schedule(post, changes), zone)
+                values.update(columns)
+                kept = [target.id for target in held if target.account_id in account_ids]
+                if kept:
+                    await repository.update_targets(conn, kept, target_timing(instant, None))
+            await repository.update_post(conn, post_id, values)
+            removed = [target.id for target in held if target.account_id not in account_ids]
+            if removed:
+                await repository.delete_targets(conn, removed)
+            added = [account for account in account_ids if account not in before]
+            # A post in posting slots (and not rescheduled now) gives new targets slots too.
+            in_slots = changes.schedule is None and any(t.slot_time for t in held)
+            slots = await take_slots(conn, business_id, zone, added) if in_slots and added else {}
+            if added:
+                await repository.insert_targets(
+                    conn,
+                    [
+                        {
+                            "post_id": post_id,
+                            "account_id": account,
+                            "platform": platforms[account].value,
+                            **target_timing(instant, slots.get(account)),
+                        }
+                        for account in added
+                    ],
+                )
+            await repository.notify(conn, "due")
+            await repository.notify(conn, f"post:{post_id}")
+            return await self._load(conn, business_id, post_id)
+
+    async def cancel(self, business_id: int, post_id: int) -> publishing_pb2.BusinessPost:
+        """CancelBusinessPost: every target CANCELLED (final), its slot freed."""
+        async with self._engine.begin() as conn:
+            post, held = await repository.lock_unsent_targets(conn, business_id, post_id)
+            if post is None:
+                raise post_not_found(business_id, post_id)
+            if held is None:
+                raise _already_sent(business_id, post_id)
+            await repository.update_targets(
+                conn, [target.id for target in held], {"state": "cancelled"}
+            )
+            await repository.notify(conn, f"post:{post_id}")
+            return await self._load(conn, business_id, post_id)
+
     async def attempts(
         self, business_id: int, post_id: int, page: Page
     ) -> tuple[list[publishing_pb2.PublishAttempt], str]:
@@ -234,6 +345,7 @@ def _all_final(targets: Sequence[publishing_pb2.PublishTarget]) -> bool:
         publishing_pb2.PublishTarget.STATE_PUBLISHED,
         publishing_pb2.PublishTarget.STATE_FAILED,
         publishing_pb2.PublishTarget.STATE_NEEDS_REVIEW,
+        publishing_pb2.PublishTarget.STATE_CANCELLED,
     }
     assert len(FINAL_TARGET_STATES) == len(final)
     return all(target.state in final for target in targets)

@@ -47,12 +47,18 @@ from server.publishing.adapters.base import (
 )
 from server.publishing.credentials import AccountUnusable, TokenKeeper, Working
 from server.publishing.notify import Changes
+from server.publishing.ratelimits import RateGate
 
 log = logging.getLogger("socialhub.publishing")
 
 # How far before `send_time` reconciliation looks for the post (clocks of the platform and
 # of PostgreSQL differ by this much at most).
 CLOCK_SKEW = timedelta(minutes=2)
+
+
+class LeaseLost(Exception):
+    """The target was claimed again while this run's call was in flight: the new claim owns
+    it (and reconciles what this run sent); this run must take no further step."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +88,14 @@ class Publisher:
         adapters: Mapping[Platform, Adapter],
         keeper: TokenKeeper,
         changes: Changes,
+        gate: RateGate,
         settings: WorkerSettings,
     ) -> None:
         self.engine = engine
         self.adapters = adapters
         self.keeper = keeper
         self.changes = changes
+        self.gate = gate
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -126,7 +134,10 @@ class Publisher:
             return 1
         self.changes.due.clear()
         async with self.engine.begin() as conn:
-            rows = await repository.claim_due(conn, self.owner, self.settings.lease_s, free)
+            # A lease is this claim's, not the replica's: if this replica claims a target
+            # again (an earlier run's call outlived its lease), that run's writes match no more.
+            lease = f"{self.owner}/{uuid.uuid4().hex[:8]}"
+            rows = await repository.claim_due(conn, lease, self.settings.lease_s, free)
         for row in rows:
             task = asyncio.create_task(self._publish(row), name=f"publish-target-{row.id}")
             self._running.add(task)
@@ -147,6 +158,8 @@ class Publisher:
             await TargetRun(self, row).run()
         except asyncio.CancelledError:
             raise
+        except LeaseLost:
+            log.warning("target %s: lease lost mid-publish; stopped before the next step", row.id)
         except Exception:
             # The lease runs out and another worker reconciles it: nothing is lost.
             log.exception("publishing target %s failed unexpectedly", row.id)
@@ -158,6 +171,8 @@ class TargetRun:
     def __init__(self, publisher: Publisher, row: Any) -> None:
         self.p = publisher
         self.target = row
+        # This claim's lease: every write below is conditional on it.
+        self.owner: str = row.lease_owner
         self.resume: dict[str, str] = dict(row.checkpoints or {})
 
     async def run(self) -> None:
@@ -173,13 +188,21 @@ class TargetRun:
             await self._retry_later(f"could not refresh the account's token: {error}")
             return
         adapter = self.p.adapters[Platform(self.target.platform)]
-        if self.target.send_time is not None and not await self._reconcile(
-            adapter, working, content
-        ):
+        earlier_send = self.target.send_time
+        if earlier_send is not None and not await self._reconcile(adapter, working, content):
             return
         if self.target.attempt_count >= self.p.settings.max_attempts:
-            message = f"gave up after {self.target.attempt_count} attempts"
+            async with self.p.engine.connect() as conn:
+                last = await repository.last_attempt_message(conn, self.target.id)
+            message = f"gave up after {self.target.attempt_count} attempts: {last}"
             await self._finish("failed", "transient", message, error=message)
+            return
+        # A limit already reached (by any replica) defers without calling the platform.
+        # After reconciliation: a deferral forgets send_time, so only a target whose
+        # earlier send is settled may be deferred.
+        block = await self.p.gate.blocked(self.target.platform, self.target.account_id)
+        if block is not None:
+            await self._defer(f"{block.reason}; not sent", block.until, time.monotonic())
             return
         if not await self._mark_sending():
             return
@@ -189,7 +212,24 @@ class TargetRun:
         )
         if isinstance(outcome, Unauthorized):
             outcome, working = await self._after_refusal(adapter, working, content, outcome)
+        await self._record_limits(outcome)
+        if (
+            isinstance(outcome, Rejected)
+            and earlier_send is not None
+            and await self._published_meanwhile(adapter, working, content, earlier_send, outcome)
+        ):
+            return
         await self._record(outcome, started)
+
+    async def _record_limits(self, outcome: PublishOutcome) -> None:
+        """Teach the shared gate what the platform said about its limits; never fatal (the
+        target's outcome is recorded regardless, and a missed block costs one 429 later)."""
+        try:
+            await self.p.gate.record(self.target.platform, self.target.account_id, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("target %s: recording rate limits failed", self.target.id)
 
     async def _content(self) -> Content | None:
         async with self.p.engine.connect() as conn:
@@ -225,6 +265,28 @@ class TargetRun:
             )
             await self._finish("needs_review", "unknown", message, started=started, error=message)
             return False
+        return True
+
+    async def _published_meanwhile(
+        self,
+        adapter: Adapter,
+        working: Working,
+        content: Content,
+        earlier_send: datetime,
+        refused: Rejected,
+    ) -> bool:
+        """A send after a reconciliation found nothing was refused: the earlier send may have
+        landed in between (a platform still working on it then), and the refusal be of this
+        duplicate (X, LinkedIn, Facebook) or of a container already published (Instagram).
+        Asked once more: True if published after all (and settled here)."""
+        started = time.monotonic()
+        found = await adapter.find(
+            working.credentials, content, since=earlier_send - CLOCK_SKEW, resume=self.resume
+        )
+        if not isinstance(found, Published):
+            return False
+        message = f"an earlier attempt had published it; this one was refused: {refused.message}"
+        await self._finish("published", "reconciled", message, started=started, published=found)
         return True
 
     async def _after_refusal(
@@ -273,7 +335,7 @@ class TargetRun:
             row = await repository.transition(
                 conn,
                 self.target.id,
-                owner=self.p.owner,
+                owner=self.owner,
                 leaving="claimed",
                 values={
                     "state": "sending",
@@ -281,6 +343,11 @@ class TargetRun:
                     "attempt_count": self.target.attempt_count + 1,
                 },
             )
+            if row is not None:
+                # The call starts with a whole lease, however long the claim waited.
+                await repository.extend_lease(
+                    conn, self.target.id, self.owner, self.p.settings.lease_s
+                )
         if row is None:
             log.info("target %s: lease lost before sending", self.target.id)
             return False
@@ -290,10 +357,13 @@ class TargetRun:
     async def _checkpoint(self, key: str, value: str) -> None:
         self.resume[key] = value
         async with self.p.engine.begin() as conn:
-            await repository.save_checkpoint(conn, self.target.id, self.p.owner, key, value)
-            await repository.extend_lease(
-                conn, self.target.id, self.p.owner, self.p.settings.lease_s
-            )
+            saved = await repository.save_checkpoint(conn, self.target.id, self.owner, key, value)
+            await repository.extend_lease(conn, self.target.id, self.owner, self.p.settings.lease_s)
+        if not saved:
+            # Another claim holds the target (this call outlived the lease): it reconciles
+            # and publishes; a next step from here (Instagram's media_publish after a late
+            # container) would publish twice.
+            raise LeaseLost(self.target.id)
 
     async def _finish(
         self,
@@ -363,7 +433,7 @@ class TargetRun:
         duration_ms = 0 if started is None else int((time.monotonic() - started) * 1000)
         async with self.p.engine.begin() as conn:
             row = await repository.transition(
-                conn, self.target.id, owner=self.p.owner, leaving=self.target.state, values=values
+                conn, self.target.id, owner=self.owner, leaving=self.target.state, values=values
             )
             if row is None:
                 log.warning(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.publishing.tables import (
     ACTIVE_TARGET_STATES,
+    SLOT_FREE_STATES,
     accounts,
     attempts,
     businesses,
@@ -276,7 +277,8 @@ async def insert_post(conn: AsyncConnection, values: Mapping[str, Any]) -> Row[A
 
 
 async def insert_targets(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    await conn.execute(insert(targets), list(rows))
+    # One multi-row VALUES (not executemany): a value may be SQL, e.g. due_time = now().
+    await conn.execute(insert(targets).values(list(rows)))
 
 
 async def get_post(conn: AsyncConnection, business_id: int, post_id: int) -> Row[Any] | None:
@@ -346,39 +348,122 @@ async def list_posts(
 
 
 async def delete_unsent_post(conn: AsyncConnection, business_id: int, post_id: int) -> str:
-    """ "deleted", "missing" or "sent" (some target left the states before sending)."""
+    """ "deleted", "missing" or "sent": only while no worker holds or ever sent a target
+    (checked on the rows as locked, as for an update), or once the post was cancelled."""
+    post, locked = await lock_unsent_targets(
+        conn, business_id, post_id, allowed=(*UNSENT_STATES, "cancelled")
+    )
+    if post is None:
+        return "missing"
+    if locked is None:
+        return "sent"
+    await conn.execute(delete(posts).where(posts.c.id == post_id))
+    return "deleted"
+
+
+# --- schedules: UpdateBusinessPost, CancelBusinessPost, posting slots ---
+
+UNSENT_STATES = ("scheduled", "pending", "deferred")
+
+
+async def lock_unsent_targets(
+    conn: AsyncConnection,
+    business_id: int,
+    post_id: int,
+    *,
+    allowed: Sequence[str] = UNSENT_STATES,
+) -> tuple[Row[Any] | None, Sequence[Row[Any]] | None]:
+    """(the post, locked FOR UPDATE; its targets, locked) while no worker holds or ever sent
+    any of them; (post, None) once one has been claimed, sent (even maybe: send_time or a
+    checkpoint set) or is final; (None, None) if the post does not exist. The targets are
+    locked first (SKIP LOCKED: a worker claiming one now wins) and checked after, on the rows
+    as locked, so a claim committed in between is seen."""
     post = (
         await conn.execute(
-            select(posts.c.id)
+            select(posts)
             .where(posts.c.business_id == business_id, posts.c.id == post_id)
             .with_for_update()
         )
     ).first()
     if post is None:
-        return "missing"
-    # Claimed targets may be picked up any moment: only targets nobody holds may go.
-    held = await conn.scalar(
-        select(
-            exists().where(
-                targets.c.post_id == post_id,
-                targets.c.state.not_in(("scheduled", "pending", "deferred")),
-            )
-        )
-    )
-    if held:
-        return "sent"
+        return None, None
     locked = (
         await conn.execute(
-            select(targets.c.id)
+            select(targets)
             .where(targets.c.post_id == post_id)
+            .order_by(targets.c.id)
             .with_for_update(skip_locked=True)
         )
     ).all()
     total = await conn.scalar(select(func.count()).where(targets.c.post_id == post_id))
-    if len(locked) != total:
-        return "sent"
-    await conn.execute(delete(posts).where(posts.c.id == post_id))
-    return "deleted"
+    untouched = all(
+        row.state in allowed and row.send_time is None and not row.checkpoints
+        for row in locked
+    )
+    if len(locked) != total or not untouched:
+        return post, None
+    return post, locked
+
+
+async def update_post(conn: AsyncConnection, post_id: int, values: Mapping[str, Any]) -> None:
+    await conn.execute(
+        sql_update(posts).where(posts.c.id == post_id).values(**values, update_time=func.now())
+    )
+
+
+async def update_targets(
+    conn: AsyncConnection, target_ids: Sequence[int], values: Mapping[str, Any]
+) -> None:
+    await conn.execute(
+        sql_update(targets)
+        .where(targets.c.id.in_(target_ids))
+        .values(**values, update_time=func.now())
+    )
+
+
+async def delete_targets(conn: AsyncConnection, target_ids: Sequence[int]) -> None:
+    await conn.execute(delete(targets).where(targets.c.id.in_(target_ids)))
+
+
+async def lock_slot_accounts(
+    conn: AsyncConnection, business_id: int, account_ids: Sequence[int]
+) -> Sequence[Any]:
+    """The accounts' posting schedules, their rows locked FOR UPDATE in id order (two
+    requests over the same accounts never deadlock): one transaction at a time picks an
+    account's slot, and the next one sees the slot taken once it gets the lock."""
+    return (
+        await conn.execute(
+            select(accounts.c.id, accounts.c.posting_schedule)
+            .where(accounts.c.business_id == business_id, accounts.c.id.in_(account_ids))
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
+    ).all()
+
+
+async def taken_slots(conn: AsyncConnection, account_id: int, after: datetime) -> set[datetime]:
+    """The account's slot instants after `after` that a live target holds."""
+    rows = await conn.scalars(
+        select(targets.c.slot_time).where(
+            targets.c.account_id == account_id,
+            targets.c.slot_time > after,
+            targets.c.state.not_in(SLOT_FREE_STATES),
+        )
+    )
+    return set(rows)
+
+
+async def set_posting_schedule(
+    conn: AsyncConnection, business_id: int, account_id: int, schedule: Sequence[Any]
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            sql_update(accounts)
+            .where(accounts.c.business_id == business_id, accounts.c.id == account_id)
+            .values(posting_schedule=list(schedule), update_time=func.now())
+            .returning(*ACCOUNT_COLUMNS)
+        )
+    ).first()
 
 
 async def list_attempts(
@@ -504,6 +589,17 @@ async def extend_lease(conn: AsyncConnection, target_id: int, owner: str, lease_
 
 async def insert_attempt(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
     await conn.execute(insert(attempts).values(**values))
+
+
+async def last_attempt_message(conn: AsyncConnection, target_id: int) -> str:
+    """The latest attempt's message (why a target that gives up failed)."""
+    message: str | None = await conn.scalar(
+        select(attempts.c.message)
+        .where(attempts.c.target_id == target_id)
+        .order_by(attempts.c.id.desc())
+        .limit(1)
+    )
+    return message or ""
 
 
 async def touch_post(conn: AsyncConnection, post_id: int) -> None:

@@ -120,6 +120,14 @@ class PublishingServicer(publishing_pb2_grpc.PublishingServiceServicer):
         accounts, token = await self._accounts.list_accounts(business, page)
         return publishing_pb2.ListAccountsResponse(accounts=accounts, next_page_token=token)
 
+    async def UpdateAccount(
+        self, request: publishing_pb2.UpdateAccountRequest, context: Context
+    ) -> publishing_pb2.Account:
+        if not request.HasField("account"):
+            raise InvalidArgument.single("account", "is required")
+        business, account, slots = validation.account_update(request)
+        return await self._accounts.set_posting_schedule(business, account, slots)
+
     async def DisconnectAccount(
         self, request: publishing_pb2.DisconnectAccountRequest, context: Context
     ) -> publishing_pb2.DisconnectAccountResponse:
@@ -156,6 +164,21 @@ class PublishingServicer(publishing_pb2_grpc.PublishingServiceServicer):
         )
         posts, token = await self._posts.list_posts(business, where, page)
         return publishing_pb2.ListBusinessPostsResponse(business_posts=posts, next_page_token=token)
+
+    async def UpdateBusinessPost(
+        self, request: publishing_pb2.UpdateBusinessPostRequest, context: Context
+    ) -> publishing_pb2.BusinessPost:
+        if not request.HasField("business_post"):
+            raise InvalidArgument.single("business_post", "is required")
+        business, post, changes = validation.post_update(request)
+        return await self._posts.update(business, post, changes)
+
+    async def CancelBusinessPost(
+        self, request: publishing_pb2.CancelBusinessPostRequest, context: Context
+    ) -> publishing_pb2.CancelBusinessPostResponse:
+        business, post = validation.child_ids(request.name, "posts", "name")
+        cancelled = await self._posts.cancel(business, post)
+        return publishing_pb2.CancelBusinessPostResponse(business_post=cancelled)
 
     async def DeleteBusinessPost(
         self, request: publishing_pb2.DeleteBusinessPostRequest, context: Context

@@ -80,3 +80,14 @@ class PublishingSettings(BaseSettings):
     publish_max_attempts: int = 5
     publish_retry_base_s: float = 2.0
     publish_retry_max_s: float = 300.0
+
+    # Rate limits (server/publishing/ratelimits.py), shared by every replica. Meta: at or
+    # above this usage (x-app-usage for the app, x-business-use-case-usage for a Page), back
+    # off for META_USAGE_BACKOFF_S before the next post.
+    meta_usage_threshold_percent: float = 90.0
+    meta_usage_backoff_s: float = 300.0
+    # X's per-user limit on POST /2/tweets over 24 hours (each post of a thread counts):
+    # 100 on the Basic tier ("100 requests / 24 hours per user",
+    # https://developer.x.com/en/docs/twitter-api/rate-limits). 0: not counted here (X's
+    # own 429 still defers).
+    x_daily_post_cap: int = 100

@@ -50,9 +50,13 @@ TARGET_STATES = (
     "published",
     "failed",
     "needs_review",
+    "cancelled",
 )
 ACTIVE_TARGET_STATES = ("scheduled", "pending", "claimed", "sending", "deferred")
-FINAL_TARGET_STATES = ("published", "failed", "needs_review")
+FINAL_TARGET_STATES = ("published", "failed", "needs_review", "cancelled")
+# A target in these states holds no posting slot (another post may take it).
+SLOT_FREE_STATES = ("failed", "cancelled")
+LOCAL_TIME_MAX = 19  # "2026-03-29T09:30:00"
 PLATFORMS = ("x", "linkedin", "facebook", "instagram")
 
 
@@ -98,6 +102,9 @@ accounts = Table(
     # Bumped by every new token: a worker refreshes after a 401 only if the token it used is
     # still the current one (else another replica already did).
     Column("token_version", Integer, nullable=False, server_default=text("0")),
+    # Weekly posting slots in the business's time zone, valid and sorted:
+    # [{"day_of_week": 1, "local_time": "09:00"}, ...] (scheduling.py).
+    Column("posting_schedule", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("business_id", "platform", "platform_account_id"),
@@ -138,8 +145,12 @@ posts = Table(
     Column("media_uris", ARRAY(Text), nullable=False, server_default="{}"),
     Column("first_comment", Text, nullable=False, server_default=""),
     Column("thread", ARRAY(Text), nullable=False, server_default="{}"),
-    # When it was asked to go out; NULL: at once.
+    # When it was asked to go out; NULL: at once (or in posting slots: see the targets).
     Column("schedule_time", DateTime(timezone=True)),
+    # A wall-clock schedule as given ("2026-03-29T09:30:00") and the zone it was resolved in
+    # (the business's if none was given); schedule_time holds the instant it resolved to.
+    Column("schedule_local_time", String(LOCAL_TIME_MAX)),
+    Column("schedule_time_zone", String(TIME_ZONE_MAX)),
     Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # ListBusinessPosts: a business's posts, newest first.
@@ -179,8 +190,19 @@ targets = Table(
     Column("uri", String(URI_MAX), nullable=False, server_default=""),
     Column("error", Text, nullable=False, server_default=""),
     Column("publish_time", DateTime(timezone=True)),
+    # The posting slot it holds (CreateBusinessPost's next_free_slot); NULL: none.
+    Column("slot_time", DateTime(timezone=True)),
     Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("post_id", "account_id"),
+    # One post per slot of an account: the account row lock picks slots one at a time; this
+    # index proves it (a second holder is an IntegrityError, never a double booking).
+    Index(
+        "uq_publishing_targets_account_id_slot_time",
+        "account_id",
+        "slot_time",
+        unique=True,
+        postgresql_where=text("slot_time IS NOT NULL AND state NOT IN ('failed', 'cancelled')"),
+    ),
     _one_of("state", TARGET_STATES),
     # The workers' claim: due work in due order, among the few active rows only.
     Index(
@@ -194,7 +216,9 @@ targets = Table(
         "lease_expire_time",
         postgresql_where=text("state IN ('claimed', 'sending')"),
     ),
-    Index("ix_publishing_targets_account_id", "account_id"),
+    # An account's targets (the accounts' cascade), and its posts published in the last 24
+    # hours (X's daily post cap, server/publishing/ratelimits.py).
+    Index("ix_publishing_targets_account_id_publish_time", "account_id", "publish_time"),
 )
 
 attempts = Table(
@@ -217,4 +241,19 @@ attempts = Table(
     Index("ix_publish_attempts_post_id_id", "post_id", "id"),
 )
 
-TABLES = (businesses, accounts, connections, posts, targets, attempts)
+# The platforms' rate limits in force, shared by every replica (ratelimits.py): a gate key
+# (an account, or a whole app) closed until `blocked_until`. Redis holds the same blocks for
+# the fast path; this table is the truth when Redis is down or was emptied.
+rate_limits = Table(
+    "publishing_rate_limits",
+    metadata,
+    Column("platform", String(16), primary_key=True),
+    # "account" (key: the account's id) or "app" (key: the app, "x", "linkedin", "meta").
+    Column("scope", String(16), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("blocked_until", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+TABLES = (businesses, accounts, connections, posts, targets, attempts, rate_limits)

@@ -7,6 +7,7 @@ whether the business it named exists.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -16,9 +17,11 @@ from server.core.auth import current_principal
 from server.core.errors import InvalidArgument, PermissionDenied, Violations
 from server.core.names import parse_name
 from server.core.validation import check_text
+from server.publishing import scheduling
 from server.publishing.adapters.base import Content, Platform
 from server.publishing.mapping import PLATFORMS, STATE_FILTERS, business_name
-from server.publishing.model import DirectTokens, NewPost, PostFilter
+from server.publishing.model import DirectTokens, NewPost, PostChanges, PostFilter, Schedule
+from server.publishing.scheduling import Slot
 from server.publishing.tables import (
     DISPLAY_NAME_MAX,
     MEDIA_MAX,
@@ -175,33 +178,162 @@ def direct_tokens(request: publishing_pb2.ConnectAccountRequest) -> DirectTokens
 def new_post(business: int, request: publishing_pb2.CreateBusinessPostRequest) -> NewPost:
     post = request.business_post
     violations = Violations()
-    if not post.text.strip():
-        violations.add("business_post.text", "is required")
-    check_text(violations, "business_post.text", post.text, TEXT_MAX)
-    check_text(violations, "business_post.first_comment", post.first_comment, TEXT_MAX)
-    if len(post.media_uris) > MEDIA_MAX:
-        violations.add("business_post.media_uris", f"must hold at most {MEDIA_MAX} URLs")
-    for index, uri in enumerate(post.media_uris):
-        if not re.fullmatch(r"https?://[^\s]+", uri) or len(uri) > URI_MAX:
-            violations.add(f"business_post.media_uris[{index}]", "must be an http(s) URL")
-    if len(post.thread) > THREAD_MAX:
-        violations.add("business_post.thread", f"must hold at most {THREAD_MAX} posts")
-    for index, text in enumerate(post.thread):
-        if not text.strip():
-            violations.add(f"business_post.thread[{index}]", "must not be empty")
-        check_text(violations, f"business_post.thread[{index}]", text, TEXT_MAX)
+    _content_fields(violations, post, CONTENT_PATHS)
     account_ids = _target_accounts(violations, business, post)
+    schedule = _schedule(violations, post, request.next_free_slot)
     violations.raise_if_any()
-    content = Content(
+    return NewPost(content=_content(post), account_ids=tuple(account_ids), schedule=schedule)
+
+
+def post_update(
+    request: publishing_pb2.UpdateBusinessPostRequest,
+) -> tuple[int, int, PostChanges]:
+    """UpdateBusinessPost: the post's ids and what its mask changes (docs in the proto)."""
+    business, post_id = child_ids(request.business_post.name, "posts", "business_post.name")
+    post = request.business_post
+    violations = Violations()
+    paths = frozenset(request.update_mask.paths)
+    if not paths:
+        violations.add("update_mask", "must name at least one field")
+    unknown = sorted(paths - UPDATABLE_POST_PATHS)
+    if unknown:
+        violations.add(
+            "update_mask", f"'{unknown[0][:100]}' is not an updatable field of BusinessPost"
+        )
+    _content_fields(violations, post, paths)
+    account_ids = _target_accounts(violations, business, post) if "targets" in paths else []
+    schedule: Schedule | None = None
+    if paths & SCHEDULE_PATHS:
+        # Only the masked schedule fields count (AIP-134); together they replace the schedule.
+        given = publishing_pb2.BusinessPost(
+            schedule_local_time=post.schedule_local_time if "schedule_local_time" in paths else "",
+            time_zone=post.time_zone if "time_zone" in paths else "",
+        )
+        if "schedule_time" in paths and post.HasField("schedule_time"):
+            given.schedule_time.CopyFrom(post.schedule_time)
+        if paths & {"schedule_time", "schedule_local_time"}:
+            schedule = _schedule(violations, given, next_free_slot=False)
+        elif post.time_zone:  # "time_zone" alone: the post's local time in another zone
+            time_zone(violations, "business_post.time_zone", post.time_zone)
+            schedule = Schedule(time_zone=post.time_zone)
+        else:
+            schedule = Schedule()
+    violations.raise_if_any()
+    changes = PostChanges(
+        paths=paths,
+        content=_content(post),
+        account_ids=tuple(account_ids),
+        schedule=schedule,
+    )
+    return business, post_id, changes
+
+
+CONTENT_PATHS = frozenset({"text", "media_uris", "first_comment", "thread"})
+SCHEDULE_PATHS = frozenset({"schedule_time", "schedule_local_time", "time_zone"})
+UPDATABLE_POST_PATHS = CONTENT_PATHS | SCHEDULE_PATHS | {"targets"}
+
+
+def _content_fields(
+    violations: Violations, post: publishing_pb2.BusinessPost, paths: Collection[str]
+) -> None:
+    """The content fields among `paths`, checked on their own (each platform checks more)."""
+    if "text" in paths:
+        if not post.text.strip():
+            violations.add("business_post.text", "is required")
+        check_text(violations, "business_post.text", post.text, TEXT_MAX)
+    if "first_comment" in paths:
+        check_text(violations, "business_post.first_comment", post.first_comment, TEXT_MAX)
+    if "media_uris" in paths:
+        if len(post.media_uris) > MEDIA_MAX:
+            violations.add("business_post.media_uris", f"must hold at most {MEDIA_MAX} URLs")
+        for index, uri in enumerate(post.media_uris):
+            if not re.fullmatch(r"https?://[^\s]+", uri) or len(uri) > URI_MAX:
+                violations.add(f"business_post.media_uris[{index}]", "must be an http(s) URL")
+    if "thread" in paths:
+        if len(post.thread) > THREAD_MAX:
+            violations.add("business_post.thread", f"must hold at most {THREAD_MAX} posts")
+        for index, text in enumerate(post.thread):
+            if not text.strip():
+                violations.add(f"business_post.thread[{index}]", "must not be empty")
+            check_text(violations, f"business_post.thread[{index}]", text, TEXT_MAX)
+
+
+def _content(post: publishing_pb2.BusinessPost) -> Content:
+    return Content(
         text=post.text,
         media_urls=tuple(post.media_uris),
         first_comment=post.first_comment,
         thread=tuple(post.thread),
     )
-    schedule_time = (
-        post.schedule_time.ToDatetime(tzinfo=UTC) if post.HasField("schedule_time") else None
+
+
+def _schedule(
+    violations: Violations, post: publishing_pb2.BusinessPost, next_free_slot: bool
+) -> Schedule:
+    """At most one of schedule_time, schedule_local_time (+ time_zone), next_free_slot."""
+    given = [
+        name
+        for name, present in (
+            ("business_post.schedule_time", post.HasField("schedule_time")),
+            ("business_post.schedule_local_time", bool(post.schedule_local_time)),
+            ("next_free_slot", next_free_slot),
+        )
+        if present
+    ]
+    if len(given) > 1:
+        violations.add(given[1], f"cannot be given with {given[0]}: choose one way to schedule")
+        return Schedule()
+    if post.time_zone and not post.schedule_local_time:
+        violations.add("business_post.time_zone", "is only for business_post.schedule_local_time")
+    if post.time_zone:
+        time_zone(violations, "business_post.time_zone", post.time_zone)
+    local = None
+    if post.schedule_local_time:
+        local = scheduling.parse_local(post.schedule_local_time)
+        if local is None:
+            violations.add(
+                "business_post.schedule_local_time",
+                "must be a local date and time without offset, like '2026-03-29T09:30:00'",
+            )
+    return Schedule(
+        instant=(
+            post.schedule_time.ToDatetime(tzinfo=UTC) if post.HasField("schedule_time") else None
+        ),
+        local_time=local,
+        time_zone=post.time_zone,
+        next_free_slot=next_free_slot,
     )
-    return NewPost(content=content, account_ids=tuple(account_ids), schedule_time=schedule_time)
+
+
+def account_update(request: publishing_pb2.UpdateAccountRequest) -> tuple[int, int, list[Slot]]:
+    """UpdateAccount: the account's ids and its new posting schedule, deduplicated and sorted."""
+    business, account = child_ids(request.account.name, "accounts", "account.name")
+    violations = Violations()
+    paths = list(request.update_mask.paths)
+    if not paths:
+        violations.add("update_mask", "must name at least one field")
+    for path in paths:
+        if path != "posting_schedule":
+            violations.add("update_mask", f"'{path[:100]}' is not an updatable field of Account")
+            break
+    given = request.account.posting_schedule
+    if len(given) > scheduling.SLOTS_MAX:
+        violations.add(
+            "account.posting_schedule", f"must hold at most {scheduling.SLOTS_MAX} slots"
+        )
+    slots: set[Slot] = set()
+    for index, item in enumerate(given[: scheduling.SLOTS_MAX]):
+        slot = scheduling.parse_slot(item.day_of_week, item.local_time)
+        if slot is None:
+            field = f"account.posting_schedule[{index}]"
+            if not 1 <= item.day_of_week <= 7:
+                violations.add(f"{field}.day_of_week", "must be 1 (Monday) to 7 (Sunday)")
+            else:
+                violations.add(f"{field}.local_time", "must be a 24-hour time 'HH:MM'")
+        else:
+            slots.add(slot)
+    violations.raise_if_any()
+    return business, account, sorted(slots)
 
 
 def _target_accounts(

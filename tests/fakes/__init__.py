@@ -14,6 +14,9 @@ Every fake (`fakes.x`, `fakes.linkedin`, `fakes.meta`, all `FakePlatform`) has t
     fail(endpoint, status=503, body=None, *, times=1, headers=None)
     stall(endpoint, seconds, *, times=1)         # sleeps, then handles the call
     drop(endpoint, *, times=1)                   # handles the call, then cuts the connection
+    hold(endpoint, seconds, *, times=1)          # handles the call, then holds the answer
+    latency(endpoint, low_s, high_s, *, seed=0)  # every call sleeps low..high first
+    in_flight() -> {client port: (endpoint, "received" | "accepted" | "refused")}
     throttle_after(calls, endpoint=None)         # then the platform's own throttled answer
     expire_access_tokens(account_id=None), revoke_refresh_token(token), revoke_account(id)
     consent_as(account_id)                       # who the auto-approved consent picks
@@ -21,10 +24,12 @@ Every fake (`fakes.x`, `fakes.linkedin`, `fakes.meta`, all `FakePlatform`) has t
 and endpoint names are "METHOD /route/template", e.g. "POST /2/tweets", "POST /rest/posts",
 "POST /{page_id}/feed", "POST /{ig_id}/media_publish" (see each fake's `app()`).
 FakeMeta also has `container_delay_s`, `fail_next_container(status)`, `usage_limit`,
-`throttle_code` and `regain_minutes`.
+`throttle_code` and `regain_minutes`. FakeX has `rate_window(limit, seconds)` (POST /2/tweets:
+`limit` calls per account per window, then 429 until the reset).
 
 As a process (for `make run`'s demo): `python -m tests.fakes [--port-x N] [--port-linkedin N]
 [--port-meta N]` prints the environment variables, one per line, and serves until killed.
+In a process of their own, driven through a pipe (benchmarks): tests/fakes/remote.py.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ class FakeMeta(FakePlatform):
     access_ttl_s = 60 * 86400.0  # long-lived user tokens
     # Instagram containers stay IN_PROGRESS this long.
     container_delay_s = 0.0
-    # x-app-usage reaches 100% after this many calls.
+    # x-app-usage reaches 100% after this many calls per Page (Meta's app limit is 200 calls
+    # an hour per user of the app), counted since `reset()`.
     usage_limit = 200
     # What a throttled call answers: the error code and Meta's estimate, in minutes.
     throttle_code = 80001
@@ -142,7 +143,8 @@ class FakeMeta(FakePlatform):
     # -- usage, throttling, errors -------------------------------------------------------
 
     def _usage(self, regain: int = 0) -> dict[str, str]:
-        percent = min(100, self.calls() * 100 // max(1, self.usage_limit))
+        limit = self.usage_limit * max(1, len(self.accounts))
+        percent = min(100, self.calls() * 100 // max(1, limit))
         app = {"call_count": percent, "total_cputime": percent // 2, "total_time": percent // 2}
         buc = {
             "0": [

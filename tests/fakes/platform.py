@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import itertools
+import random
 import secrets
 import threading
 import time
@@ -62,7 +63,7 @@ class _Token:
 @dataclass
 class _Fault:
     endpoint: str | None
-    kind: str  # "fail" | "stall" | "drop"
+    kind: str  # "fail" | "stall" | "drop" | "hold"
     times: int
     status: int = 500
     body: Any = None
@@ -108,6 +109,10 @@ class FakePlatform:
             self._faults: list[_Fault] = []
             self._calls: dict[str, int] = {}
             self._throttle: tuple[str | None, int] | None = None
+            self._latency: dict[str | None, tuple[float, float]] = {}
+            # Calls being answered, by the client's port: (endpoint, "received"|"accepted").
+            self._in_flight: dict[int, tuple[str, str]] = {}
+            self._random = random.Random(0)
             self.consenting: str | None = None
 
     def next_id(self) -> str:
@@ -277,6 +282,21 @@ class FakePlatform:
         is cut before the answer: the client cannot know it worked."""
         self._add(_Fault(endpoint, "drop", times))
 
+    def hold(self, endpoint: str | None, seconds: float, *, times: int = 1) -> None:
+        """The next `times` calls are handled (the post is created), then the answer is held
+        back `seconds`: a client that dies meanwhile never learns that it worked."""
+        self._add(_Fault(endpoint, "hold", times, seconds=seconds))
+
+    def latency(self, endpoint: str | None, low_s: float, high_s: float, *, seed: int = 0) -> None:
+        """Every call of `endpoint` (None: any) from now on sleeps a uniformly random
+        `low_s`..`high_s` before being handled, until `reset()` (`high_s` 0: no latency)."""
+        with self._lock:
+            self._random = random.Random(seed)
+            if high_s <= 0:
+                self._latency.pop(endpoint, None)
+            else:
+                self._latency[endpoint] = (low_s, high_s)
+
     def throttle_after(self, calls: int, endpoint: str | None = None) -> None:
         """After `calls` more calls of `endpoint` (None: any), every call is throttled the
         platform's way, until `reset()` or `throttle_after(...)` again."""
@@ -286,6 +306,25 @@ class FakePlatform:
     def _add(self, fault: _Fault) -> None:
         with self._lock:
             self._faults.append(fault)
+
+    def in_flight(self) -> dict[int, tuple[str, str]]:
+        """The calls being answered now, by the client's TCP port: their endpoint, and
+        "received" (not handled yet), or "accepted" / "refused" (handled, and the answer,
+        a success or an error, held back by `hold`)."""
+        with self._lock:
+            return dict(self._in_flight)
+
+    def _phase(self, port: int, endpoint: str, phase: str | None) -> None:
+        with self._lock:
+            if phase is None:
+                self._in_flight.pop(port, None)
+            else:
+                self._in_flight[port] = (endpoint, phase)
+
+    def _delay(self, endpoint: str) -> float:
+        with self._lock:
+            bounds = self._latency.get(endpoint) or self._latency.get(None)
+            return self._random.uniform(*bounds) if bounds else 0.0
 
     def _take(self, endpoint: str) -> tuple[_Fault | None, bool]:
         with self._lock:
@@ -319,6 +358,17 @@ class FakePlatform:
         name = endpoint or f"{method} {path}"
 
         async def endpoint_fn(request: Request) -> Response:
+            port = request.client.port if request.client else 0
+            self._phase(port, name, "received")
+            try:
+                return await answer(request, port)
+            finally:
+                self._phase(port, name, None)
+
+        async def answer(request: Request, port: int) -> Response:
+            delay = self._delay(name)
+            if delay:
+                await asyncio.sleep(delay)
             fault, throttled = self._take(name)
             if fault and fault.kind == "fail":
                 if fault.body is None and fault.status >= 500:
@@ -333,6 +383,9 @@ class FakePlatform:
             response = await handler(request)
             if fault and fault.kind == "drop":
                 return _CutAnswer()
+            if fault and fault.kind == "hold":
+                self._phase(port, name, "accepted" if response.status_code < 400 else "refused")
+                await asyncio.sleep(fault.seconds)
             return self.decorate(request, response)
 
         return Route(path, endpoint_fn, methods=[method])

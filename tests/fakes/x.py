@@ -42,6 +42,22 @@ class FakeX(FakePlatform):
     window_s = 900
     window_limit = 100
 
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.window_s, self.window_limit = FakeX.window_s, FakeX.window_limit
+            self._enforce_window = False
+            # POST /2/tweets calls by (account, window number).
+            self._window_calls: dict[tuple[str, int], int] = {}
+
+    def rate_window(self, limit: int, seconds: int) -> None:
+        """POST /2/tweets allows `limit` calls per account in each window of `seconds`
+        (aligned on the epoch, like X's 15 minutes), reporting what is left in
+        x-rate-limit-*, and answers 429 past it until the window resets (until `reset()`)."""
+        with self._lock:
+            self.window_s, self.window_limit = seconds, limit
+            self._enforce_window = True
+
     def add_account(self, name: str = "", handle: str = "") -> FakeAccount:
         user_id = self.next_id()
         handle = handle or f"user{user_id}"
@@ -157,9 +173,14 @@ class FakeX(FakePlatform):
         if account_id is None:
             return self._unauthorized()
         body = await request.json()
+        with self._lock:
+            window = (account_id, int(time.time()) // self.window_s)
+            used = self._window_calls[window] = self._window_calls.get(window, 0) + 1
+            if self._enforce_window and used > self.window_limit:
+                return self.throttled(request, endpoint)
         text = body.get("text")
         reply_to = (body.get("reply") or {}).get("in_reply_to_tweet_id")
-        headers = self._rate_headers(endpoint)
+        headers = self._rate_headers(endpoint, remaining=max(0, self.window_limit - used))
         invalid = (
             "text must be a string"
             if not isinstance(text, str) or not text

@@ -1,7 +1,7 @@
 """Valid example requests of every PublishingService RPC, for tests/core/test_field_behavior.py.
 
-The accounts are connected on the session's platform fakes. The post to delete is scheduled
-an hour ahead, so no worker has sent it when the walker deletes it.
+The accounts are connected on the session's platform fakes. The posts to delete, update and
+cancel are scheduled an hour ahead, so no worker has sent them when the walker gets to them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ def examples(context: ExampleContext) -> Examples:
     sent = stub.CreateBusinessPost(post_request(business, [x.name], "Example post"))
     later = stub.CreateBusinessPost(
         post_request(business, [linkedin.name], "Later", schedule_time=in_future(3600))
+    )
+    to_edit, to_cancel = (
+        stub.CreateBusinessPost(
+            post_request(business, [x.name], text, schedule_time=in_future(3600))
+        )
+        for text in ("To edit", "To cancel")
     )
     consents = []
     for _ in range(2):  # CompleteAccountConnection's variants each use a state of their own
@@ -67,11 +73,33 @@ def examples(context: ExampleContext) -> Examples:
         ),
         SERVICE + "GetAccount": publishing_pb2.GetAccountRequest(name=x.name),
         SERVICE + "ListAccounts": publishing_pb2.ListAccountsRequest(parent=business),
+        SERVICE + "UpdateAccount": publishing_pb2.UpdateAccountRequest(
+            account=publishing_pb2.Account(
+                name=x.name,
+                posting_schedule=[publishing_pb2.PostingSlot(day_of_week=1, local_time="09:00")],
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["posting_schedule"]),
+        ),
         SERVICE + "DisconnectAccount": publishing_pb2.DisconnectAccountRequest(name=linkedin.name),
         SERVICE + "CreateBusinessPost": post_request(business, [x.name], "Another post"),
         SERVICE + "GetBusinessPost": publishing_pb2.GetBusinessPostRequest(name=sent.name),
         SERVICE + "ListBusinessPosts": publishing_pb2.ListBusinessPostsRequest(
             parent=business, filter='state = "PUBLISHED"'
+        ),
+        SERVICE + "UpdateBusinessPost": publishing_pb2.UpdateBusinessPostRequest(
+            business_post=publishing_pb2.BusinessPost(
+                name=to_edit.name,
+                text="Edited",
+                targets=[publishing_pb2.PublishTarget(account=x.name)],
+                schedule_local_time="2030-06-03T09:30:00",
+                time_zone="Europe/Paris",
+            ),
+            update_mask=field_mask_pb2.FieldMask(
+                paths=["text", "targets", "schedule_local_time", "time_zone"]
+            ),
+        ),
+        SERVICE + "CancelBusinessPost": publishing_pb2.CancelBusinessPostRequest(
+            name=to_cancel.name
         ),
         SERVICE + "DeleteBusinessPost": publishing_pb2.DeleteBusinessPostRequest(name=later.name),
         SERVICE + "ListPublishAttempts": publishing_pb2.ListPublishAttemptsRequest(

@@ -142,6 +142,24 @@ SCOPED: dict[str, Call] = {
     "DeleteBusinessPost": lambda w, stub, t: stub.DeleteBusinessPost(
         publishing_pb2.DeleteBusinessPostRequest(name=t.post)
     ),
+    "UpdateAccount": lambda w, stub, t: stub.UpdateAccount(
+        publishing_pb2.UpdateAccountRequest(
+            account=publishing_pb2.Account(
+                name=t.account,
+                posting_schedule=[publishing_pb2.PostingSlot(day_of_week=1, local_time="09:00")],
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["posting_schedule"]),
+        )
+    ),
+    "UpdateBusinessPost": lambda w, stub, t: stub.UpdateBusinessPost(
+        publishing_pb2.UpdateBusinessPostRequest(
+            business_post=publishing_pb2.BusinessPost(name=t.post, text="Edited"),
+            update_mask=field_mask_pb2.FieldMask(paths=["text"]),
+        )
+    ),
+    "CancelBusinessPost": lambda w, stub, t: stub.CancelBusinessPost(
+        publishing_pb2.CancelBusinessPostRequest(name=t.post)
+    ),
     "ListPublishAttempts": lambda w, stub, t: stub.ListPublishAttempts(
         publishing_pb2.ListPublishAttemptsRequest(parent=t.post)
     ),

@@ -78,6 +78,8 @@ class Quota:
     reset_at: datetime | None = None
     # The highest percentage of Meta's x-app-usage / x-business-use-case-usage.
     usage_percent: float | None = None
+    # The highest of x-app-usage alone: the whole app's budget, shared by every Page.
+    app_usage_percent: float | None = None
 
 
 # Outcomes of a publish. Each carries the quota the platform reported with it, if any.

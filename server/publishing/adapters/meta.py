@@ -126,15 +126,19 @@ class MetaGraph:
 
 def usage(response: httpx.Response) -> Quota | None:
     """The highest percentage in x-app-usage and x-business-use-case-usage (or None)."""
-    percents: list[float] = []
+    percents: dict[str, list[float]] = {}
     for header in ("x-app-usage", "x-business-use-case-usage"):
         for entry in _usage_entries(response.headers.get(header)):
-            percents += [
+            percents.setdefault(header, []).extend(
                 float(v)
                 for k, v in entry.items()
                 if k in ("call_count", "total_cputime", "total_time") and isinstance(v, int | float)
-            ]
-    return Quota(usage_percent=max(percents)) if percents else None
+            )
+    every = [p for values in percents.values() for p in values]
+    if not every:
+        return None
+    app = percents.get("x-app-usage")
+    return Quota(usage_percent=max(every), app_usage_percent=max(app) if app else None)
 
 
 def _usage_entries(raw: str | None) -> list[dict[str, Any]]:

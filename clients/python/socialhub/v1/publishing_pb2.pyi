@@ -115,6 +115,7 @@ class Account(_message.Message):
     SCOPES_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    POSTING_SCHEDULE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Identifier. Resource name, "businesses/{business}/accounts/{account}"."""
     platform: _profile_pb2.Platform.ValueType
@@ -154,6 +155,14 @@ class Account(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When it was last changed."""
 
+    @_builtins.property
+    def posting_schedule(self) -> _containers.RepeatedCompositeFieldContainer[Global___PostingSlot]:
+        """Optional. The account's weekly posting slots, in its business's time
+        zone: CreateBusinessPost with `next_free_slot` puts a post in the next
+        one no other post of the account holds. Set with UpdateAccount; at most
+        168, returned deduplicated and sorted.
+        """
+
     def __init__(
         self,
         *,
@@ -169,14 +178,45 @@ class Account(_message.Message):
         scopes: _abc.Iterable[_builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        posting_schedule: _abc.Iterable[Global___PostingSlot] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "token_expire_time", b"token_expire_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_uri", b"avatar_uri", "create_time", b"create_time", "display_name", b"display_name", "handle", b"handle", "name", b"name", "platform", b"platform", "platform_account_id", b"platform_account_id", "scopes", b"scopes", "state", b"state", "state_reason", b"state_reason", "token_expire_time", b"token_expire_time", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_uri", b"avatar_uri", "create_time", b"create_time", "display_name", b"display_name", "handle", b"handle", "name", b"name", "platform", b"platform", "platform_account_id", b"platform_account_id", "posting_schedule", b"posting_schedule", "scopes", b"scopes", "state", b"state", "state_reason", b"state_reason", "token_expire_time", b"token_expire_time", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Account: _TypeAlias = Account  # noqa: Y015
+
+@_typing.final
+class PostingSlot(_message.Message):
+    """A weekly posting slot: a day of the week and a wall-clock time, in the
+    business's time zone. Across a daylight saving change the slot stays at its
+    wall-clock time; a slot inside a spring-forward gap is skipped that week,
+    and one inside a fall-back hour is its first occurrence.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_OF_WEEK_FIELD_NUMBER: _builtins.int
+    LOCAL_TIME_FIELD_NUMBER: _builtins.int
+    day_of_week: _builtins.int
+    """Required. ISO 8601 day of the week: 1 Monday .. 7 Sunday."""
+    local_time: _builtins.str
+    """Required. "HH:MM", 24-hour ("09:30", "18:00")."""
+    def __init__(
+        self,
+        *,
+        day_of_week: _builtins.int = ...,
+        local_time: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day_of_week", b"day_of_week", "local_time", b"local_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostingSlot: _TypeAlias = PostingSlot  # noqa: Y015
 
 @_typing.final
 class BusinessPost(_message.Message):
@@ -193,6 +233,8 @@ class BusinessPost(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     SCHEDULE_TIME_FIELD_NUMBER: _builtins.int
+    SCHEDULE_LOCAL_TIME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Identifier. Resource name, "businesses/{business}/posts/{post}"."""
     text: _builtins.str
@@ -201,6 +243,19 @@ class BusinessPost(_message.Message):
     """
     first_comment: _builtins.str
     """Optional. Posted as a comment (a reply on X) under each published post."""
+    schedule_local_time: _builtins.str
+    """Optional. When to publish, as a wall-clock time without offset
+    ("2026-03-29T09:30:00") in `time_zone`. Stored as given and resolved to
+    an instant with that zone's rules: a time skipped by a spring-forward
+    change (02:30 on 2026-03-29 in Europe/Paris) is INVALID_ARGUMENT; a time
+    that occurs twice at a fall-back change (02:30 on 2026-10-25 in
+    Europe/Paris) is its first occurrence (the earlier instant, still on
+    summer time).
+    """
+    time_zone: _builtins.str
+    """Optional. The IANA time zone of `schedule_local_time`; empty: the
+    business's. Only with `schedule_local_time`.
+    """
     @_builtins.property
     def media_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Optional. Public http(s) URLs of images or videos, at most 10
@@ -227,8 +282,10 @@ class BusinessPost(_message.Message):
 
     @_builtins.property
     def schedule_time(self) -> _timestamp_pb2.Timestamp:
-        """Optional. Immutable. When to publish; unset, or not in the future: now.
-        Targets wait as SCHEDULED until then.
+        """Optional. When to publish; unset, or not in the future: now. Targets
+        wait as SCHEDULED until then. Exclusive with `schedule_local_time` in
+        input; in output, also the instant a local time resolved to (for a post
+        in posting slots: unset, each target's `slot_time` says).
         """
 
     def __init__(
@@ -243,10 +300,12 @@ class BusinessPost(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         schedule_time: _timestamp_pb2.Timestamp | None = ...,
+        schedule_local_time: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "schedule_time", b"schedule_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "first_comment", b"first_comment", "media_uris", b"media_uris", "name", b"name", "schedule_time", b"schedule_time", "targets", b"targets", "text", b"text", "thread", b"thread", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "first_comment", b"first_comment", "media_uris", b"media_uris", "name", b"name", "schedule_local_time", b"schedule_local_time", "schedule_time", b"schedule_time", "targets", b"targets", "text", b"text", "thread", b"thread", "time_zone", b"time_zone", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,10 +339,12 @@ class PublishTarget(_message.Message):
         """An attempt's outcome is unknown and the platform offers no way to tell
         whether it was published: a person must check (`error` says what).
         """
+        STATE_CANCELLED: PublishTarget._State.ValueType  # 7
+        """Cancelled by CancelBusinessPost before it was sent."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Where a target is in its life. Final states: PUBLISHED, FAILED,
-        NEEDS_REVIEW.
+        NEEDS_REVIEW, CANCELLED.
         """
 
     STATE_UNSPECIFIED: PublishTarget.State.ValueType  # 0
@@ -302,6 +363,8 @@ class PublishTarget(_message.Message):
     """An attempt's outcome is unknown and the platform offers no way to tell
     whether it was published: a person must check (`error` says what).
     """
+    STATE_CANCELLED: PublishTarget.State.ValueType  # 7
+    """Cancelled by CancelBusinessPost before it was sent."""
 
     ACCOUNT_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
@@ -312,6 +375,7 @@ class PublishTarget(_message.Message):
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     PUBLISH_TIME_FIELD_NUMBER: _builtins.int
     ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    SLOT_TIME_FIELD_NUMBER: _builtins.int
     account: _builtins.str
     """Required. The account, "businesses/{business}/accounts/{account}", of
     the post's own business.
@@ -340,6 +404,12 @@ class PublishTarget(_message.Message):
     def publish_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When it was published."""
 
+    @_builtins.property
+    def slot_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. The posting slot this target holds, for a post created
+        with `next_free_slot`.
+        """
+
     def __init__(
         self,
         *,
@@ -352,10 +422,11 @@ class PublishTarget(_message.Message):
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         publish_time: _timestamp_pb2.Timestamp | None = ...,
         attempt_count: _builtins.int = ...,
+        slot_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_time", b"next_attempt_time", "publish_time", b"publish_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_time", b"next_attempt_time", "publish_time", b"publish_time", "slot_time", b"slot_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attempt_count", b"attempt_count", "error", b"error", "next_attempt_time", b"next_attempt_time", "platform", b"platform", "platform_post_id", b"platform_post_id", "publish_time", b"publish_time", "state", b"state", "uri", b"uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attempt_count", b"attempt_count", "error", b"error", "next_attempt_time", b"next_attempt_time", "platform", b"platform", "platform_post_id", b"platform_post_id", "publish_time", b"publish_time", "slot_time", b"slot_time", "state", b"state", "uri", b"uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -813,6 +884,36 @@ class ListAccountsResponse(_message.Message):
 Global___ListAccountsResponse: _TypeAlias = ListAccountsResponse  # noqa: Y015
 
 @_typing.final
+class UpdateAccountRequest(_message.Message):
+    """Request for UpdateAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def account(self) -> Global___Account:
+        """Required. The account, with its name and the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Required. "posting_schedule"."""
+
+    def __init__(
+        self,
+        *,
+        account: Global___Account | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAccountRequest: _TypeAlias = UpdateAccountRequest  # noqa: Y015
+
+@_typing.final
 class DisconnectAccountRequest(_message.Message):
     """Request for DisconnectAccount."""
 
@@ -843,11 +944,17 @@ class CreateBusinessPostRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     BUSINESS_POST_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    NEXT_FREE_SLOT_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """Required. The business, "businesses/{business}"."""
     request_id: _builtins.str
     """Optional. A UUID; a retry with the same one returns the first post and
     publishes nothing more.
+    """
+    next_free_slot: _builtins.bool
+    """Optional. Put each target in its account's next posting slot (see
+    Account.posting_schedule) after now that no other pending post of that
+    account holds. Exclusive with the post's schedule fields.
     """
     @_builtins.property
     def business_post(self) -> Global___BusinessPost:
@@ -859,10 +966,11 @@ class CreateBusinessPostRequest(_message.Message):
         parent: _builtins.str = ...,
         business_post: Global___BusinessPost | None = ...,
         request_id: _builtins.str = ...,
+        next_free_slot: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["business_post", b"business_post"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_post", b"business_post", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_post", b"business_post", "next_free_slot", b"next_free_slot", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -953,6 +1061,82 @@ class ListBusinessPostsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListBusinessPostsResponse: _TypeAlias = ListBusinessPostsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateBusinessPostRequest(_message.Message):
+    """Request for UpdateBusinessPost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_POST_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def business_post(self) -> Global___BusinessPost:
+        """Required. The post, with its name and the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Required. The fields to change (see UpdateBusinessPost)."""
+
+    def __init__(
+        self,
+        *,
+        business_post: Global___BusinessPost | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_post", b"business_post", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_post", b"business_post", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateBusinessPostRequest: _TypeAlias = UpdateBusinessPostRequest  # noqa: Y015
+
+@_typing.final
+class CancelBusinessPostRequest(_message.Message):
+    """Request for CancelBusinessPost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. "businesses/{business}/posts/{post}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBusinessPostRequest: _TypeAlias = CancelBusinessPostRequest  # noqa: Y015
+
+@_typing.final
+class CancelBusinessPostResponse(_message.Message):
+    """Response of CancelBusinessPost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_POST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def business_post(self) -> Global___BusinessPost:
+        """The post, every target CANCELLED."""
+
+    def __init__(
+        self,
+        *,
+        business_post: Global___BusinessPost | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_post", b"business_post"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_post", b"business_post"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBusinessPostResponse: _TypeAlias = CancelBusinessPostResponse  # noqa: Y015
 
 @_typing.final
 class DeleteBusinessPostRequest(_message.Message):

@@ -94,6 +94,11 @@ class PublishingServiceStub:
                 request_serializer=socialhub_dot_v1_dot_publishing__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_publishing__pb2.Account.FromString,
                 _registered_method=True)
+        self.UpdateAccount = channel.unary_unary(
+                '/socialhub.v1.PublishingService/UpdateAccount',
+                request_serializer=socialhub_dot_v1_dot_publishing__pb2.UpdateAccountRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_publishing__pb2.Account.FromString,
+                _registered_method=True)
         self.ListAccounts = channel.unary_unary(
                 '/socialhub.v1.PublishingService/ListAccounts',
                 request_serializer=socialhub_dot_v1_dot_publishing__pb2.ListAccountsRequest.SerializeToString,
@@ -118,6 +123,16 @@ class PublishingServiceStub:
                 '/socialhub.v1.PublishingService/ListBusinessPosts',
                 request_serializer=socialhub_dot_v1_dot_publishing__pb2.ListBusinessPostsRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_publishing__pb2.ListBusinessPostsResponse.FromString,
+                _registered_method=True)
+        self.UpdateBusinessPost = channel.unary_unary(
+                '/socialhub.v1.PublishingService/UpdateBusinessPost',
+                request_serializer=socialhub_dot_v1_dot_publishing__pb2.UpdateBusinessPostRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_publishing__pb2.BusinessPost.FromString,
+                _registered_method=True)
+        self.CancelBusinessPost = channel.unary_unary(
+                '/socialhub.v1.PublishingService/CancelBusinessPost',
+                request_serializer=socialhub_dot_v1_dot_publishing__pb2.CancelBusinessPostRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_publishing__pb2.CancelBusinessPostResponse.FromString,
                 _registered_method=True)
         self.DeleteBusinessPost = channel.unary_unary(
                 '/socialhub.v1.PublishingService/DeleteBusinessPost',
@@ -252,6 +267,20 @@ class PublishingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAccount(self, request, context):
+        """Updates an account's "posting_schedule" (its weekly posting slots, which
+        CreateBusinessPost's `next_free_slot` fills). Slots are deduplicated and
+        sorted; posts already holding a slot keep it.
+        Returns INVALID_ARGUMENT for an empty mask, another path, a day outside
+        1..7, a time that is not "HH:MM" or more than 168 slots;
+        NOT_FOUND (ACCOUNT_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAccounts(self, request, context):
         """Lists a business's accounts, oldest first. Default page size 50, maximum
         500.
@@ -273,15 +302,20 @@ class PublishingServiceServicer:
 
     def CreateBusinessPost(self, request, context):
         """Creates a post with one target per chosen account and publishes it now,
-        or at `schedule_time`: it returns at once with every target PUBLISHING
-        (SCHEDULED), and the replicas' workers send it (WatchBusinessPost
-        follows them). Each target's content
-        is checked against its platform's rules first.
+        at `schedule_time`, at `schedule_local_time` in `time_zone`, or (with
+        `next_free_slot`) in each account's next free posting slot: it returns at
+        once with every target PUBLISHING (SCHEDULED), and the replicas' workers
+        send it (WatchBusinessPost follows them). Each target's content is
+        checked against its platform's rules first.
         Returns INVALID_ARGUMENT naming the target and field for content a
-        platform would refuse, no targets, or an account given twice;
+        platform would refuse, no targets, an account given twice, more than one
+        way of scheduling, or a local time that does not exist in its time zone
+        (skipped by a daylight saving change);
         NOT_FOUND (ACCOUNT_NOT_FOUND) for an account the business does not have;
         FAILED_PRECONDITION (ACCOUNT_NOT_CONNECTED) for an account that is not
-        CONNECTED. Retrying with the same `request_id` returns the first post.
+        CONNECTED, (POSTING_SCHEDULE_EMPTY) with `next_free_slot` for an account
+        that has no posting schedule. Retrying with the same `request_id`
+        returns the first post.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
@@ -307,6 +341,38 @@ class PublishingServiceServicer:
         Default page size 50, maximum 500.
         Returns INVALID_ARGUMENT for a malformed filter, a bad page size or page
         token; NOT_FOUND (BUSINESS_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBusinessPost(self, request, context):
+        """Updates a post none of whose targets has been claimed by a worker yet:
+        update_mask paths "text", "media_uris", "first_comment", "thread",
+        "targets" (the accounts: added ones are created, removed ones deleted),
+        "schedule_time", "schedule_local_time" and "time_zone" (the schedule
+        fields given replace the post's whole schedule: a post has either an
+        instant or a local time; neither means now). The content is checked
+        again against every target's platform. A post scheduled with
+        `next_free_slot` keeps its slots unless its schedule is changed.
+        Returns INVALID_ARGUMENT as CreateBusinessPost does, and for an empty
+        mask or another path; NOT_FOUND (BUSINESS_POST_NOT_FOUND);
+        FAILED_PRECONDITION (BUSINESS_POST_ALREADY_SENT) once any target is
+        being sent, is final or was cancelled.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBusinessPost(self, request, context):
+        """Cancels a post none of whose targets has been claimed by a worker yet:
+        every target becomes CANCELLED (final) and frees its posting slot. The
+        post and its history stay.
+        Returns NOT_FOUND (BUSINESS_POST_NOT_FOUND); FAILED_PRECONDITION
+        (BUSINESS_POST_ALREADY_SENT) once any target is being sent, is final or
+        was cancelled already.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -386,6 +452,11 @@ def add_PublishingServiceServicer_to_server(servicer, server):
                     request_deserializer=socialhub_dot_v1_dot_publishing__pb2.GetAccountRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_publishing__pb2.Account.SerializeToString,
             ),
+            'UpdateAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAccount,
+                    request_deserializer=socialhub_dot_v1_dot_publishing__pb2.UpdateAccountRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_publishing__pb2.Account.SerializeToString,
+            ),
             'ListAccounts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAccounts,
                     request_deserializer=socialhub_dot_v1_dot_publishing__pb2.ListAccountsRequest.FromString,
@@ -410,6 +481,16 @@ def add_PublishingServiceServicer_to_server(servicer, server):
                     servicer.ListBusinessPosts,
                     request_deserializer=socialhub_dot_v1_dot_publishing__pb2.ListBusinessPostsRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_publishing__pb2.ListBusinessPostsResponse.SerializeToString,
+            ),
+            'UpdateBusinessPost': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBusinessPost,
+                    request_deserializer=socialhub_dot_v1_dot_publishing__pb2.UpdateBusinessPostRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_publishing__pb2.BusinessPost.SerializeToString,
+            ),
+            'CancelBusinessPost': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBusinessPost,
+                    request_deserializer=socialhub_dot_v1_dot_publishing__pb2.CancelBusinessPostRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_publishing__pb2.CancelBusinessPostResponse.SerializeToString,
             ),
             'DeleteBusinessPost': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteBusinessPost,
@@ -673,6 +754,33 @@ class PublishingService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.PublishingService/UpdateAccount',
+            socialhub_dot_v1_dot_publishing__pb2.UpdateAccountRequest.SerializeToString,
+            socialhub_dot_v1_dot_publishing__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListAccounts(request,
             target,
             options=(),
@@ -797,6 +905,60 @@ class PublishingService:
             '/socialhub.v1.PublishingService/ListBusinessPosts',
             socialhub_dot_v1_dot_publishing__pb2.ListBusinessPostsRequest.SerializeToString,
             socialhub_dot_v1_dot_publishing__pb2.ListBusinessPostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBusinessPost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.PublishingService/UpdateBusinessPost',
+            socialhub_dot_v1_dot_publishing__pb2.UpdateBusinessPostRequest.SerializeToString,
+            socialhub_dot_v1_dot_publishing__pb2.BusinessPost.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBusinessPost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.PublishingService/CancelBusinessPost',
+            socialhub_dot_v1_dot_publishing__pb2.CancelBusinessPostRequest.SerializeToString,
+            socialhub_dot_v1_dot_publishing__pb2.CancelBusinessPostResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -115,6 +115,16 @@ class PublishingServiceStub:
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    UpdateAccount: _grpc.UnaryUnaryMultiCallable[_publishing_pb2.UpdateAccountRequest, _publishing_pb2.Account]
+    """Updates an account's "posting_schedule" (its weekly posting slots, which
+    CreateBusinessPost's `next_free_slot` fills). Slots are deduplicated and
+    sorted; posts already holding a slot keep it.
+    Returns INVALID_ARGUMENT for an empty mask, another path, a day outside
+    1..7, a time that is not "HH:MM" or more than 168 slots;
+    NOT_FOUND (ACCOUNT_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_publishing_pb2.ListAccountsRequest, _publishing_pb2.ListAccountsResponse]
     """Lists a business's accounts, oldest first. Default page size 50, maximum
     500.
@@ -128,15 +138,20 @@ class PublishingServiceStub:
     """
     CreateBusinessPost: _grpc.UnaryUnaryMultiCallable[_publishing_pb2.CreateBusinessPostRequest, _publishing_pb2.BusinessPost]
     """Creates a post with one target per chosen account and publishes it now,
-    or at `schedule_time`: it returns at once with every target PUBLISHING
-    (SCHEDULED), and the replicas' workers send it (WatchBusinessPost
-    follows them). Each target's content
-    is checked against its platform's rules first.
+    at `schedule_time`, at `schedule_local_time` in `time_zone`, or (with
+    `next_free_slot`) in each account's next free posting slot: it returns at
+    once with every target PUBLISHING (SCHEDULED), and the replicas' workers
+    send it (WatchBusinessPost follows them). Each target's content is
+    checked against its platform's rules first.
     Returns INVALID_ARGUMENT naming the target and field for content a
-    platform would refuse, no targets, or an account given twice;
+    platform would refuse, no targets, an account given twice, more than one
+    way of scheduling, or a local time that does not exist in its time zone
+    (skipped by a daylight saving change);
     NOT_FOUND (ACCOUNT_NOT_FOUND) for an account the business does not have;
     FAILED_PRECONDITION (ACCOUNT_NOT_CONNECTED) for an account that is not
-    CONNECTED. Retrying with the same `request_id` returns the first post.
+    CONNECTED, (POSTING_SCHEDULE_EMPTY) with `next_free_slot` for an account
+    that has no posting schedule. Retrying with the same `request_id`
+    returns the first post.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
@@ -154,6 +169,30 @@ class PublishingServiceStub:
     Default page size 50, maximum 500.
     Returns INVALID_ARGUMENT for a malformed filter, a bad page size or page
     token; NOT_FOUND (BUSINESS_NOT_FOUND).
+    """
+    UpdateBusinessPost: _grpc.UnaryUnaryMultiCallable[_publishing_pb2.UpdateBusinessPostRequest, _publishing_pb2.BusinessPost]
+    """Updates a post none of whose targets has been claimed by a worker yet:
+    update_mask paths "text", "media_uris", "first_comment", "thread",
+    "targets" (the accounts: added ones are created, removed ones deleted),
+    "schedule_time", "schedule_local_time" and "time_zone" (the schedule
+    fields given replace the post's whole schedule: a post has either an
+    instant or a local time; neither means now). The content is checked
+    again against every target's platform. A post scheduled with
+    `next_free_slot` keeps its slots unless its schedule is changed.
+    Returns INVALID_ARGUMENT as CreateBusinessPost does, and for an empty
+    mask or another path; NOT_FOUND (BUSINESS_POST_NOT_FOUND);
+    FAILED_PRECONDITION (BUSINESS_POST_ALREADY_SENT) once any target is
+    being sent, is final or was cancelled.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    CancelBusinessPost: _grpc.UnaryUnaryMultiCallable[_publishing_pb2.CancelBusinessPostRequest, _publishing_pb2.CancelBusinessPostResponse]
+    """Cancels a post none of whose targets has been claimed by a worker yet:
+    every target becomes CANCELLED (final) and frees its posting slot. The
+    post and its history stay.
+    Returns NOT_FOUND (BUSINESS_POST_NOT_FOUND); FAILED_PRECONDITION
+    (BUSINESS_POST_ALREADY_SENT) once any target is being sent, is final or
+    was cancelled already.
     """
     DeleteBusinessPost: _grpc.UnaryUnaryMultiCallable[_publishing_pb2.DeleteBusinessPostRequest, _empty_pb2.Empty]
     """Deletes a post none of whose targets has been sent yet.
@@ -261,6 +300,16 @@ class PublishingServiceAsyncStub(PublishingServiceStub):
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    UpdateAccount: _aio.UnaryUnaryMultiCallable[_publishing_pb2.UpdateAccountRequest, _publishing_pb2.Account]  # type: ignore[assignment]
+    """Updates an account's "posting_schedule" (its weekly posting slots, which
+    CreateBusinessPost's `next_free_slot` fills). Slots are deduplicated and
+    sorted; posts already holding a slot keep it.
+    Returns INVALID_ARGUMENT for an empty mask, another path, a day outside
+    1..7, a time that is not "HH:MM" or more than 168 slots;
+    NOT_FOUND (ACCOUNT_NOT_FOUND) if it does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ListAccounts: _aio.UnaryUnaryMultiCallable[_publishing_pb2.ListAccountsRequest, _publishing_pb2.ListAccountsResponse]  # type: ignore[assignment]
     """Lists a business's accounts, oldest first. Default page size 50, maximum
     500.
@@ -274,15 +323,20 @@ class PublishingServiceAsyncStub(PublishingServiceStub):
     """
     CreateBusinessPost: _aio.UnaryUnaryMultiCallable[_publishing_pb2.CreateBusinessPostRequest, _publishing_pb2.BusinessPost]  # type: ignore[assignment]
     """Creates a post with one target per chosen account and publishes it now,
-    or at `schedule_time`: it returns at once with every target PUBLISHING
-    (SCHEDULED), and the replicas' workers send it (WatchBusinessPost
-    follows them). Each target's content
-    is checked against its platform's rules first.
+    at `schedule_time`, at `schedule_local_time` in `time_zone`, or (with
+    `next_free_slot`) in each account's next free posting slot: it returns at
+    once with every target PUBLISHING (SCHEDULED), and the replicas' workers
+    send it (WatchBusinessPost follows them). Each target's content is
+    checked against its platform's rules first.
     Returns INVALID_ARGUMENT naming the target and field for content a
-    platform would refuse, no targets, or an account given twice;
+    platform would refuse, no targets, an account given twice, more than one
+    way of scheduling, or a local time that does not exist in its time zone
+    (skipped by a daylight saving change);
     NOT_FOUND (ACCOUNT_NOT_FOUND) for an account the business does not have;
     FAILED_PRECONDITION (ACCOUNT_NOT_CONNECTED) for an account that is not
-    CONNECTED. Retrying with the same `request_id` returns the first post.
+    CONNECTED, (POSTING_SCHEDULE_EMPTY) with `next_free_slot` for an account
+    that has no posting schedule. Retrying with the same `request_id`
+    returns the first post.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
@@ -300,6 +354,30 @@ class PublishingServiceAsyncStub(PublishingServiceStub):
     Default page size 50, maximum 500.
     Returns INVALID_ARGUMENT for a malformed filter, a bad page size or page
     token; NOT_FOUND (BUSINESS_NOT_FOUND).
+    """
+    UpdateBusinessPost: _aio.UnaryUnaryMultiCallable[_publishing_pb2.UpdateBusinessPostRequest, _publishing_pb2.BusinessPost]  # type: ignore[assignment]
+    """Updates a post none of whose targets has been claimed by a worker yet:
+    update_mask paths "text", "media_uris", "first_comment", "thread",
+    "targets" (the accounts: added ones are created, removed ones deleted),
+    "schedule_time", "schedule_local_time" and "time_zone" (the schedule
+    fields given replace the post's whole schedule: a post has either an
+    instant or a local time; neither means now). The content is checked
+    again against every target's platform. A post scheduled with
+    `next_free_slot` keeps its slots unless its schedule is changed.
+    Returns INVALID_ARGUMENT as CreateBusinessPost does, and for an empty
+    mask or another path; NOT_FOUND (BUSINESS_POST_NOT_FOUND);
+    FAILED_PRECONDITION (BUSINESS_POST_ALREADY_SENT) once any target is
+    being sent, is final or was cancelled.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    CancelBusinessPost: _aio.UnaryUnaryMultiCallable[_publishing_pb2.CancelBusinessPostRequest, _publishing_pb2.CancelBusinessPostResponse]  # type: ignore[assignment]
+    """Cancels a post none of whose targets has been claimed by a worker yet:
+    every target becomes CANCELLED (final) and frees its posting slot. The
+    post and its history stay.
+    Returns NOT_FOUND (BUSINESS_POST_NOT_FOUND); FAILED_PRECONDITION
+    (BUSINESS_POST_ALREADY_SENT) once any target is being sent, is final or
+    was cancelled already.
     """
     DeleteBusinessPost: _aio.UnaryUnaryMultiCallable[_publishing_pb2.DeleteBusinessPostRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a post none of whose targets has been sent yet.
@@ -454,6 +532,22 @@ class PublishingServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def UpdateAccount(
+        self,
+        request: _publishing_pb2.UpdateAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_publishing_pb2.Account, _abc.Awaitable[_publishing_pb2.Account]]:
+        """Updates an account's "posting_schedule" (its weekly posting slots, which
+        CreateBusinessPost's `next_free_slot` fills). Slots are deduplicated and
+        sorted; posts already holding a slot keep it.
+        Returns INVALID_ARGUMENT for an empty mask, another path, a day outside
+        1..7, a time that is not "HH:MM" or more than 168 slots;
+        NOT_FOUND (ACCOUNT_NOT_FOUND) if it does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
     def ListAccounts(
         self,
         request: _publishing_pb2.ListAccountsRequest,
@@ -483,15 +577,20 @@ class PublishingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_publishing_pb2.BusinessPost, _abc.Awaitable[_publishing_pb2.BusinessPost]]:
         """Creates a post with one target per chosen account and publishes it now,
-        or at `schedule_time`: it returns at once with every target PUBLISHING
-        (SCHEDULED), and the replicas' workers send it (WatchBusinessPost
-        follows them). Each target's content
-        is checked against its platform's rules first.
+        at `schedule_time`, at `schedule_local_time` in `time_zone`, or (with
+        `next_free_slot`) in each account's next free posting slot: it returns at
+        once with every target PUBLISHING (SCHEDULED), and the replicas' workers
+        send it (WatchBusinessPost follows them). Each target's content is
+        checked against its platform's rules first.
         Returns INVALID_ARGUMENT naming the target and field for content a
-        platform would refuse, no targets, or an account given twice;
+        platform would refuse, no targets, an account given twice, more than one
+        way of scheduling, or a local time that does not exist in its time zone
+        (skipped by a daylight saving change);
         NOT_FOUND (ACCOUNT_NOT_FOUND) for an account the business does not have;
         FAILED_PRECONDITION (ACCOUNT_NOT_CONNECTED) for an account that is not
-        CONNECTED. Retrying with the same `request_id` returns the first post.
+        CONNECTED, (POSTING_SCHEDULE_EMPTY) with `next_free_slot` for an account
+        that has no posting schedule. Retrying with the same `request_id`
+        returns the first post.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
@@ -521,6 +620,42 @@ class PublishingServiceServicer(metaclass=_abc_1.ABCMeta):
         Default page size 50, maximum 500.
         Returns INVALID_ARGUMENT for a malformed filter, a bad page size or page
         token; NOT_FOUND (BUSINESS_NOT_FOUND).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateBusinessPost(
+        self,
+        request: _publishing_pb2.UpdateBusinessPostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_publishing_pb2.BusinessPost, _abc.Awaitable[_publishing_pb2.BusinessPost]]:
+        """Updates a post none of whose targets has been claimed by a worker yet:
+        update_mask paths "text", "media_uris", "first_comment", "thread",
+        "targets" (the accounts: added ones are created, removed ones deleted),
+        "schedule_time", "schedule_local_time" and "time_zone" (the schedule
+        fields given replace the post's whole schedule: a post has either an
+        instant or a local time; neither means now). The content is checked
+        again against every target's platform. A post scheduled with
+        `next_free_slot` keeps its slots unless its schedule is changed.
+        Returns INVALID_ARGUMENT as CreateBusinessPost does, and for an empty
+        mask or another path; NOT_FOUND (BUSINESS_POST_NOT_FOUND);
+        FAILED_PRECONDITION (BUSINESS_POST_ALREADY_SENT) once any target is
+        being sent, is final or was cancelled.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def CancelBusinessPost(
+        self,
+        request: _publishing_pb2.CancelBusinessPostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_publishing_pb2.CancelBusinessPostResponse, _abc.Awaitable[_publishing_pb2.CancelBusinessPostResponse]]:
+        """Cancels a post none of whose targets has been claimed by a worker yet:
+        every target becomes CANCELLED (final) and frees its posting slot. The
+        post and its history stay.
+        Returns NOT_FOUND (BUSINESS_POST_NOT_FOUND); FAILED_PRECONDITION
+        (BUSINESS_POST_ALREADY_SENT) once any target is being sent, is final or
+        was cancelled already.
         """
 
     @_abc_1.abstractmethod

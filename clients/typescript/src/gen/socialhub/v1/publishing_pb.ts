@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file socialhub/v1/publishing.proto.
  */
 export const file_socialhub_v1_publishing: GenFile = /*@__PURE__*/
-  fileDesc("Ch1zb2NpYWxodWIvdjEvcHVibGlzaGluZy5wcm90bxIMc29jaWFsaHViLnYxIosCCghCdXNpbmVzcxISCgRuYW1lGAEgASgJQgTiQQEIEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAhIXCgl0aW1lX3pvbmUYAyABKAlCBOJBAQESNQoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAzpI6kFFChZzb2NpYWxodWIuZGV2L0J1c2luZXNzEhVidXNpbmVzc2VzL3tidXNpbmVzc30qCmJ1c2luZXNzZXMyCGJ1c2luZXNzIowFCgdBY2NvdW50EhIKBG5hbWUYASABKAlCBOJBAQgSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQMSIQoTcGxhdGZvcm1fYWNjb3VudF9pZBgDIAEoCUIE4kEBAxIaCgxkaXNwbGF5X25hbWUYBCABKAlCBOJBAQMSFAoGaGFuZGxlGAUgASgJQgTiQQEDEhgKCmF2YXRhcl91cmkYBiABKAlCBOJBAQMSMAoFc3RhdGUYByABKA4yGy5zb2NpYWxodWIudjEuQWNjb3VudC5TdGF0ZUIE4kEBAxIaCgxzdGF0ZV9yZWFzb24YCCABKAlCBOJBAQMSOwoRdG9rZW5fZXhwaXJlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhQKBnNjb3BlcxgKIAMoCUIE4kEBAxI1CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNQoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDImYKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASEwoPU1RBVEVfQ09OTkVDVEVEEAESGQoVU1RBVEVfTkVFRFNfUkVDT05ORUNUEAISFgoSU1RBVEVfRElTQ09OTkVDVEVEEAM6V+pBVAoVc29jaWFsaHViLmRldi9BY2NvdW50EihidXNpbmVzc2VzL3tidXNpbmVzc30vYWNjb3VudHMve2FjY291bnR9KghhY2NvdW50czIHYWNjb3VudCLBAwoMQnVzaW5lc3NQb3N0EhIKBG5hbWUYASABKAlCBOJBAQgSEgoEdGV4dBgCIAEoCUIE4kEBAhIYCgptZWRpYV91cmlzGAMgAygJQgTiQQEBEhsKDWZpcnN0X2NvbW1lbnQYBCABKAlCBOJBAQESFAoGdGhyZWFkGAUgAygJQgTiQQEBEjIKB3RhcmdldHMYBiADKAsyGy5zb2NpYWxodWIudjEuUHVibGlzaFRhcmdldEIE4kEBAhI1CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNQoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjgKDXNjaGVkdWxlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgXiQQIBBTpg6kFdChpzb2NpYWxodWIuZGV2L0J1c2luZXNzUG9zdBIiYnVzaW5lc3Nlcy97YnVzaW5lc3N9L3Bvc3RzL3twb3N0fSoNYnVzaW5lc3NQb3N0czIMYnVzaW5lc3NQb3N0IqEECg1QdWJsaXNoVGFyZ2V0Ei8KB2FjY291bnQYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvQWNjb3VudBIuCghwbGF0Zm9ybRgCIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAxI2CgVzdGF0ZRgDIAEoDjIhLnNvY2lhbGh1Yi52MS5QdWJsaXNoVGFyZ2V0LlN0YXRlQgTiQQEDEh4KEHBsYXRmb3JtX3Bvc3RfaWQYBCABKAlCBOJBAQMSEQoDdXJpGAUgASgJQgTiQQEDEhMKBWVycm9yGAYgASgJQgTiQQEDEjsKEW5leHRfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI2CgxwdWJsaXNoX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhsKDWF0dGVtcHRfY291bnQYCSABKAVCBOJBAQMinAEKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASEwoPU1RBVEVfU0NIRURVTEVEEAESFAoQU1RBVEVfUFVCTElTSElORxACEhMKD1NUQVRFX1BVQkxJU0hFRBADEhAKDFNUQVRFX0ZBSUxFRBAEEhIKDlNUQVRFX0RFRkVSUkVEEAUSFgoSU1RBVEVfTkVFRFNfUkVWSUVXEAYi8gQKDlB1Ymxpc2hBdHRlbXB0EhIKBG5hbWUYASABKAlCBOJBAQgSLwoHYWNjb3VudBgCIAEoCUIe4kEBA/pBFwoVc29jaWFsaHViLmRldi9BY2NvdW50EjsKB291dGNvbWUYAyABKA4yJC5zb2NpYWxodWIudjEuUHVibGlzaEF0dGVtcHQuT3V0Y29tZUIE4kEBAxIbCg1yZXNwb25zZV9jb2RlGAQgASgJQgTiQQEDEhUKB21lc3NhZ2UYBSABKAlCBOJBAQMSNAoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGQoLZHVyYXRpb25fbXMYByABKANCBOJBAQMizAEKB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhUKEU9VVENPTUVfUFVCTElTSEVEEAESFAoQT1VUQ09NRV9SRUpFQ1RFRBACEhgKFE9VVENPTUVfVU5BVVRIT1JJWkVEEAMSFQoRT1VUQ09NRV9USFJPVFRMRUQQBBIdChlPVVRDT01FX1RSQU5TSUVOVF9GQUlMVVJFEAUSFgoST1VUQ09NRV9SRUNPTkNJTEVEEAYSEwoPT1VUQ09NRV9VTktOT1dOEAc6iQHqQYUBChxzb2NpYWxodWIuZGV2L1B1Ymxpc2hBdHRlbXB0EkRidXNpbmVzc2VzL3tidXNpbmVzc30vcG9zdHMve3Bvc3R9L3B1Ymxpc2hBdHRlbXB0cy97cHVibGlzaF9hdHRlbXB0fSoPcHVibGlzaEF0dGVtcHRzMg5wdWJsaXNoQXR0ZW1wdCJhChVDcmVhdGVCdXNpbmVzc1JlcXVlc3QSLgoIYnVzaW5lc3MYASABKAsyFi5zb2NpYWxodWIudjEuQnVzaW5lc3NCBOJBAQISGAoKcmVxdWVzdF9pZBgCIAEoCUIE4kEBASJDChJHZXRCdXNpbmVzc1JlcXVlc3QSLQoEbmFtZRgBIAEoCUIf4kEBAvpBGAoWc29jaWFsaHViLmRldi9CdXNpbmVzcyJKChVMaXN0QnVzaW5lc3Nlc1JlcXVlc3QSFwoJcGFnZV9zaXplGAEgASgFQgTiQQEBEhgKCnBhZ2VfdG9rZW4YAiABKAlCBOJBAQEiXQoWTGlzdEJ1c2luZXNzZXNSZXNwb25zZRIqCgpidXNpbmVzc2VzGAEgAygLMhYuc29jaWFsaHViLnYxLkJ1c2luZXNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ+ChVVcGRhdGVCdXNpbmVzc1JlcXVlc3QSLgoIYnVzaW5lc3MYASABKAsyFi5zb2NpYWxodWIudjEuQnVzaW5lc3NCBOJBAQISNQoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrQgTiQQECIn8KHVN0YXJ0QWNjb3VudENvbm5lY3Rpb25SZXF1ZXN0Ei4KBnBhcmVudBgBIAEoCUIe4kEBAvpBFxIVc29jaWFsaHViLmRldi9BY2NvdW50Ei4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQECIncKHlN0YXJ0QWNjb3VudENvbm5lY3Rpb25SZXNwb25zZRIVCg1hdXRob3JpemVfdXJpGAEgASgJEg0KBXN0YXRlGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ7CiBDb21wbGV0ZUFjY291bnRDb25uZWN0aW9uUmVxdWVzdBIuCgZwYXJlbnQYASABKAlCHuJBAQL6QRcSFXNvY2lhbGh1Yi5kZXYvQWNjb3VudBITCgVzdGF0ZRgCIAEoCUIE4kEBAhISCgRjb2RlGAMgASgJQgTiQQECIoUCChVDb25uZWN0QWNjb3VudFJlcXVlc3QSLgoGcGFyZW50GAEgASgJQh7iQQEC+kEXEhVzb2NpYWxodWIuZGV2L0FjY291bnQSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISGwoMYWNjZXNzX3Rva2VuGAMgASgJQgXiQQICBBIcCg1yZWZyZXNoX3Rva2VuGAQgASgJQgXiQQIBBBI7ChF0b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQESFAoGc2NvcGVzGAYgAygJQgTiQQEBIkEKEUdldEFjY291bnRSZXF1ZXN0EiwKBG5hbWUYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvQWNjb3VudCJ4ChNMaXN0QWNjb3VudHNSZXF1ZXN0Ei4KBnBhcmVudBgBIAEoCUIe4kEBAvpBFxIVc29jaWFsaHViLmRldi9BY2NvdW50EhcKCXBhZ2Vfc2l6ZRgCIAEoBUIE4kEBARIYCgpwYWdlX3Rva2VuGAMgASgJQgTiQQEBIlgKFExpc3RBY2NvdW50c1Jlc3BvbnNlEicKCGFjY291bnRzGAEgAygLMhUuc29jaWFsaHViLnYxLkFjY291bnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkgKGERpc2Nvbm5lY3RBY2NvdW50UmVxdWVzdBIsCgRuYW1lGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L0FjY291bnQiowEKGUNyZWF0ZUJ1c2luZXNzUG9zdFJlcXVlc3QSMwoGcGFyZW50GAEgASgJQiPiQQEC+kEcEhpzb2NpYWxodWIuZGV2L0J1c2luZXNzUG9zdBI3Cg1idXNpbmVzc19wb3N0GAIgASgLMhouc29jaWFsaHViLnYxLkJ1c2luZXNzUG9zdEIE4kEBAhIYCgpyZXF1ZXN0X2lkGAMgASgJQgTiQQEBIksKFkdldEJ1c2luZXNzUG9zdFJlcXVlc3QSMQoEbmFtZRgBIAEoCUIj4kEBAvpBHAoac29jaWFsaHViLmRldi9CdXNpbmVzc1Bvc3QimAEKGExpc3RCdXNpbmVzc1Bvc3RzUmVxdWVzdBIzCgZwYXJlbnQYASABKAlCI+JBAQL6QRwSGnNvY2lhbGh1Yi5kZXYvQnVzaW5lc3NQb3N0EhcKCXBhZ2Vfc2l6ZRgCIAEoBUIE4kEBARIYCgpwYWdlX3Rva2VuGAMgASgJQgTiQQEBEhQKBmZpbHRlchgEIAEoCUIE4kEBASJoChlMaXN0QnVzaW5lc3NQb3N0c1Jlc3BvbnNlEjIKDmJ1c2luZXNzX3Bvc3RzGAEgAygLMhouc29jaWFsaHViLnYxLkJ1c2luZXNzUG9zdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTgoZRGVsZXRlQnVzaW5lc3NQb3N0UmVxdWVzdBIxCgRuYW1lGAEgASgJQiPiQQEC+kEcChpzb2NpYWxodWIuZGV2L0J1c2luZXNzUG9zdCKGAQoaTGlzdFB1Ymxpc2hBdHRlbXB0c1JlcXVlc3QSNQoGcGFyZW50GAEgASgJQiXiQQEC+kEeEhxzb2NpYWxodWIuZGV2L1B1Ymxpc2hBdHRlbXB0EhcKCXBhZ2Vfc2l6ZRgCIAEoBUIE4kEBARIYCgpwYWdlX3Rva2VuGAMgASgJQgTiQQEBIm4KG0xpc3RQdWJsaXNoQXR0ZW1wdHNSZXNwb25zZRI2ChBwdWJsaXNoX2F0dGVtcHRzGAEgAygLMhwuc29jaWFsaHViLnYxLlB1Ymxpc2hBdHRlbXB0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJNChhXYXRjaEJ1c2luZXNzUG9zdFJlcXVlc3QSMQoEbmFtZRgBIAEoCUIj4kEBAvpBHAoac29jaWFsaHViLmRldi9CdXNpbmVzc1Bvc3QiSwohQ29tcGxldGVBY2NvdW50Q29ubmVjdGlvblJlc3BvbnNlEiYKB2FjY291bnQYASABKAsyFS5zb2NpYWxodWIudjEuQWNjb3VudCJAChZDb25uZWN0QWNjb3VudFJlc3BvbnNlEiYKB2FjY291bnQYASABKAsyFS5zb2NpYWxodWIudjEuQWNjb3VudCJDChlEaXNjb25uZWN0QWNjb3VudFJlc3BvbnNlEiYKB2FjY291bnQYASABKAsyFS5zb2NpYWxodWIudjEuQWNjb3VudCJOChlXYXRjaEJ1c2luZXNzUG9zdFJlc3BvbnNlEjEKDWJ1c2luZXNzX3Bvc3QYASABKAsyGi5zb2NpYWxodWIudjEuQnVzaW5lc3NQb3N0MusLChFQdWJsaXNoaW5nU2VydmljZRJNCg5DcmVhdGVCdXNpbmVzcxIjLnNvY2lhbGh1Yi52MS5DcmVhdGVCdXNpbmVzc1JlcXVlc3QaFi5zb2NpYWxodWIudjEuQnVzaW5lc3MSRwoLR2V0QnVzaW5lc3MSIC5zb2NpYWxodWIudjEuR2V0QnVzaW5lc3NSZXF1ZXN0GhYuc29jaWFsaHViLnYxLkJ1c2luZXNzElsKDkxpc3RCdXNpbmVzc2VzEiMuc29jaWFsaHViLnYxLkxpc3RCdXNpbmVzc2VzUmVxdWVzdBokLnNvY2lhbGh1Yi52MS5MaXN0QnVzaW5lc3Nlc1Jlc3BvbnNlEk0KDlVwZGF0ZUJ1c2luZXNzEiMuc29jaWFsaHViLnYxLlVwZGF0ZUJ1c2luZXNzUmVxdWVzdBoWLnNvY2lhbGh1Yi52MS5CdXNpbmVzcxJzChZTdGFydEFjY291bnRDb25uZWN0aW9uEisuc29jaWFsaHViLnYxLlN0YXJ0QWNjb3VudENvbm5lY3Rpb25SZXF1ZXN0Giwuc29jaWFsaHViLnYxLlN0YXJ0QWNjb3VudENvbm5lY3Rpb25SZXNwb25zZRJ8ChlDb21wbGV0ZUFjY291bnRDb25uZWN0aW9uEi4uc29jaWFsaHViLnYxLkNvbXBsZXRlQWNjb3VudENvbm5lY3Rpb25SZXF1ZXN0Gi8uc29jaWFsaHViLnYxLkNvbXBsZXRlQWNjb3VudENvbm5lY3Rpb25SZXNwb25zZRJbCg5Db25uZWN0QWNjb3VudBIjLnNvY2lhbGh1Yi52MS5Db25uZWN0QWNjb3VudFJlcXVlc3QaJC5zb2NpYWxodWIudjEuQ29ubmVjdEFjY291bnRSZXNwb25zZRJECgpHZXRBY2NvdW50Eh8uc29jaWFsaHViLnYxLkdldEFjY291bnRSZXF1ZXN0GhUuc29jaWFsaHViLnYxLkFjY291bnQSVQoMTGlzdEFjY291bnRzEiEuc29jaWFsaHViLnYxLkxpc3RBY2NvdW50c1JlcXVlc3QaIi5zb2NpYWxodWIudjEuTGlzdEFjY291bnRzUmVzcG9uc2USZAoRRGlzY29ubmVjdEFjY291bnQSJi5zb2NpYWxodWIudjEuRGlzY29ubmVjdEFjY291bnRSZXF1ZXN0Gicuc29jaWFsaHViLnYxLkRpc2Nvbm5lY3RBY2NvdW50UmVzcG9uc2USWQoSQ3JlYXRlQnVzaW5lc3NQb3N0Eicuc29jaWFsaHViLnYxLkNyZWF0ZUJ1c2luZXNzUG9zdFJlcXVlc3QaGi5zb2NpYWxodWIudjEuQnVzaW5lc3NQb3N0ElMKD0dldEJ1c2luZXNzUG9zdBIkLnNvY2lhbGh1Yi52MS5HZXRCdXNpbmVzc1Bvc3RSZXF1ZXN0Ghouc29jaWFsaHViLnYxLkJ1c2luZXNzUG9zdBJkChFMaXN0QnVzaW5lc3NQb3N0cxImLnNvY2lhbGh1Yi52MS5MaXN0QnVzaW5lc3NQb3N0c1JlcXVlc3QaJy5zb2NpYWxodWIudjEuTGlzdEJ1c2luZXNzUG9zdHNSZXNwb25zZRJVChJEZWxldGVCdXNpbmVzc1Bvc3QSJy5zb2NpYWxodWIudjEuRGVsZXRlQnVzaW5lc3NQb3N0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJqChNMaXN0UHVibGlzaEF0dGVtcHRzEiguc29jaWFsaHViLnYxLkxpc3RQdWJsaXNoQXR0ZW1wdHNSZXF1ZXN0Gikuc29jaWFsaHViLnYxLkxpc3RQdWJsaXNoQXR0ZW1wdHNSZXNwb25zZRJmChFXYXRjaEJ1c2luZXNzUG9zdBImLnNvY2lhbGh1Yi52MS5XYXRjaEJ1c2luZXNzUG9zdFJlcXVlc3QaJy5zb2NpYWxodWIudjEuV2F0Y2hCdXNpbmVzc1Bvc3RSZXNwb25zZTABYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_socialhub_v1_profile]);
+  fileDesc("Ch1zb2NpYWxodWIvdjEvcHVibGlzaGluZy5wcm90bxIMc29jaWFsaHViLnYxIosCCghCdXNpbmVzcxISCgRuYW1lGAEgASgJQgTiQQEIEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAhIXCgl0aW1lX3pvbmUYAyABKAlCBOJBAQESNQoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAzpI6kFFChZzb2NpYWxodWIuZGV2L0J1c2luZXNzEhVidXNpbmVzc2VzL3tidXNpbmVzc30qCmJ1c2luZXNzZXMyCGJ1c2luZXNzIscFCgdBY2NvdW50EhIKBG5hbWUYASABKAlCBOJBAQgSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQMSIQoTcGxhdGZvcm1fYWNjb3VudF9pZBgDIAEoCUIE4kEBAxIaCgxkaXNwbGF5X25hbWUYBCABKAlCBOJBAQMSFAoGaGFuZGxlGAUgASgJQgTiQQEDEhgKCmF2YXRhcl91cmkYBiABKAlCBOJBAQMSMAoFc3RhdGUYByABKA4yGy5zb2NpYWxodWIudjEuQWNjb3VudC5TdGF0ZUIE4kEBAxIaCgxzdGF0ZV9yZWFzb24YCCABKAlCBOJBAQMSOwoRdG9rZW5fZXhwaXJlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhQKBnNjb3BlcxgKIAMoCUIE4kEBAxI1CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNQoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjkKEHBvc3Rpbmdfc2NoZWR1bGUYDSADKAsyGS5zb2NpYWxodWIudjEuUG9zdGluZ1Nsb3RCBOJBAQEiZgoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABITCg9TVEFURV9DT05ORUNURUQQARIZChVTVEFURV9ORUVEU19SRUNPTk5FQ1QQAhIWChJTVEFURV9ESVNDT05ORUNURUQQAzpX6kFUChVzb2NpYWxodWIuZGV2L0FjY291bnQSKGJ1c2luZXNzZXMve2J1c2luZXNzfS9hY2NvdW50cy97YWNjb3VudH0qCGFjY291bnRzMgdhY2NvdW50IkIKC1Bvc3RpbmdTbG90EhkKC2RheV9vZl93ZWVrGAEgASgFQgTiQQECEhgKCmxvY2FsX3RpbWUYAiABKAlCBOJBAQIi/AMKDEJ1c2luZXNzUG9zdBISCgRuYW1lGAEgASgJQgTiQQEIEhIKBHRleHQYAiABKAlCBOJBAQISGAoKbWVkaWFfdXJpcxgDIAMoCUIE4kEBARIbCg1maXJzdF9jb21tZW50GAQgASgJQgTiQQEBEhQKBnRocmVhZBgFIAMoCUIE4kEBARIyCgd0YXJnZXRzGAYgAygLMhsuc29jaWFsaHViLnYxLlB1Ymxpc2hUYXJnZXRCBOJBAQISNQoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI3Cg1zY2hlZHVsZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBARIhChNzY2hlZHVsZV9sb2NhbF90aW1lGAogASgJQgTiQQEBEhcKCXRpbWVfem9uZRgLIAEoCUIE4kEBATpg6kFdChpzb2NpYWxodWIuZGV2L0J1c2luZXNzUG9zdBIiYnVzaW5lc3Nlcy97YnVzaW5lc3N9L3Bvc3RzL3twb3N0fSoNYnVzaW5lc3NQb3N0czIMYnVzaW5lc3NQb3N0IusECg1QdWJsaXNoVGFyZ2V0Ei8KB2FjY291bnQYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvQWNjb3VudBIuCghwbGF0Zm9ybRgCIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAxI2CgVzdGF0ZRgDIAEoDjIhLnNvY2lhbGh1Yi52MS5QdWJsaXNoVGFyZ2V0LlN0YXRlQgTiQQEDEh4KEHBsYXRmb3JtX3Bvc3RfaWQYBCABKAlCBOJBAQMSEQoDdXJpGAUgASgJQgTiQQEDEhMKBWVycm9yGAYgASgJQgTiQQEDEjsKEW5leHRfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI2CgxwdWJsaXNoX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhsKDWF0dGVtcHRfY291bnQYCSABKAVCBOJBAQMSMwoJc2xvdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyKxAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABITCg9TVEFURV9TQ0hFRFVMRUQQARIUChBTVEFURV9QVUJMSVNISU5HEAISEwoPU1RBVEVfUFVCTElTSEVEEAMSEAoMU1RBVEVfRkFJTEVEEAQSEgoOU1RBVEVfREVGRVJSRUQQBRIWChJTVEFURV9ORUVEU19SRVZJRVcQBhITCg9TVEFURV9DQU5DRUxMRUQQByLyBAoOUHVibGlzaEF0dGVtcHQSEgoEbmFtZRgBIAEoCUIE4kEBCBIvCgdhY2NvdW50GAIgASgJQh7iQQED+kEXChVzb2NpYWxodWIuZGV2L0FjY291bnQSOwoHb3V0Y29tZRgDIAEoDjIkLnNvY2lhbGh1Yi52MS5QdWJsaXNoQXR0ZW1wdC5PdXRjb21lQgTiQQEDEhsKDXJlc3BvbnNlX2NvZGUYBCABKAlCBOJBAQMSFQoHbWVzc2FnZRgFIAEoCUIE4kEBAxI0CgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIZCgtkdXJhdGlvbl9tcxgHIAEoA0IE4kEBAyLMAQoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASFQoRT1VUQ09NRV9QVUJMSVNIRUQQARIUChBPVVRDT01FX1JFSkVDVEVEEAISGAoUT1VUQ09NRV9VTkFVVEhPUklaRUQQAxIVChFPVVRDT01FX1RIUk9UVExFRBAEEh0KGU9VVENPTUVfVFJBTlNJRU5UX0ZBSUxVUkUQBRIWChJPVVRDT01FX1JFQ09OQ0lMRUQQBhITCg9PVVRDT01FX1VOS05PV04QBzqJAepBhQEKHHNvY2lhbGh1Yi5kZXYvUHVibGlzaEF0dGVtcHQSRGJ1c2luZXNzZXMve2J1c2luZXNzfS9wb3N0cy97cG9zdH0vcHVibGlzaEF0dGVtcHRzL3twdWJsaXNoX2F0dGVtcHR9Kg9wdWJsaXNoQXR0ZW1wdHMyDnB1Ymxpc2hBdHRlbXB0ImEKFUNyZWF0ZUJ1c2luZXNzUmVxdWVzdBIuCghidXNpbmVzcxgBIAEoCzIWLnNvY2lhbGh1Yi52MS5CdXNpbmVzc0IE4kEBAhIYCgpyZXF1ZXN0X2lkGAIgASgJQgTiQQEBIkMKEkdldEJ1c2luZXNzUmVxdWVzdBItCgRuYW1lGAEgASgJQh/iQQEC+kEYChZzb2NpYWxodWIuZGV2L0J1c2luZXNzIkoKFUxpc3RCdXNpbmVzc2VzUmVxdWVzdBIXCglwYWdlX3NpemUYASABKAVCBOJBAQESGAoKcGFnZV90b2tlbhgCIAEoCUIE4kEBASJdChZMaXN0QnVzaW5lc3Nlc1Jlc3BvbnNlEioKCmJ1c2luZXNzZXMYASADKAsyFi5zb2NpYWxodWIudjEuQnVzaW5lc3MSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIn4KFVVwZGF0ZUJ1c2luZXNzUmVxdWVzdBIuCghidXNpbmVzcxgBIAEoCzIWLnNvY2lhbGh1Yi52MS5CdXNpbmVzc0IE4kEBAhI1Cgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCBOJBAQIifwodU3RhcnRBY2NvdW50Q29ubmVjdGlvblJlcXVlc3QSLgoGcGFyZW50GAEgASgJQh7iQQEC+kEXEhVzb2NpYWxodWIuZGV2L0FjY291bnQSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQIidwoeU3RhcnRBY2NvdW50Q29ubmVjdGlvblJlc3BvbnNlEhUKDWF1dGhvcml6ZV91cmkYASABKAkSDQoFc3RhdGUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInsKIENvbXBsZXRlQWNjb3VudENvbm5lY3Rpb25SZXF1ZXN0Ei4KBnBhcmVudBgBIAEoCUIe4kEBAvpBFxIVc29jaWFsaHViLmRldi9BY2NvdW50EhMKBXN0YXRlGAIgASgJQgTiQQECEhIKBGNvZGUYAyABKAlCBOJBAQIihQIKFUNvbm5lY3RBY2NvdW50UmVxdWVzdBIuCgZwYXJlbnQYASABKAlCHuJBAQL6QRcSFXNvY2lhbGh1Yi5kZXYvQWNjb3VudBIuCghwbGF0Zm9ybRgCIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIbCgxhY2Nlc3NfdG9rZW4YAyABKAlCBeJBAgIEEhwKDXJlZnJlc2hfdG9rZW4YBCABKAlCBeJBAgEEEjsKEXRva2VuX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBARIUCgZzY29wZXMYBiADKAlCBOJBAQEiQQoRR2V0QWNjb3VudFJlcXVlc3QSLAoEbmFtZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9BY2NvdW50IngKE0xpc3RBY2NvdW50c1JlcXVlc3QSLgoGcGFyZW50GAEgASgJQh7iQQEC+kEXEhVzb2NpYWxodWIuZGV2L0FjY291bnQSFwoJcGFnZV9zaXplGAIgASgFQgTiQQEBEhgKCnBhZ2VfdG9rZW4YAyABKAlCBOJBAQEiWAoUTGlzdEFjY291bnRzUmVzcG9uc2USJwoIYWNjb3VudHMYASADKAsyFS5zb2NpYWxodWIudjEuQWNjb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiewoUVXBkYXRlQWNjb3VudFJlcXVlc3QSLAoHYWNjb3VudBgBIAEoCzIVLnNvY2lhbGh1Yi52MS5BY2NvdW50QgTiQQECEjUKC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFza0IE4kEBAiJIChhEaXNjb25uZWN0QWNjb3VudFJlcXVlc3QSLAoEbmFtZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9BY2NvdW50IsEBChlDcmVhdGVCdXNpbmVzc1Bvc3RSZXF1ZXN0EjMKBnBhcmVudBgBIAEoCUIj4kEBAvpBHBIac29jaWFsaHViLmRldi9CdXNpbmVzc1Bvc3QSNwoNYnVzaW5lc3NfcG9zdBgCIAEoCzIaLnNvY2lhbGh1Yi52MS5CdXNpbmVzc1Bvc3RCBOJBAQISGAoKcmVxdWVzdF9pZBgDIAEoCUIE4kEBARIcCg5uZXh0X2ZyZWVfc2xvdBgEIAEoCEIE4kEBASJLChZHZXRCdXNpbmVzc1Bvc3RSZXF1ZXN0EjEKBG5hbWUYASABKAlCI+JBAQL6QRwKGnNvY2lhbGh1Yi5kZXYvQnVzaW5lc3NQb3N0IpgBChhMaXN0QnVzaW5lc3NQb3N0c1JlcXVlc3QSMwoGcGFyZW50GAEgASgJQiPiQQEC+kEcEhpzb2NpYWxodWIuZGV2L0J1c2luZXNzUG9zdBIXCglwYWdlX3NpemUYAiABKAVCBOJBAQESGAoKcGFnZV90b2tlbhgDIAEoCUIE4kEBARIUCgZmaWx0ZXIYBCABKAlCBOJBAQEiaAoZTGlzdEJ1c2luZXNzUG9zdHNSZXNwb25zZRIyCg5idXNpbmVzc19wb3N0cxgBIAMoCzIaLnNvY2lhbGh1Yi52MS5CdXNpbmVzc1Bvc3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIosBChlVcGRhdGVCdXNpbmVzc1Bvc3RSZXF1ZXN0EjcKDWJ1c2luZXNzX3Bvc3QYASABKAsyGi5zb2NpYWxodWIudjEuQnVzaW5lc3NQb3N0QgTiQQECEjUKC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFza0IE4kEBAiJOChlDYW5jZWxCdXNpbmVzc1Bvc3RSZXF1ZXN0EjEKBG5hbWUYASABKAlCI+JBAQL6QRwKGnNvY2lhbGh1Yi5kZXYvQnVzaW5lc3NQb3N0Ik8KGkNhbmNlbEJ1c2luZXNzUG9zdFJlc3BvbnNlEjEKDWJ1c2luZXNzX3Bvc3QYASABKAsyGi5zb2NpYWxodWIudjEuQnVzaW5lc3NQb3N0Ik4KGURlbGV0ZUJ1c2luZXNzUG9zdFJlcXVlc3QSMQoEbmFtZRgBIAEoCUIj4kEBAvpBHAoac29jaWFsaHViLmRldi9CdXNpbmVzc1Bvc3QihgEKGkxpc3RQdWJsaXNoQXR0ZW1wdHNSZXF1ZXN0EjUKBnBhcmVudBgBIAEoCUIl4kEBAvpBHhIcc29jaWFsaHViLmRldi9QdWJsaXNoQXR0ZW1wdBIXCglwYWdlX3NpemUYAiABKAVCBOJBAQESGAoKcGFnZV90b2tlbhgDIAEoCUIE4kEBASJuChtMaXN0UHVibGlzaEF0dGVtcHRzUmVzcG9uc2USNgoQcHVibGlzaF9hdHRlbXB0cxgBIAMoCzIcLnNvY2lhbGh1Yi52MS5QdWJsaXNoQXR0ZW1wdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTQoYV2F0Y2hCdXNpbmVzc1Bvc3RSZXF1ZXN0EjEKBG5hbWUYASABKAlCI+JBAQL6QRwKGnNvY2lhbGh1Yi5kZXYvQnVzaW5lc3NQb3N0IksKIUNvbXBsZXRlQWNjb3VudENvbm5lY3Rpb25SZXNwb25zZRImCgdhY2NvdW50GAEgASgLMhUuc29jaWFsaHViLnYxLkFjY291bnQiQAoWQ29ubmVjdEFjY291bnRSZXNwb25zZRImCgdhY2NvdW50GAEgASgLMhUuc29jaWFsaHViLnYxLkFjY291bnQiQwoZRGlzY29ubmVjdEFjY291bnRSZXNwb25zZRImCgdhY2NvdW50GAEgASgLMhUuc29jaWFsaHViLnYxLkFjY291bnQiTgoZV2F0Y2hCdXNpbmVzc1Bvc3RSZXNwb25zZRIxCg1idXNpbmVzc19wb3N0GAEgASgLMhouc29jaWFsaHViLnYxLkJ1c2luZXNzUG9zdDL7DQoRUHVibGlzaGluZ1NlcnZpY2USTQoOQ3JlYXRlQnVzaW5lc3MSIy5zb2NpYWxodWIudjEuQ3JlYXRlQnVzaW5lc3NSZXF1ZXN0GhYuc29jaWFsaHViLnYxLkJ1c2luZXNzEkcKC0dldEJ1c2luZXNzEiAuc29jaWFsaHViLnYxLkdldEJ1c2luZXNzUmVxdWVzdBoWLnNvY2lhbGh1Yi52MS5CdXNpbmVzcxJbCg5MaXN0QnVzaW5lc3NlcxIjLnNvY2lhbGh1Yi52MS5MaXN0QnVzaW5lc3Nlc1JlcXVlc3QaJC5zb2NpYWxodWIudjEuTGlzdEJ1c2luZXNzZXNSZXNwb25zZRJNCg5VcGRhdGVCdXNpbmVzcxIjLnNvY2lhbGh1Yi52MS5VcGRhdGVCdXNpbmVzc1JlcXVlc3QaFi5zb2NpYWxodWIudjEuQnVzaW5lc3MScwoWU3RhcnRBY2NvdW50Q29ubmVjdGlvbhIrLnNvY2lhbGh1Yi52MS5TdGFydEFjY291bnRDb25uZWN0aW9uUmVxdWVzdBosLnNvY2lhbGh1Yi52MS5TdGFydEFjY291bnRDb25uZWN0aW9uUmVzcG9uc2USfAoZQ29tcGxldGVBY2NvdW50Q29ubmVjdGlvbhIuLnNvY2lhbGh1Yi52MS5Db21wbGV0ZUFjY291bnRDb25uZWN0aW9uUmVxdWVzdBovLnNvY2lhbGh1Yi52MS5Db21wbGV0ZUFjY291bnRDb25uZWN0aW9uUmVzcG9uc2USWwoOQ29ubmVjdEFjY291bnQSIy5zb2NpYWxodWIudjEuQ29ubmVjdEFjY291bnRSZXF1ZXN0GiQuc29jaWFsaHViLnYxLkNvbm5lY3RBY2NvdW50UmVzcG9uc2USRAoKR2V0QWNjb3VudBIfLnNvY2lhbGh1Yi52MS5HZXRBY2NvdW50UmVxdWVzdBoVLnNvY2lhbGh1Yi52MS5BY2NvdW50EkoKDVVwZGF0ZUFjY291bnQSIi5zb2NpYWxodWIudjEuVXBkYXRlQWNjb3VudFJlcXVlc3QaFS5zb2NpYWxodWIudjEuQWNjb3VudBJVCgxMaXN0QWNjb3VudHMSIS5zb2NpYWxodWIudjEuTGlzdEFjY291bnRzUmVxdWVzdBoiLnNvY2lhbGh1Yi52MS5MaXN0QWNjb3VudHNSZXNwb25zZRJkChFEaXNjb25uZWN0QWNjb3VudBImLnNvY2lhbGh1Yi52MS5EaXNjb25uZWN0QWNjb3VudFJlcXVlc3QaJy5zb2NpYWxodWIudjEuRGlzY29ubmVjdEFjY291bnRSZXNwb25zZRJZChJDcmVhdGVCdXNpbmVzc1Bvc3QSJy5zb2NpYWxodWIudjEuQ3JlYXRlQnVzaW5lc3NQb3N0UmVxdWVzdBoaLnNvY2lhbGh1Yi52MS5CdXNpbmVzc1Bvc3QSUwoPR2V0QnVzaW5lc3NQb3N0EiQuc29jaWFsaHViLnYxLkdldEJ1c2luZXNzUG9zdFJlcXVlc3QaGi5zb2NpYWxodWIudjEuQnVzaW5lc3NQb3N0EmQKEUxpc3RCdXNpbmVzc1Bvc3RzEiYuc29jaWFsaHViLnYxLkxpc3RCdXNpbmVzc1Bvc3RzUmVxdWVzdBonLnNvY2lhbGh1Yi52MS5MaXN0QnVzaW5lc3NQb3N0c1Jlc3BvbnNlElkKElVwZGF0ZUJ1c2luZXNzUG9zdBInLnNvY2lhbGh1Yi52MS5VcGRhdGVCdXNpbmVzc1Bvc3RSZXF1ZXN0Ghouc29jaWFsaHViLnYxLkJ1c2luZXNzUG9zdBJnChJDYW5jZWxCdXNpbmVzc1Bvc3QSJy5zb2NpYWxodWIudjEuQ2FuY2VsQnVzaW5lc3NQb3N0UmVxdWVzdBooLnNvY2lhbGh1Yi52MS5DYW5jZWxCdXNpbmVzc1Bvc3RSZXNwb25zZRJVChJEZWxldGVCdXNpbmVzc1Bvc3QSJy5zb2NpYWxodWIudjEuRGVsZXRlQnVzaW5lc3NQb3N0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJqChNMaXN0UHVibGlzaEF0dGVtcHRzEiguc29jaWFsaHViLnYxLkxpc3RQdWJsaXNoQXR0ZW1wdHNSZXF1ZXN0Gikuc29jaWFsaHViLnYxLkxpc3RQdWJsaXNoQXR0ZW1wdHNSZXNwb25zZRJmChFXYXRjaEJ1c2luZXNzUG9zdBImLnNvY2lhbGh1Yi52MS5XYXRjaEJ1c2luZXNzUG9zdFJlcXVlc3QaJy5zb2NpYWxodWIudjEuV2F0Y2hCdXNpbmVzc1Bvc3RSZXNwb25zZTABYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_socialhub_v1_profile]);
 
 /**
  * A business that publishes to its connected accounts.
@@ -161,6 +161,16 @@ export type Account = Message<"socialhub.v1.Account"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 12;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Optional. The account's weekly posting slots, in its business's time
+   * zone: CreateBusinessPost with `next_free_slot` puts a post in the next
+   * one no other post of the account holds. Set with UpdateAccount; at most
+   * 168, returned deduplicated and sorted.
+   *
+   * @generated from field: repeated socialhub.v1.PostingSlot posting_schedule = 13;
+   */
+  postingSchedule: PostingSlot[];
 };
 
 /**
@@ -211,6 +221,37 @@ export enum Account_State {
  */
 export const Account_StateSchema: GenEnum<Account_State> = /*@__PURE__*/
   enumDesc(file_socialhub_v1_publishing, 1, 0);
+
+/**
+ * A weekly posting slot: a day of the week and a wall-clock time, in the
+ * business's time zone. Across a daylight saving change the slot stays at its
+ * wall-clock time; a slot inside a spring-forward gap is skipped that week,
+ * and one inside a fall-back hour is its first occurrence.
+ *
+ * @generated from message socialhub.v1.PostingSlot
+ */
+export type PostingSlot = Message<"socialhub.v1.PostingSlot"> & {
+  /**
+   * Required. ISO 8601 day of the week: 1 Monday .. 7 Sunday.
+   *
+   * @generated from field: int32 day_of_week = 1;
+   */
+  dayOfWeek: number;
+
+  /**
+   * Required. "HH:MM", 24-hour ("09:30", "18:00").
+   *
+   * @generated from field: string local_time = 2;
+   */
+  localTime: string;
+};
+
+/**
+ * Describes the message socialhub.v1.PostingSlot.
+ * Use `create(PostingSlotSchema)` to create a new message.
+ */
+export const PostingSlotSchema: GenMessage<PostingSlot> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_publishing, 2);
 
 /**
  * A post a business publishes to one or more of its accounts.
@@ -278,12 +319,35 @@ export type BusinessPost = Message<"socialhub.v1.BusinessPost"> & {
   updateTime?: Timestamp | undefined;
 
   /**
-   * Optional. Immutable. When to publish; unset, or not in the future: now.
-   * Targets wait as SCHEDULED until then.
+   * Optional. When to publish; unset, or not in the future: now. Targets
+   * wait as SCHEDULED until then. Exclusive with `schedule_local_time` in
+   * input; in output, also the instant a local time resolved to (for a post
+   * in posting slots: unset, each target's `slot_time` says).
    *
    * @generated from field: google.protobuf.Timestamp schedule_time = 9;
    */
   scheduleTime?: Timestamp | undefined;
+
+  /**
+   * Optional. When to publish, as a wall-clock time without offset
+   * ("2026-03-29T09:30:00") in `time_zone`. Stored as given and resolved to
+   * an instant with that zone's rules: a time skipped by a spring-forward
+   * change (02:30 on 2026-03-29 in Europe/Paris) is INVALID_ARGUMENT; a time
+   * that occurs twice at a fall-back change (02:30 on 2026-10-25 in
+   * Europe/Paris) is its first occurrence (the earlier instant, still on
+   * summer time).
+   *
+   * @generated from field: string schedule_local_time = 10;
+   */
+  scheduleLocalTime: string;
+
+  /**
+   * Optional. The IANA time zone of `schedule_local_time`; empty: the
+   * business's. Only with `schedule_local_time`.
+   *
+   * @generated from field: string time_zone = 11;
+   */
+  timeZone: string;
 };
 
 /**
@@ -291,7 +355,7 @@ export type BusinessPost = Message<"socialhub.v1.BusinessPost"> & {
  * Use `create(BusinessPostSchema)` to create a new message.
  */
 export const BusinessPostSchema: GenMessage<BusinessPost> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 2);
+  messageDesc(file_socialhub_v1_publishing, 3);
 
 /**
  * One account a post goes to, and how that went.
@@ -364,6 +428,14 @@ export type PublishTarget = Message<"socialhub.v1.PublishTarget"> & {
    * @generated from field: int32 attempt_count = 9;
    */
   attemptCount: number;
+
+  /**
+   * Output only. The posting slot this target holds, for a post created
+   * with `next_free_slot`.
+   *
+   * @generated from field: google.protobuf.Timestamp slot_time = 10;
+   */
+  slotTime?: Timestamp | undefined;
 };
 
 /**
@@ -371,11 +443,11 @@ export type PublishTarget = Message<"socialhub.v1.PublishTarget"> & {
  * Use `create(PublishTargetSchema)` to create a new message.
  */
 export const PublishTargetSchema: GenMessage<PublishTarget> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 3);
+  messageDesc(file_socialhub_v1_publishing, 4);
 
 /**
  * Where a target is in its life. Final states: PUBLISHED, FAILED,
- * NEEDS_REVIEW.
+ * NEEDS_REVIEW, CANCELLED.
  *
  * @generated from enum socialhub.v1.PublishTarget.State
  */
@@ -429,13 +501,20 @@ export enum PublishTarget_State {
    * @generated from enum value: STATE_NEEDS_REVIEW = 6;
    */
   NEEDS_REVIEW = 6,
+
+  /**
+   * Cancelled by CancelBusinessPost before it was sent.
+   *
+   * @generated from enum value: STATE_CANCELLED = 7;
+   */
+  CANCELLED = 7,
 }
 
 /**
  * Describes the enum socialhub.v1.PublishTarget.State.
  */
 export const PublishTarget_StateSchema: GenEnum<PublishTarget_State> = /*@__PURE__*/
-  enumDesc(file_socialhub_v1_publishing, 3, 0);
+  enumDesc(file_socialhub_v1_publishing, 4, 0);
 
 /**
  * One attempt to publish one target.
@@ -499,7 +578,7 @@ export type PublishAttempt = Message<"socialhub.v1.PublishAttempt"> & {
  * Use `create(PublishAttemptSchema)` to create a new message.
  */
 export const PublishAttemptSchema: GenMessage<PublishAttempt> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 4);
+  messageDesc(file_socialhub_v1_publishing, 5);
 
 /**
  * How an attempt ended.
@@ -569,7 +648,7 @@ export enum PublishAttempt_Outcome {
  * Describes the enum socialhub.v1.PublishAttempt.Outcome.
  */
 export const PublishAttempt_OutcomeSchema: GenEnum<PublishAttempt_Outcome> = /*@__PURE__*/
-  enumDesc(file_socialhub_v1_publishing, 4, 0);
+  enumDesc(file_socialhub_v1_publishing, 5, 0);
 
 /**
  * Request for CreateBusiness.
@@ -597,7 +676,7 @@ export type CreateBusinessRequest = Message<"socialhub.v1.CreateBusinessRequest"
  * Use `create(CreateBusinessRequestSchema)` to create a new message.
  */
 export const CreateBusinessRequestSchema: GenMessage<CreateBusinessRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 5);
+  messageDesc(file_socialhub_v1_publishing, 6);
 
 /**
  * Request for GetBusiness.
@@ -618,7 +697,7 @@ export type GetBusinessRequest = Message<"socialhub.v1.GetBusinessRequest"> & {
  * Use `create(GetBusinessRequestSchema)` to create a new message.
  */
 export const GetBusinessRequestSchema: GenMessage<GetBusinessRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 6);
+  messageDesc(file_socialhub_v1_publishing, 7);
 
 /**
  * Request for ListBusinesses.
@@ -646,7 +725,7 @@ export type ListBusinessesRequest = Message<"socialhub.v1.ListBusinessesRequest"
  * Use `create(ListBusinessesRequestSchema)` to create a new message.
  */
 export const ListBusinessesRequestSchema: GenMessage<ListBusinessesRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 7);
+  messageDesc(file_socialhub_v1_publishing, 8);
 
 /**
  * Response of ListBusinesses.
@@ -674,7 +753,7 @@ export type ListBusinessesResponse = Message<"socialhub.v1.ListBusinessesRespons
  * Use `create(ListBusinessesResponseSchema)` to create a new message.
  */
 export const ListBusinessesResponseSchema: GenMessage<ListBusinessesResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 8);
+  messageDesc(file_socialhub_v1_publishing, 9);
 
 /**
  * Request for UpdateBusiness.
@@ -702,7 +781,7 @@ export type UpdateBusinessRequest = Message<"socialhub.v1.UpdateBusinessRequest"
  * Use `create(UpdateBusinessRequestSchema)` to create a new message.
  */
 export const UpdateBusinessRequestSchema: GenMessage<UpdateBusinessRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 9);
+  messageDesc(file_socialhub_v1_publishing, 10);
 
 /**
  * Request for StartAccountConnection.
@@ -731,7 +810,7 @@ export type StartAccountConnectionRequest = Message<"socialhub.v1.StartAccountCo
  * Use `create(StartAccountConnectionRequestSchema)` to create a new message.
  */
 export const StartAccountConnectionRequestSchema: GenMessage<StartAccountConnectionRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 10);
+  messageDesc(file_socialhub_v1_publishing, 11);
 
 /**
  * Response of StartAccountConnection.
@@ -767,7 +846,7 @@ export type StartAccountConnectionResponse = Message<"socialhub.v1.StartAccountC
  * Use `create(StartAccountConnectionResponseSchema)` to create a new message.
  */
 export const StartAccountConnectionResponseSchema: GenMessage<StartAccountConnectionResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 11);
+  messageDesc(file_socialhub_v1_publishing, 12);
 
 /**
  * Request for CompleteAccountConnection.
@@ -803,7 +882,7 @@ export type CompleteAccountConnectionRequest = Message<"socialhub.v1.CompleteAcc
  * Use `create(CompleteAccountConnectionRequestSchema)` to create a new message.
  */
 export const CompleteAccountConnectionRequestSchema: GenMessage<CompleteAccountConnectionRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 12);
+  messageDesc(file_socialhub_v1_publishing, 13);
 
 /**
  * Request for ConnectAccount.
@@ -859,7 +938,7 @@ export type ConnectAccountRequest = Message<"socialhub.v1.ConnectAccountRequest"
  * Use `create(ConnectAccountRequestSchema)` to create a new message.
  */
 export const ConnectAccountRequestSchema: GenMessage<ConnectAccountRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 13);
+  messageDesc(file_socialhub_v1_publishing, 14);
 
 /**
  * Request for GetAccount.
@@ -880,7 +959,7 @@ export type GetAccountRequest = Message<"socialhub.v1.GetAccountRequest"> & {
  * Use `create(GetAccountRequestSchema)` to create a new message.
  */
 export const GetAccountRequestSchema: GenMessage<GetAccountRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 14);
+  messageDesc(file_socialhub_v1_publishing, 15);
 
 /**
  * Request for ListAccounts.
@@ -915,7 +994,7 @@ export type ListAccountsRequest = Message<"socialhub.v1.ListAccountsRequest"> & 
  * Use `create(ListAccountsRequestSchema)` to create a new message.
  */
 export const ListAccountsRequestSchema: GenMessage<ListAccountsRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 15);
+  messageDesc(file_socialhub_v1_publishing, 16);
 
 /**
  * Response of ListAccounts.
@@ -943,7 +1022,35 @@ export type ListAccountsResponse = Message<"socialhub.v1.ListAccountsResponse"> 
  * Use `create(ListAccountsResponseSchema)` to create a new message.
  */
 export const ListAccountsResponseSchema: GenMessage<ListAccountsResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 16);
+  messageDesc(file_socialhub_v1_publishing, 17);
+
+/**
+ * Request for UpdateAccount.
+ *
+ * @generated from message socialhub.v1.UpdateAccountRequest
+ */
+export type UpdateAccountRequest = Message<"socialhub.v1.UpdateAccountRequest"> & {
+  /**
+   * Required. The account, with its name and the new values.
+   *
+   * @generated from field: socialhub.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+
+  /**
+   * Required. "posting_schedule".
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message socialhub.v1.UpdateAccountRequest.
+ * Use `create(UpdateAccountRequestSchema)` to create a new message.
+ */
+export const UpdateAccountRequestSchema: GenMessage<UpdateAccountRequest> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_publishing, 18);
 
 /**
  * Request for DisconnectAccount.
@@ -964,7 +1071,7 @@ export type DisconnectAccountRequest = Message<"socialhub.v1.DisconnectAccountRe
  * Use `create(DisconnectAccountRequestSchema)` to create a new message.
  */
 export const DisconnectAccountRequestSchema: GenMessage<DisconnectAccountRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 17);
+  messageDesc(file_socialhub_v1_publishing, 19);
 
 /**
  * Request for CreateBusinessPost.
@@ -993,6 +1100,15 @@ export type CreateBusinessPostRequest = Message<"socialhub.v1.CreateBusinessPost
    * @generated from field: string request_id = 3;
    */
   requestId: string;
+
+  /**
+   * Optional. Put each target in its account's next posting slot (see
+   * Account.posting_schedule) after now that no other pending post of that
+   * account holds. Exclusive with the post's schedule fields.
+   *
+   * @generated from field: bool next_free_slot = 4;
+   */
+  nextFreeSlot: boolean;
 };
 
 /**
@@ -1000,7 +1116,7 @@ export type CreateBusinessPostRequest = Message<"socialhub.v1.CreateBusinessPost
  * Use `create(CreateBusinessPostRequestSchema)` to create a new message.
  */
 export const CreateBusinessPostRequestSchema: GenMessage<CreateBusinessPostRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 18);
+  messageDesc(file_socialhub_v1_publishing, 20);
 
 /**
  * Request for GetBusinessPost.
@@ -1021,7 +1137,7 @@ export type GetBusinessPostRequest = Message<"socialhub.v1.GetBusinessPostReques
  * Use `create(GetBusinessPostRequestSchema)` to create a new message.
  */
 export const GetBusinessPostRequestSchema: GenMessage<GetBusinessPostRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 19);
+  messageDesc(file_socialhub_v1_publishing, 21);
 
 /**
  * Request for ListBusinessPosts.
@@ -1064,7 +1180,7 @@ export type ListBusinessPostsRequest = Message<"socialhub.v1.ListBusinessPostsRe
  * Use `create(ListBusinessPostsRequestSchema)` to create a new message.
  */
 export const ListBusinessPostsRequestSchema: GenMessage<ListBusinessPostsRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 20);
+  messageDesc(file_socialhub_v1_publishing, 22);
 
 /**
  * Response of ListBusinessPosts.
@@ -1092,7 +1208,77 @@ export type ListBusinessPostsResponse = Message<"socialhub.v1.ListBusinessPostsR
  * Use `create(ListBusinessPostsResponseSchema)` to create a new message.
  */
 export const ListBusinessPostsResponseSchema: GenMessage<ListBusinessPostsResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 21);
+  messageDesc(file_socialhub_v1_publishing, 23);
+
+/**
+ * Request for UpdateBusinessPost.
+ *
+ * @generated from message socialhub.v1.UpdateBusinessPostRequest
+ */
+export type UpdateBusinessPostRequest = Message<"socialhub.v1.UpdateBusinessPostRequest"> & {
+  /**
+   * Required. The post, with its name and the new values.
+   *
+   * @generated from field: socialhub.v1.BusinessPost business_post = 1;
+   */
+  businessPost?: BusinessPost | undefined;
+
+  /**
+   * Required. The fields to change (see UpdateBusinessPost).
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message socialhub.v1.UpdateBusinessPostRequest.
+ * Use `create(UpdateBusinessPostRequestSchema)` to create a new message.
+ */
+export const UpdateBusinessPostRequestSchema: GenMessage<UpdateBusinessPostRequest> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_publishing, 24);
+
+/**
+ * Request for CancelBusinessPost.
+ *
+ * @generated from message socialhub.v1.CancelBusinessPostRequest
+ */
+export type CancelBusinessPostRequest = Message<"socialhub.v1.CancelBusinessPostRequest"> & {
+  /**
+   * Required. "businesses/{business}/posts/{post}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message socialhub.v1.CancelBusinessPostRequest.
+ * Use `create(CancelBusinessPostRequestSchema)` to create a new message.
+ */
+export const CancelBusinessPostRequestSchema: GenMessage<CancelBusinessPostRequest> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_publishing, 25);
+
+/**
+ * Response of CancelBusinessPost.
+ *
+ * @generated from message socialhub.v1.CancelBusinessPostResponse
+ */
+export type CancelBusinessPostResponse = Message<"socialhub.v1.CancelBusinessPostResponse"> & {
+  /**
+   * The post, every target CANCELLED.
+   *
+   * @generated from field: socialhub.v1.BusinessPost business_post = 1;
+   */
+  businessPost?: BusinessPost | undefined;
+};
+
+/**
+ * Describes the message socialhub.v1.CancelBusinessPostResponse.
+ * Use `create(CancelBusinessPostResponseSchema)` to create a new message.
+ */
+export const CancelBusinessPostResponseSchema: GenMessage<CancelBusinessPostResponse> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_publishing, 26);
 
 /**
  * Request for DeleteBusinessPost.
@@ -1113,7 +1299,7 @@ export type DeleteBusinessPostRequest = Message<"socialhub.v1.DeleteBusinessPost
  * Use `create(DeleteBusinessPostRequestSchema)` to create a new message.
  */
 export const DeleteBusinessPostRequestSchema: GenMessage<DeleteBusinessPostRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 22);
+  messageDesc(file_socialhub_v1_publishing, 27);
 
 /**
  * Request for ListPublishAttempts.
@@ -1148,7 +1334,7 @@ export type ListPublishAttemptsRequest = Message<"socialhub.v1.ListPublishAttemp
  * Use `create(ListPublishAttemptsRequestSchema)` to create a new message.
  */
 export const ListPublishAttemptsRequestSchema: GenMessage<ListPublishAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 23);
+  messageDesc(file_socialhub_v1_publishing, 28);
 
 /**
  * Response of ListPublishAttempts.
@@ -1176,7 +1362,7 @@ export type ListPublishAttemptsResponse = Message<"socialhub.v1.ListPublishAttem
  * Use `create(ListPublishAttemptsResponseSchema)` to create a new message.
  */
 export const ListPublishAttemptsResponseSchema: GenMessage<ListPublishAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 24);
+  messageDesc(file_socialhub_v1_publishing, 29);
 
 /**
  * Request for WatchBusinessPost.
@@ -1197,7 +1383,7 @@ export type WatchBusinessPostRequest = Message<"socialhub.v1.WatchBusinessPostRe
  * Use `create(WatchBusinessPostRequestSchema)` to create a new message.
  */
 export const WatchBusinessPostRequestSchema: GenMessage<WatchBusinessPostRequest> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 25);
+  messageDesc(file_socialhub_v1_publishing, 30);
 
 /**
  * Response of CompleteAccountConnection.
@@ -1218,7 +1404,7 @@ export type CompleteAccountConnectionResponse = Message<"socialhub.v1.CompleteAc
  * Use `create(CompleteAccountConnectionResponseSchema)` to create a new message.
  */
 export const CompleteAccountConnectionResponseSchema: GenMessage<CompleteAccountConnectionResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 26);
+  messageDesc(file_socialhub_v1_publishing, 31);
 
 /**
  * Response of ConnectAccount.
@@ -1239,7 +1425,7 @@ export type ConnectAccountResponse = Message<"socialhub.v1.ConnectAccountRespons
  * Use `create(ConnectAccountResponseSchema)` to create a new message.
  */
 export const ConnectAccountResponseSchema: GenMessage<ConnectAccountResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 27);
+  messageDesc(file_socialhub_v1_publishing, 32);
 
 /**
  * Response of DisconnectAccount.
@@ -1260,7 +1446,7 @@ export type DisconnectAccountResponse = Message<"socialhub.v1.DisconnectAccountR
  * Use `create(DisconnectAccountResponseSchema)` to create a new message.
  */
 export const DisconnectAccountResponseSchema: GenMessage<DisconnectAccountResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 28);
+  messageDesc(file_socialhub_v1_publishing, 33);
 
 /**
  * One message of WatchBusinessPost.
@@ -1281,7 +1467,7 @@ export type WatchBusinessPostResponse = Message<"socialhub.v1.WatchBusinessPostR
  * Use `create(WatchBusinessPostResponseSchema)` to create a new message.
  */
 export const WatchBusinessPostResponseSchema: GenMessage<WatchBusinessPostResponse> = /*@__PURE__*/
-  messageDesc(file_socialhub_v1_publishing, 29);
+  messageDesc(file_socialhub_v1_publishing, 34);
 
 /**
  * Publishing for businesses: they connect their X, LinkedIn and Meta
@@ -1426,6 +1612,23 @@ export const PublishingService: GenService<{
     output: typeof AccountSchema;
   },
   /**
+   * Updates an account's "posting_schedule" (its weekly posting slots, which
+   * CreateBusinessPost's `next_free_slot` fills). Slots are deduplicated and
+   * sorted; posts already holding a slot keep it.
+   * Returns INVALID_ARGUMENT for an empty mask, another path, a day outside
+   * 1..7, a time that is not "HH:MM" or more than 168 slots;
+   * NOT_FOUND (ACCOUNT_NOT_FOUND) if it does not exist.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc socialhub.v1.PublishingService.UpdateAccount
+   */
+  updateAccount: {
+    methodKind: "unary";
+    input: typeof UpdateAccountRequestSchema;
+    output: typeof AccountSchema;
+  },
+  /**
    * Lists a business's accounts, oldest first. Default page size 50, maximum
    * 500.
    * Returns NOT_FOUND (BUSINESS_NOT_FOUND); INVALID_ARGUMENT for a bad page
@@ -1452,15 +1655,20 @@ export const PublishingService: GenService<{
   },
   /**
    * Creates a post with one target per chosen account and publishes it now,
-   * or at `schedule_time`: it returns at once with every target PUBLISHING
-   * (SCHEDULED), and the replicas' workers send it (WatchBusinessPost
-   * follows them). Each target's content
-   * is checked against its platform's rules first.
+   * at `schedule_time`, at `schedule_local_time` in `time_zone`, or (with
+   * `next_free_slot`) in each account's next free posting slot: it returns at
+   * once with every target PUBLISHING (SCHEDULED), and the replicas' workers
+   * send it (WatchBusinessPost follows them). Each target's content is
+   * checked against its platform's rules first.
    * Returns INVALID_ARGUMENT naming the target and field for content a
-   * platform would refuse, no targets, or an account given twice;
+   * platform would refuse, no targets, an account given twice, more than one
+   * way of scheduling, or a local time that does not exist in its time zone
+   * (skipped by a daylight saving change);
    * NOT_FOUND (ACCOUNT_NOT_FOUND) for an account the business does not have;
    * FAILED_PRECONDITION (ACCOUNT_NOT_CONNECTED) for an account that is not
-   * CONNECTED. Retrying with the same `request_id` returns the first post.
+   * CONNECTED, (POSTING_SCHEDULE_EMPTY) with `next_free_slot` for an account
+   * that has no posting schedule. Retrying with the same `request_id`
+   * returns the first post.
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
    * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    *
@@ -1499,6 +1707,44 @@ export const PublishingService: GenService<{
     methodKind: "unary";
     input: typeof ListBusinessPostsRequestSchema;
     output: typeof ListBusinessPostsResponseSchema;
+  },
+  /**
+   * Updates a post none of whose targets has been claimed by a worker yet:
+   * update_mask paths "text", "media_uris", "first_comment", "thread",
+   * "targets" (the accounts: added ones are created, removed ones deleted),
+   * "schedule_time", "schedule_local_time" and "time_zone" (the schedule
+   * fields given replace the post's whole schedule: a post has either an
+   * instant or a local time; neither means now). The content is checked
+   * again against every target's platform. A post scheduled with
+   * `next_free_slot` keeps its slots unless its schedule is changed.
+   * Returns INVALID_ARGUMENT as CreateBusinessPost does, and for an empty
+   * mask or another path; NOT_FOUND (BUSINESS_POST_NOT_FOUND);
+   * FAILED_PRECONDITION (BUSINESS_POST_ALREADY_SENT) once any target is
+   * being sent, is final or was cancelled.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc socialhub.v1.PublishingService.UpdateBusinessPost
+   */
+  updateBusinessPost: {
+    methodKind: "unary";
+    input: typeof UpdateBusinessPostRequestSchema;
+    output: typeof BusinessPostSchema;
+  },
+  /**
+   * Cancels a post none of whose targets has been claimed by a worker yet:
+   * every target becomes CANCELLED (final) and frees its posting slot. The
+   * post and its history stay.
+   * Returns NOT_FOUND (BUSINESS_POST_NOT_FOUND); FAILED_PRECONDITION
+   * (BUSINESS_POST_ALREADY_SENT) once any target is being sent, is final or
+   * was cancelled already.
+   *
+   * @generated from rpc socialhub.v1.PublishingService.CancelBusinessPost
+   */
+  cancelBusinessPost: {
+    methodKind: "unary";
+    input: typeof CancelBusinessPostRequestSchema;
+    output: typeof CancelBusinessPostResponseSchema;
   },
   /**
    * Deletes a post none of whose targets has been sent yet.
