@@ -1,0 +1,214 @@
+"""deploy/compose.yaml brought up with podman-compose: three replicas behind the balancer, and a
+drill. Load goes through the balancer while one replica (the jobs' leader) stops: no call fails
+but with a retryable UNAVAILABLE, every read after a write is fresh, and each periodic job runs
+on one replica at a time."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from socialhub.v1 import profile_pb2, profile_pb2_grpc
+
+from tests.image.podman import REPO, logs, podman, postgres_ready, serving, wait_for
+
+PROJECT = "socialhub"
+REPLICAS = [f"{PROJECT}_socialhub-{index}_1" for index in (1, 2, 3)]
+BALANCER = "127.0.0.1:50051"
+COMPOSE = [
+    "podman-compose", "-p", PROJECT,
+    "-f", str(REPO / "deploy/compose.yaml"), "-f", str(REPO / "deploy/compose.podman.yaml"),
+]  # fmt: skip
+# compose.yaml's SHUTDOWN_DRAIN_S + SHUTDOWN_GRACE_S, and its stop_grace_period.
+SHUTDOWN_S = 13.0
+STOP_GRACE_S = 20
+
+
+def compose(*args: str, timeout: float = 300) -> None:
+    done = subprocess.run(
+        [*COMPOSE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, f"podman-compose {' '.join(args)}:\n{done.stderr[-3000:]}"
+
+
+def running(name: str) -> bool:
+    return podman("inspect", "--format", "{{.State.Running}}", name, check=False).strip() == "true"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[None]:
+    """Up in compose.yaml's order: podman-compose 1.0.3 starts every container at once and
+    waits for no condition (and podman checks no health without systemd)."""
+    compose("down", "-v", "-t", "1")
+    try:
+        compose("up", "-d", "--no-build", "postgres", "redis")
+        wait_for(lambda: postgres_ready(f"{PROJECT}_postgres_1"), what="PostgreSQL")
+        compose("up", "-d", "--no-build", "migrate")
+        assert podman("wait", f"{PROJECT}_migrate_1").strip() == "0"
+        compose("up", "-d", "--no-build")
+        wait_for(lambda: serving(BALANCER), timeout_s=90, what="the balancer to serve")
+        yield
+    finally:
+        compose("down", "-v", "-t", str(STOP_GRACE_S))
+
+
+def admin_key() -> str:
+    # podman-compose 1.0.3 prints the podman commands it runs on stdout too.
+    printed = compose_run("keys", "create", "--name", "compose-drill", "--scope", "admin")
+    [key] = re.findall(r"^sh_[0-9a-f]+_\S+$", printed, flags=re.MULTILINE)
+    return key
+
+
+def compose_run(*command: str) -> str:
+    """A command in the migrate service's container (compose.yaml's comment: `run --rm migrate`)."""
+    done = subprocess.run(
+        [*COMPOSE, "run", "--rm", "migrate", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@dataclass
+class Load:
+    calls: Counter[str] = field(default_factory=Counter)
+    reads_checked: int = 0
+    stale: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def until_ok(
+        self, call: grpc.UnaryUnaryMultiCallable[Any, Any], request: object, key: str
+    ) -> object:
+        """One call, retried on UNAVAILABLE (which every caller must retry) until it succeeds."""
+        while True:
+            try:
+                answer = call(request, metadata=(("authorization", f"Bearer {key}"),), timeout=10)
+            except grpc.RpcError as error:
+                self.calls[error.code().name] += 1
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    raise
+                time.sleep(0.05)
+            else:
+                self.calls["OK"] += 1
+                return answer
+
+    def drive(self, key: str, worker: int) -> None:
+        """Write a profile's bio, then read it back through the balancer: any replica's
+        answer must be that bio."""
+        with grpc.insecure_channel(BALANCER) as channel:
+            stub = profile_pb2_grpc.ProfileServiceStub(channel)
+            created = self.until_ok(
+                stub.CreateProfile,
+                profile_pb2.CreateProfileRequest(
+                    profile=profile_pb2.Profile(
+                        display_name="Drill",
+                        x=profile_pb2.PlatformPresence(handle=f"drill{worker}"),
+                    )
+                ),
+                key,
+            )
+            assert isinstance(created, profile_pb2.Profile)
+            step = 0
+            while not self.stop.is_set():
+                step += 1
+                bio = f"worker {worker} step {step}"
+                update = profile_pb2.UpdateProfileRequest(
+                    profile=profile_pb2.Profile(name=created.name, bio=bio)
+                )
+                update.update_mask.paths.append("bio")
+                self.until_ok(stub.UpdateProfile, update, key)
+                read = self.until_ok(
+                    stub.GetProfile, profile_pb2.GetProfileRequest(name=created.name), key
+                )
+                assert isinstance(read, profile_pb2.Profile)
+                self.reads_checked += 1
+                if read.bio != bio:
+                    self.stale.append(f"{bio!r} read as {read.bio!r}")
+
+
+def leadership(replica: str) -> list[tuple[str, str]]:
+    return [
+        (entry["ts"], entry["msg"])
+        for entry in logs(replica)
+        if entry.get("msg") in {"leading the periodic jobs", "stopped leading the periodic jobs"}
+    ]
+
+
+def leads(replica: str) -> bool:
+    events = leadership(replica)
+    return bool(events) and events[-1][1] == "leading the periodic jobs"
+
+
+def test_a_replica_stops_under_load_and_nothing_fails_or_goes_stale(stack: None) -> None:
+    key = admin_key()
+    wait_for(lambda: sum(leads(replica) for replica in REPLICAS) == 1, what="one leader")
+    [leader] = [replica for replica in REPLICAS if leads(replica)]
+
+    load = Load()
+    workers = [threading.Thread(target=load.drive, args=(key, n), daemon=True) for n in range(6)]
+    for worker in workers:
+        worker.start()
+    survivors = [replica for replica in REPLICAS if replica != leader]
+    try:
+        wait_for(lambda: load.reads_checked >= 200, what=f"load ({load.calls})")
+        served_before = {replica: rpc_count(replica) for replica in REPLICAS}
+        started = time.monotonic()
+        podman("stop", "-t", str(STOP_GRACE_S), leader, timeout=60)  # SIGTERM, as compose stop
+        stop_s = time.monotonic() - started
+        wait_for(lambda: any(leads(replica) for replica in survivors), what="a new leader")
+        reads_at_stop = load.reads_checked
+        wait_for(lambda: load.reads_checked >= reads_at_stop + 300, what="load after the stop")
+    finally:
+        load.stop.set()
+        for worker in workers:
+            worker.join(30)
+
+    exit_code = podman("inspect", "--format", "{{.State.ExitCode}}", leader).strip()
+    served = {replica: rpc_count(replica) for replica in REPLICAS}
+    jobs = {replica: job_runs(replica) for replica in REPLICAS}
+    print(
+        f"\ncompose drill: calls {dict(load.calls)}, reads checked {load.reads_checked}, "
+        f"stale {len(load.stale)}; {leader} stopped in {stop_s:.1f} s (exit {exit_code}); "
+        f"RPCs served per replica before the stop {served_before}, at the end {served}; "
+        f"leadership { ({r: leadership(r) for r in REPLICAS}) }; job runs {jobs}"
+    )
+    assert set(load.calls) <= {"OK", "UNAVAILABLE"}, load.calls
+    assert load.stale == []
+    assert all(count > 0 for count in served_before.values()), "the balancer skipped a replica"
+    assert stop_s < SHUTDOWN_S
+    assert exit_code == "0"
+    assert not running(leader)
+    assert all(running(replica) for replica in survivors)
+
+    # The jobs moved once: the old leader let go before the new one took them, and no other
+    # replica ever led or ran a job.
+    [successor] = [replica for replica in survivors if leads(replica)]
+    assert leadership(leader)[-1][1] == "stopped leading the periodic jobs"
+    assert leadership(leader)[-1][0] <= leadership(successor)[0][0]
+    [bystander] = [replica for replica in survivors if replica != successor]
+    assert leadership(bystander) == []
+    assert jobs[bystander] == Counter()
+    assert set(jobs[leader]) | set(jobs[successor]) <= {"activity-retention", "request-id-purge"}
+
+
+def rpc_count(replica: str) -> int:
+    return sum(1 for entry in logs(replica) if entry.get("msg") == "rpc")
+
+
+def job_runs(replica: str) -> Counter[str]:
+    return Counter(
+        str(entry.get("job"))
+        for entry in logs(replica)
+        if entry.get("msg") == "maintenance job ran"
+    )
