@@ -18,7 +18,7 @@ import grpc
 import pytest
 from socialhub.v1 import profile_pb2, profile_pb2_grpc
 
-from tests.image.podman import REPO, logs, podman, postgres_ready, serving, wait_for
+from tests.image.podman import IMAGE, REPO, logs, podman, postgres_ready, serving, wait_for
 
 PROJECT = "socialhub"
 REPLICAS = [f"{PROJECT}_socialhub-{index}_1" for index in (1, 2, 3)]
@@ -48,6 +48,8 @@ def stack() -> Iterator[None]:
     """Up in compose.yaml's order: podman-compose 1.0.3 starts every container at once and
     waits for no condition (and podman checks no health without systemd)."""
     compose("down", "-v", "-t", "1")
+    # compose.yaml's image, which `up --no-build` finds instead of building without the base.
+    podman("tag", IMAGE, "localhost/socialhub:compose")
     try:
         compose("up", "-d", "--no-build", "postgres", "redis")
         wait_for(lambda: postgres_ready(f"{PROJECT}_postgres_1"), what="PostgreSQL")
@@ -64,7 +66,7 @@ def admin_key() -> str:
     # podman-compose 1.0.3 prints the podman commands it runs on stdout too.
     printed = compose_run("keys", "create", "--name", "compose-drill", "--scope", "admin")
     [key] = re.findall(r"^sh_[0-9a-f]+_\S+$", printed, flags=re.MULTILINE)
-    return key
+    return str(key)
 
 
 def compose_run(*command: str) -> str:
@@ -77,7 +79,7 @@ def compose_run(*command: str) -> str:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout
+    return str(done.stdout)
 
 
 @dataclass
