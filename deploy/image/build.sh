@@ -14,17 +14,27 @@ services=localhost/socialhub-services:bookworm
 # The host's CA bundle reaches pip in the build stage as a build secret, never as a layer.
 ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
+# Podman and what `make image-test` runs with it, from Debian's packages, where missing.
+install_podman() {
+    local missing=()
+    for package in podman runc netavark aardvark-dns podman-compose debootstrap; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing ${missing[*]} from Debian's packages"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+}
+
 if [ -n "${ENGINE:-}" ]; then
     engine=$ENGINE
-elif command -v podman >/dev/null; then
-    engine=podman
-elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+elif command -v docker >/dev/null && ! command -v podman >/dev/null \
+    && docker info >/dev/null 2>&1; then
     engine=docker
 else
-    echo "installing podman from Debian's packages"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        podman runc netavark aardvark-dns podman-compose debootstrap >/dev/null
+    install_podman
     engine=podman
 fi
 secret=()
