@@ -67,7 +67,7 @@ image-services:
 ## Runs the image against PostgreSQL and Redis containers, then deploy/compose.yaml's three
 ## replicas behind a balancer with podman-compose, and drills a replica's stop (tests/image).
 image-test: $(INSTALLED) image image-services
-	SOCIALHUB_IMAGE_TESTS=1 IMAGE=$(IMAGE) $(BIN)/pytest tests/image -p no:cacheprovider
+	SOCIALHUB_IMAGE_TESTS=1 IMAGE=$(IMAGE) $(BIN)/pytest tests/image -p no:cacheprovider -rP
 
 ## Regenerate clients/python/socialhub and clients/typescript/src/gen from protos/.
 generate: $(INSTALLED) $(BUF) $(GOOGLEAPIS) $(TS_INSTALLED)

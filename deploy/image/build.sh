@@ -17,7 +17,7 @@ ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 # Podman and what `make image-test` runs with it, from Debian's packages, where missing.
 install_podman() {
     local missing=()
-    for package in podman runc netavark aardvark-dns podman-compose debootstrap; do
+    for package in podman runc netavark aardvark-dns iptables podman-compose debootstrap; do
         dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
     done
     if [ ${#missing[@]} -gt 0 ]; then

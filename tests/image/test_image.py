@@ -24,6 +24,7 @@ from tests.image.podman import (
     PAGE_TOKEN_SECRET,
     REPO,
     SERVICES,
+    UNCERTAIN_AT_STOP,
     container,
     network,
     podman,
@@ -155,6 +156,8 @@ def test_sigterm_stops_it_within_the_grace_period_and_loses_no_write(
     metadata = (("authorization", f"Bearer {key}"),)
     acknowledged: list[str] = []
     failures: Counter[str] = Counter()
+    # Writes whose outcome the caller cannot know (see UNCERTAIN_AT_STOP): retried below.
+    uncertain: list[profile_pb2.CreateProfileRequest] = []
     stopped = threading.Event()
 
     def write() -> None:
@@ -171,6 +174,8 @@ def test_sigterm_stops_it_within_the_grace_period_and_loses_no_write(
                     created = stub.CreateProfile(request, metadata=metadata, timeout=15)
                 except grpc.RpcError as error:
                     failures[error.code().name] += 1
+                    if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                        uncertain.append(request)
                     time.sleep(0.05)
                 else:
                     acknowledged.append(created.name)
@@ -191,8 +196,10 @@ def test_sigterm_stops_it_within_the_grace_period_and_loses_no_write(
     print(f"stopped in {took:.1f} s, {len(acknowledged)} writes acknowledged, failed: {failures}")
     assert took < DRAIN_S + GRACE_S, f"took {took:.1f} s"
     assert state["ExitCode"] == 0, state
-    # Callers see a retryable refusal or a closed port, never a half-done call.
-    assert set(failures) <= {"UNAVAILABLE"}, failures
+    # Callers see a retryable refusal or a closed port, never a half-done call; but for the
+    # few calls that grpc's core cancels at the stop (UNCERTAIN_AT_STOP).
+    assert set(failures) <= {"UNAVAILABLE", "CANCELLED"}, failures
+    assert failures["CANCELLED"] <= UNCERTAIN_AT_STOP, failures
 
     # Every write the stopped server acknowledged is there for the next one.
     with run_app("socialhub-test-app-2", services) as successor:
@@ -200,6 +207,10 @@ def test_sigterm_stops_it_within_the_grace_period_and_loses_no_write(
         wait_for(lambda: serving(successor_address), timeout_s=90, what="SERVING")
         with grpc.insecure_channel(successor_address) as channel:
             stub = profile_pb2_grpc.ProfileServiceStub(channel)
+            # A cancelled write, retried with its request_id, is made once: now, or it was.
+            for request in uncertain:
+                retried = stub.CreateProfile(request, metadata=metadata, timeout=15)
+                acknowledged.append(retried.name)
             for start in range(0, len(acknowledged), 100):
                 names = acknowledged[start : start + 100]
                 found = stub.BatchGetProfiles(
