@@ -273,7 +273,7 @@ def test_unix_socket(tmp_path: Path, run: Runner[Any]) -> None:
 
 def test_what_it_cannot_connect_to_is_refused_not_left_to_a_slower_client() -> None:
     """Sentinel-managed pools find their server through the sentinels: refused at startup."""
-    sentinel = Sentinel([("127.0.0.1", 26379)])  # type: ignore[no-untyped-call]
+    sentinel = Sentinel([("127.0.0.1", 26379)])  # type: ignore[no-untyped-call,unused-ignore]
     with pytest.raises(UnsupportedRedisConnection, match="Sentinel"):
         RespClient.for_redis(sentinel.master_for("cache"))
     tls = RespClient.for_redis(Redis.from_url("rediss://cache.internal:6380/0"))

@@ -139,7 +139,7 @@ def test_the_cache_refuses_a_redis_it_cannot_read_fast() -> None:
     from server.core.config import Settings
     from server.core.resp import UnsupportedRedisConnection
 
-    sentinel = Sentinel([("127.0.0.1", 26379)])  # type: ignore[no-untyped-call]
+    sentinel = Sentinel([("127.0.0.1", 26379)])  # type: ignore[no-untyped-call,unused-ignore]
     with pytest.raises(UnsupportedRedisConnection):
         Cache(sentinel.master_for("cache"))
     with pytest.raises(ValueError, match="Sentinel and Cluster are not supported"):
