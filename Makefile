@@ -15,7 +15,7 @@ TS_INSTALLED := $(TS)/node_modules/.installed
 # (docs/API.md, "Changing the contract"). Written only by `make freeze`.
 BASELINE := protos/baseline/socialhub-v1.binpb
 
-.PHONY: install run test lint generate freeze seed bench clean
+.PHONY: install run test lint generate freeze seed bench clean image image-services image-test
 
 $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,24 @@ lint: install
 	$(BUF) lint
 	$(BUF) breaking protos --against $(BASELINE)
 	npm --prefix $(TS) run --silent typecheck
+
+## The container image (Dockerfile) with podman, or docker where a Docker engine runs; README
+## "Container image". BASE_IMAGE=python:3.11-slim picks the base; unset, a local Debian base is
+## built where no registry serves that one. Podman's settings for this machine kind:
+## deploy/image/containers.conf.
+export CONTAINERS_CONF ?= $(CURDIR)/deploy/image/containers.conf
+IMAGE ?= localhost/socialhub:latest
+image:
+	deploy/image/build.sh
+
+## PostgreSQL, Redis and nginx from Debian's packages for image-test (not published).
+image-services:
+	deploy/image/build.sh services
+
+## Runs the image against PostgreSQL and Redis containers, then deploy/compose.yaml's three
+## replicas behind a balancer with podman-compose, and drills a replica's stop (tests/image).
+image-test: $(INSTALLED) image image-services
+	SOCIALHUB_IMAGE_TESTS=1 IMAGE=$(IMAGE) $(BIN)/pytest tests/image -p no:cacheprovider -rP
 
 ## Regenerate clients/python/socialhub and clients/typescript/src/gen from protos/.
 generate: $(INSTALLED) $(BUF) $(GOOGLEAPIS) $(TS_INSTALLED)

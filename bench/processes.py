@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,12 @@ def start_socialhub(
     cache: bool = True,
     workers: int = 1,
     auth: bool = True,
+    wrapper: Sequence[str] = (),
+    settings: Mapping[str, str] | None = None,
 ) -> Process:
     """A server as production runs it (authentication on); its clients send this run's key
-    (bench.credentials)."""
+    (bench.credentials). `wrapper` runs it under another command (valgrind, say); `settings`
+    are environment variables over the defaults below."""
     port = free_port()
     env = {
         **os.environ,
@@ -56,8 +60,9 @@ def start_socialhub(
         "AUTH_ENABLED": "true" if auth else "false",
         # Metrics stay on (as in production) but several servers may run side by side.
         "METRICS_PORT": "0",
+        **(settings or {}),
     }
-    command = [sys.executable, "-m", module] + (["serve"] if module == "server" else [])
+    command = [*wrapper, sys.executable, "-m", module] + (["serve"] if module == "server" else [])
     popen = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert popen.stdout is not None
     if "ready" not in popen.stdout.readline():

@@ -277,7 +277,8 @@ def write_docs(run: dict[str, Any], summary: dict[str, Any], docs: Path) -> None
             f" {run['data']['posts']:,} posts, {run['data']['follows']:,} follows;"
             f" concurrency {run['arguments']['concurrency']}, {run['arguments']['duration']} s"
             f" windows after {run['arguments']['warmup']} s warm-up, medians of"
-            f" {run['arguments']['repeats']} repeats (ratios taken within each repeat).",
+            f" {run['arguments']['repeats']} repeats (ratios taken within each repeat)."
+            + _load_text(run),
             "",
             markdown_table(summary),
             _streaming_text(run["streaming"]),
@@ -290,6 +291,16 @@ def write_docs(run: dict[str, Any], summary: dict[str, Any], docs: Path) -> None
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
     path.write_text(pattern.sub(lambda _: generated, text))
+
+
+def _load_text(run: dict[str, Any]) -> str:
+    load = run.get("load_average_1m")
+    if not load:
+        return ""
+    return (
+        f" 1-minute load average as scenarios ended: {load['min']:.1f} to {load['max']:.1f},"
+        f" median {load['median']:.1f} (the machine has {run['machine']['cores']} cores)."
+    )
 
 
 def _streaming_text(stream: dict[str, Any]) -> str:

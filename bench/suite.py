@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -637,15 +638,25 @@ def measure(setup: Setup) -> list[dict[str, Any]]:
                 "system": scenario.system,
                 "compared_with": scenario.compared_with,
                 "repeat": repeat,
+                # The 1-minute load average as the scenario ends: the machine is shared, and
+                # its load explains calls/s and latency better than anything in the code.
+                "load_average_1m": round(os.getloadavg()[0], 2),
             }
             print(
                 f"[{repeat + 1}/{setup.args.repeats}] {scenario.system:9} {scenario.name:40}"
                 f" {result.calls_per_s:9.0f}/s p50 {result.p50_ms:7.2f} ms p99 {result.p99_ms:7.2f}"
-                f" ms cpu {result.server_cpu_us_per_call or 0:7.0f} µs errors {result.errors}",
+                f" ms cpu {result.server_cpu_us_per_call or 0:7.0f} µs errors {result.errors}"
+                f" load {row['load_average_1m']:.1f}",
                 flush=True,
             )
             rows.append(row)
     return rows
+
+
+def load_summary(loads: list[float]) -> dict[str, float]:
+    """Least, median and most of the 1-minute load averages seen while measuring."""
+    ordered = sorted(loads) or [0.0]
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
 
 
 def seed(args: argparse.Namespace, database_url: str) -> float:
@@ -753,6 +764,7 @@ def main(argv: list[str] | None = None) -> None:
         "arguments": {k: str(v) for k, v in vars(args).items()},
         "data": {**inputs.counts, "largest_author_posts": inputs.largest_author_posts},
         "seconds_seeding": round(seconds_seeding, 1),
+        "load_average_1m": load_summary([row["load_average_1m"] for row in rows]),
         "results": rows,
         "streaming": stream,
         "scaling": scaling,

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2_grpc
 from socialhub.v1 import feed_pb2_grpc, profile_pb2_grpc
@@ -121,7 +122,15 @@ def clean_data(request: pytest.FixtureRequest) -> None:
         return
     servers: Backing = request.getfixturevalue("backing")
     with servers.sql() as conn:
-        conn.execute(f"TRUNCATE {', '.join(data_tables())} RESTART IDENTITY CASCADE")
+        # The session server's publishing worker may hold row locks on the tables TRUNCATE
+        # locks in its own order: PostgreSQL breaks such a deadlock by failing one side.
+        for attempt in range(5):
+            try:
+                conn.execute(f"TRUNCATE {', '.join(data_tables())} RESTART IDENTITY CASCADE")
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
     import redis
 
     with redis.Redis.from_url(servers.redis_url) as client:

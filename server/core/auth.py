@@ -6,7 +6,10 @@ decides. Each RPC needs `<service scope>.read` or `.write` (by its verb, `access
 `admin`, which grants everything. Health and reflection are open.
 
 Verified keys are kept in process for `API_KEY_CACHE_TTL_S`, so a call costs no database
-round trip and a revoked key stops working on every replica within that bound. Unknown,
+round trip and a revoked key stops working on every replica within that bound. A key sent
+as `Bearer <key>` exactly is also found by the header's text, so a call with a cached key is
+one dictionary lookup and one clock comparison: no parsing, hashing or await, which cost
+more than the rest of the guard together (docs/BENCHMARKS.md, "Authentication cost"). Unknown,
 revoked and expired keys are remembered for as long, so garbage cannot hammer the database:
 that cannot delay a new key, whose secret nobody can present before it is created. Lookups
 of the same key are coalesced and at most `MAX_CONCURRENT_LOOKUPS` run at once, so a flood of
@@ -136,6 +139,14 @@ class _Accepted:
     key_id: int
     expire_at: float | None  # time.time() seconds
     touch_at: float  # when last_used_time is next due, time.time() seconds
+    fresh_until: float  # when the cache must look the key up again, time.monotonic() seconds
+    # Until when (time.monotonic() seconds) a call may use this entry without `verify`'s
+    # checks: the earliest of `fresh_until`, the key's expiry and its next touch.
+    good_until: float = 0.0
+
+    def recheck(self, monotonic_now: float, now: float) -> None:
+        due = self.touch_at if self.expire_at is None else min(self.touch_at, self.expire_at)
+        self.good_until = min(self.fresh_until, monotonic_now + (due - now))
 
 
 def _rejection(stored: apikeys.ApiKey | None, now: float) -> _Rejected | None:
@@ -170,7 +181,11 @@ class Authenticator:
         self._reads = None if engine is None else autocommit_reads(engine)
         self._clients = dict(client_principals or {})
         self._touch_interval_s = touch_interval_s
+        self._cache_ttl_s = cache_ttl_s
         self._accepted: TTLCache[bytes, _Accepted] = TTLCache(CACHE_SIZE, cache_ttl_s)
+        # The same entries by the header's text, `Bearer <key>` only: one header per key, so
+        # only as many as keys in use. An entry is good until its own `good_until`.
+        self._by_header: dict[str, _Accepted] = {}
         # Apart from the accepted ones: a flood of made-up keys only evicts its own kind.
         self._rejected: TTLCache[bytes, _Rejected] = TTLCache(CACHE_SIZE, cache_ttl_s)
         self._loading: dict[bytes, asyncio.Task[_Accepted | _Rejected]] = {}
@@ -195,9 +210,21 @@ class Authenticator:
         prefix = self.scopes_by_service.get(service)
         scope = ADMIN if prefix is None else required_scope(prefix, name)
         authenticate = self.authenticate
+        by_header = self._by_header
+        monotonic = time.monotonic
 
         async def guard(context: Context) -> Principal:
-            principal = await authenticate(context)
+            # Every call runs this: all but a key's first in each TTL, and its touches, end
+            # with the dictionary lookup (`_cached`, inlined).
+            principal = None
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization":
+                    accepted = by_header.get(value)
+                    if accepted is not None and monotonic() < accepted.good_until:
+                        principal = accepted.principal
+                    break
+            if principal is None:
+                principal = await authenticate(context)
             if not principal.allows(scope):
                 raise PermissionDenied(f"this call needs the scope {scope}", scope=scope)
             return principal
@@ -217,8 +244,19 @@ class Authenticator:
             reason="API_KEY_MISSING",
         )
 
+    def _cached(self, header: str) -> Principal | None:
+        """The principal of a header verified within the TTL, unless its key expired or is due
+        a `last_used_time` write; None sends the call down `verify`'s full path."""
+        accepted = self._by_header.get(header)
+        if accepted is None or time.monotonic() >= accepted.good_until:
+            return None
+        return accepted.principal
+
     async def verify(self, header: str) -> Principal:
         """The principal of an `authorization` header's value, `Bearer <key>`."""
+        principal = self._cached(header)
+        if principal is not None:
+            return principal
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key:
             raise Unauthenticated(
@@ -230,6 +268,7 @@ class Authenticator:
         if accepted is None:
             outcome = self._rejected.get(digest) or await self._look_up(key, digest)
             if isinstance(outcome, _Rejected):
+                self._by_header.pop(header, None)
                 raise outcome.error()
             accepted = outcome
         now = time.time()
@@ -237,8 +276,13 @@ class Authenticator:
             raise Unauthenticated("the API key has expired", reason="API_KEY_EXPIRED")
         if now >= accepted.touch_at:
             accepted.touch_at = now + self._touch_interval_s
+            accepted.recheck(time.monotonic(), now)
             self._used.add(accepted.key_id)
             self._wake.set()
+        if header == f"Bearer {key}" and self._by_header.get(header) is not accepted:
+            if len(self._by_header) >= CACHE_SIZE:
+                self._by_header.clear()
+            self._by_header[header] = accepted
         return accepted.principal
 
     def _certified(self, context: Context) -> Principal:
@@ -276,6 +320,9 @@ class Authenticator:
         assert self._reads is not None, "keys need a database"
         async with self._lookups, self._reads.connect() as conn:
             stored = await apikeys.find_digest(conn, digest)
+        # Read before the TTL cache stores the entry (on the same clock): the header's copy
+        # never outlives it.
+        fresh_until = time.monotonic() + self._cache_ttl_s
         now = time.time()
         rejection = _rejection(stored, now)
         if rejection is not None:
@@ -298,7 +345,9 @@ class Authenticator:
                 if stored.last_used_time is None
                 else stored.last_used_time.timestamp() + self._touch_interval_s
             ),
+            fresh_until=fresh_until,
         )
+        accepted.recheck(fresh_until - self._cache_ttl_s, now)
         self._accepted[digest] = accepted
         return accepted
 

@@ -71,6 +71,8 @@ class WorkerSettings:
     max_attempts: int = 5
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
+    # On shutdown, sends in flight get this long before they are cut off.
+    stop_grace_s: float = 10.0
 
 
 def backoff_s(attempt: int, settings: WorkerSettings) -> float:
@@ -106,13 +108,18 @@ class Publisher:
         self._loop_task = asyncio.create_task(self._run(), name="publishing-worker")
 
     async def stop(self) -> None:
-        """Stop claiming; let the targets being sent finish (each bounded by its timeouts)."""
+        """Stop claiming; give the targets being sent `stop_grace_s` to finish, then cancel
+        them: a target cut off while sending is reconciled by whoever claims it next."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         if self._running:
-            await asyncio.wait(self._running, timeout=self.settings.lease_s)
+            await asyncio.wait(self._running, timeout=self.settings.stop_grace_s)
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.wait(self._running)
 
     async def _run(self) -> None:
         while True:
@@ -182,6 +189,14 @@ class TargetRun:
         try:
             working = await self.p.keeper.credentials(self.target.account_id)
         except AccountUnusable as unusable:
+            if self.target.send_time is not None:
+                # An earlier attempt may have published it, and nobody can ask the platform.
+                message = (
+                    f"{unusable}; an interrupted attempt may have published it: check the "
+                    "account once it is reconnected"
+                )
+                await self._finish("needs_review", "unknown", message, error=message)
+                return
             await self._finish("failed", "unauthorized", str(unusable), error=str(unusable))
             return
         except TokenUnavailable as error:

@@ -521,6 +521,37 @@ def test_lookups_are_cached_coalesced_and_unknown_keys_remembered(backing: Backi
     assert reasons == ["API_KEY_INVALID"]
 
 
+def test_a_cached_key_is_found_by_its_header_and_every_spelling_still_works(
+    backing: Backing,
+) -> None:
+    key = backing.issue_key("spelled", ["profiles.read"])
+    spellings = [f"Bearer {key}", f"bearer {key}", f"Bearer {key}  "]
+
+    async def run() -> tuple[int, set[str], list[str]]:
+        engine = create_engine(test_settings(), backing.database_url)
+        statements: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "api_keys" in statement:
+                statements.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        authenticator = auth.Authenticator(engine, cache_ttl_s=30)
+        try:
+            names = {
+                (await authenticator.verify(header)).name for _ in range(3) for header in spellings
+            }
+            return len(statements), names, list(authenticator._by_header)
+        finally:
+            await engine.dispose()
+
+    lookups, names, by_header = asyncio.run(run())
+    assert lookups == 1
+    assert names == {f"spelled ({key.split('_')[1]})"}
+    # Only the canonical header is kept by its text: one entry per key, however it is sent.
+    assert by_header == [f"Bearer {key}"]
+
+
 # ---------------------------------------------------------------- the command line
 
 

@@ -165,7 +165,14 @@ def test_waiting_for_a_connection_in_flight_and_shed(backing: Backing) -> None:
         # Health probes would queue for the connection too; one at start is enough here.
         health_check_interval_s=3600,
     )
-    server = ServerThread(settings, backing.database_url, backing.redis_url).start()
+    # The periodic jobs (when this server leads them) and the publishing worker would queue
+    # for the one connection too.
+    server = ServerThread(
+        settings,
+        backing.database_url,
+        backing.redis_url,
+        {"run_workers": False, "run_jobs": False},
+    ).start()
     try:
         app = server.app
         assert app is not None

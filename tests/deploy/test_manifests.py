@@ -1,4 +1,5 @@
-"""deploy/ checked against the code: no container engine runs here, so nothing there is ever run.
+"""deploy/ checked against the code, in `make test`: no cluster runs here, and the compose file
+runs only in `make image-test` (tests/image/test_compose.py).
 
 Every environment variable a manifest or the compose file sets must be a setting of the service,
 every probe and balancer must point at the port the server really listens on, and the selectors
