@@ -397,8 +397,7 @@ async def lock_unsent_targets(
     ).all()
     total = await conn.scalar(select(func.count()).where(targets.c.post_id == post_id))
     untouched = all(
-        row.state in allowed and row.send_time is None and not row.checkpoints
-        for row in locked
+        row.state in allowed and row.send_time is None and not row.checkpoints for row in locked
     )
     if len(locked) != total or not untouched:
         return post, None
