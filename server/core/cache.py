@@ -33,6 +33,8 @@ from server.core.resp import RespClient
 log = logging.getLogger("socialhub.cache")
 
 REDIS_FAILURES = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+# How long a stopping replica tries to settle a lost invalidation (Cache.aclose).
+WIPE_ON_CLOSE_S = 2.0
 
 # One round trip for a read: the tag's version (a new one if the tag is missing), then the
 # entry stored under it.
@@ -188,7 +190,17 @@ class Cache:
         await self._wipe()
 
     async def aclose(self) -> None:
-        """Close the read path's connections; the redis-py client stays the caller's to close."""
+        """Close the read path's connections; the redis-py client stays the caller's to close.
+
+        A wipe still pending from a lost invalidation is tried first: no later call of this
+        replica would make it, and the other replicas would serve the entries it should have
+        retired until their TTL (seen once in the compose drill, on a replica that stopped
+        while its Redis calls timed out)."""
+        if self._wipe_pending:
+            try:
+                await asyncio.wait_for(self._wipe(), timeout=WIPE_ON_CLOSE_S)
+            except REDIS_FAILURES as error:
+                log.error("a lost invalidation could not be settled before stopping: %r", error)
         await self._fast.aclose()
 
     async def ping(self) -> bool:

@@ -12,7 +12,7 @@ from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from server.core.cache import Cache
-from tests.harness import Backing, Isolated, ServerThread
+from tests.harness import Backing, Isolated, ServerThread, test_settings
 from tests.helpers import new_profile
 
 
@@ -140,6 +140,35 @@ def test_invalidation_lost_in_an_outage_does_not_leave_stale_entries(
     writer.start()
     writer.join(10)
     time.sleep(1.6)  # Redis answers again, still holding the old entry
+    assert profiles.GetProfile(get).bio == "changed"
+
+
+def test_a_replica_that_lost_an_invalidation_settles_it_as_it_stops(
+    backing: Backing, server: ServerThread, profiles: ProfileServiceStub
+) -> None:
+    """The replica whose invalidation failed stops before any later call of its own would
+    wipe the namespace: it wipes as it stops, so the other replicas do not serve the old
+    entry until its TTL."""
+    created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
+    get = profile_pb2.GetProfileRequest(name=created.name)
+    assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
+    stopping = ServerThread(
+        test_settings(), backing.database_url, backing.redis_url, {"run_workers": False}
+    ).start()
+    try:
+        with backing.channel(stopping.address) as channel:
+            with redis.Redis.from_url(backing.redis_url) as client:
+                client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+            ProfileServiceStub(channel).UpdateProfile(
+                profile_pb2.UpdateProfileRequest(
+                    profile=profile_pb2.Profile(name=created.name, bio="changed"),
+                    update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
+                ),
+                timeout=10,
+            )
+        time.sleep(1.6)  # Redis answers again, still holding the old entry
+    finally:
+        stopping.stop()
     assert profiles.GetProfile(get).bio == "changed"
 
 
