@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,21 @@ def backing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backing]:
         yield servers
     finally:
         servers.stop()
+
+
+@pytest.fixture
+def fresh_database(backing: Backing) -> Iterator[str]:
+    """An empty database of the test's own on the session's PostgreSQL, not migrated: for
+    replicas started on a fresh database, and for servers whose publishing workers must not
+    share rows with the session server's."""
+    name = f"fresh_{uuid.uuid4().hex[:8]}"
+    with backing.sql() as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield backing.database_url.replace("/postgres?", f"/{name}?")
+    finally:
+        with backing.sql() as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -242,11 +242,7 @@ class PostService:
     ) -> publishing_pb2.BusinessPost:
         """UpdateBusinessPost: while no target has been claimed (docs in the proto)."""
         async with self._engine.begin() as conn:
-            post, held = await repository.lock_unsent_targets(conn, business_id, post_id)
-            if post is None:
-                raise post_not_found(business_id, post_id)
-            if held is None:
-                raise _already_sent(business_id, post_id)
+            post, held = await _lock_unsent(conn, business_id, post_id)
             zone = await business_zone(conn, business_id)
             content = _merged_content(post, changes)
             before = [target.account_id for target in held]
@@ -295,11 +291,7 @@ class PostService:
     async def cancel(self, business_id: int, post_id: int) -> publishing_pb2.BusinessPost:
         """CancelBusinessPost: every target CANCELLED (final), its slot freed."""
         async with self._engine.begin() as conn:
-            post, held = await repository.lock_unsent_targets(conn, business_id, post_id)
-            if post is None:
-                raise post_not_found(business_id, post_id)
-            if held is None:
-                raise _already_sent(business_id, post_id)
+            _post, held = await _lock_unsent(conn, business_id, post_id)
             await repository.update_targets(
                 conn, [target.id for target in held], {"state": "cancelled"}
             )
@@ -338,6 +330,19 @@ class PostService:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), WATCH_POLL_S)
+
+
+async def _lock_unsent(
+    conn: AsyncConnection, business_id: int, post_id: int
+) -> tuple[Any, Sequence[Any]]:
+    """The post and its targets, locked, while none has been claimed or sent; else
+    NOT_FOUND or FAILED_PRECONDITION."""
+    post, held = await repository.lock_unsent_targets(conn, business_id, post_id)
+    if post is None:
+        raise post_not_found(business_id, post_id)
+    if held is None:
+        raise _already_sent(business_id, post_id)
+    return post, held
 
 
 def _all_final(targets: Sequence[publishing_pb2.PublishTarget]) -> bool:

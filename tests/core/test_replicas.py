@@ -4,8 +4,6 @@ replicas, each periodic job runs on exactly one replica, and the jobs move when 
 from __future__ import annotations
 
 import signal
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,18 +23,6 @@ from tests.replicas import Replica, replicas, round_robin_channel, wait_for
 pytestmark = pytest.mark.slow
 
 REPLICAS = 3
-
-
-@pytest.fixture
-def fresh_database(backing: Backing) -> Iterator[str]:
-    name = f"replicas_{uuid.uuid4().hex[:8]}"
-    with backing.sql() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield backing.database_url.replace("/postgres?", f"/{name}?")
-    finally:
-        with backing.sql() as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def _env(database_url: str, backing: Backing) -> dict[str, str]:

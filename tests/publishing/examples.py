@@ -6,15 +6,12 @@ cancel are scheduled an hour ahead, so no worker has sent them when the walker g
 
 from __future__ import annotations
 
-import urllib.parse
-
-import httpx
 from google.protobuf import field_mask_pb2
 from socialhub.v1 import profile_pb2, publishing_pb2
 from socialhub.v1.publishing_pb2_grpc import PublishingServiceStub
 
 from tests.field_behavior_support import ExampleContext, Examples
-from tests.publishing.support import connect, in_future, new_business, post_request
+from tests.publishing.support import connect, consent, in_future, new_business, post_request
 
 SERVICE = "/socialhub.v1.PublishingService/"
 
@@ -42,8 +39,7 @@ def examples(context: ExampleContext) -> Examples:
                 parent=business, platform=profile_pb2.PLATFORM_X
             )
         )
-        location = httpx.get(started.authorize_uri, follow_redirects=False).headers["location"]
-        consents.append(dict(urllib.parse.parse_qsl(urllib.parse.urlparse(location).query)))
+        consents.append(consent(started.authorize_uri))
     fresh = fakes.x.add_account("Direct")
     return {
         SERVICE + "CreateBusiness": publishing_pb2.CreateBusinessRequest(

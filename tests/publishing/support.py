@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+import httpx
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from socialhub.v1 import profile_pb2, publishing_pb2
@@ -34,6 +36,15 @@ class Connected:
     fake: FakeAccount
     # The id the fake publishes under (the Instagram account's, for Instagram).
     platform_account_id: str
+
+
+def consent(authorize_uri: str) -> dict[str, str]:
+    """What a platform fake's consent page (approved at once) sends back to the redirect
+    URI: its query, `code` and `state`."""
+    answer = httpx.get(authorize_uri, follow_redirects=False, timeout=5)
+    assert answer.status_code in (302, 303), answer.text
+    query = urllib.parse.urlparse(answer.headers["location"]).query
+    return dict(urllib.parse.parse_qsl(query))
 
 
 def new_business(stub: PublishingServiceStub, display_name: str = "Acme Bakery") -> str:

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import httpx
 import pytest
 from socialhub.v1 import profile_pb2, publishing_pb2
 from socialhub.v1.publishing_pb2_grpc import PublishingServiceStub
@@ -21,6 +20,7 @@ from tests.helpers import error_info, field_violations
 from tests.publishing.support import (
     PLATFORMS,
     connect,
+    consent,
     new_business,
     post_request,
     states,
@@ -29,14 +29,6 @@ from tests.publishing.support import (
 
 Account = publishing_pb2.Account
 TOKEN_ENDPOINTS = {"x": "POST /2/oauth2/token", "linkedin": "POST /oauth/v2/accessToken"}
-
-
-def consent(authorize_uri: str) -> dict[str, str]:
-    """What the platform's consent page sends back to the redirect URI (auto-approved)."""
-    answer = httpx.get(authorize_uri, follow_redirects=False, timeout=5)
-    assert answer.status_code in (302, 303), answer.text
-    query = urllib.parse.urlparse(answer.headers["location"]).query
-    return dict(urllib.parse.parse_qsl(query))
 
 
 def start(stub: PublishingServiceStub, business: str, platform: str) -> dict[str, str]:

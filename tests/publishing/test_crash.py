@@ -24,9 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -81,19 +79,6 @@ PUBLISH_CALLS = {
     "POST /{ig_id}/media_publish",
 }
 SENDING_CALLS = PUBLISH_CALLS - {"POST /{ig_id}/media"}  # a container is not a post yet
-
-
-@pytest.fixture
-def fresh_database(backing: Backing) -> Iterator[str]:
-    """A database of its own: the session server's workers must not take this run's posts."""
-    name = f"crash_{uuid.uuid4().hex[:8]}"
-    with backing.sql() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield backing.database_url.replace("/postgres?", f"/{name}?")
-    finally:
-        with backing.sql() as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @dataclass

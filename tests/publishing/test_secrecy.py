@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
-import httpx
 import psycopg
 import pytest
 from google.protobuf.message import Message
@@ -41,7 +39,7 @@ from server.publishing.mapping import account_name
 from server.publishing.tokens import TokenCipher, new_key
 from tests.fakes import Fakes
 from tests.harness import Backing
-from tests.publishing.support import FINAL, IMAGE, PLATFORMS, Target, post_request
+from tests.publishing.support import FINAL, IMAGE, PLATFORMS, Target, consent, post_request
 
 pytestmark = pytest.mark.slow
 
@@ -56,19 +54,6 @@ class Served:
     database_url: str
     key: str  # its TOKEN_ENCRYPTION_KEYS' only key
     stop: Callable[[], None]
-
-
-@pytest.fixture
-def fresh_database(backing: Backing) -> Iterator[str]:
-    """A database of its own: the session server's workers must not take this run's posts."""
-    name = f"secrecy_{uuid.uuid4().hex[:8]}"
-    with backing.sql() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield backing.database_url.replace("/postgres?", f"/{name}?")
-    finally:
-        with backing.sql() as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -204,12 +189,10 @@ class Run:
                 parent=self.business, platform=PLATFORMS[platform]
             )
         )
-        answer = httpx.get(started.authorize_uri, follow_redirects=False, timeout=5)
-        assert answer.status_code == 302, answer.text
-        query = parse_qs(urlsplit(answer.headers["location"]).query)
-        assert query["state"] == [started.state]
-        self.sent.add(query["code"][0])
-        return started, query["code"][0]
+        query = consent(started.authorize_uri)
+        assert query["state"] == started.state
+        self.sent.add(query["code"])
+        return started, query["code"]
 
     def complete(self, started: publishing_pb2.StartAccountConnectionResponse, code: str) -> Any:
         return self.stub.CompleteAccountConnection(

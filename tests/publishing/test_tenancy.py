@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import grpc
-import httpx
 import pytest
 from google.protobuf import field_mask_pb2
 from socialhub.v1 import profile_pb2, publishing_pb2
@@ -23,7 +21,7 @@ from socialhub.v1.publishing_pb2_grpc import PublishingServiceStub
 from tests.fakes import Fakes
 from tests.harness import Backing, ServerThread
 from tests.helpers import error_info
-from tests.publishing.support import connect, in_future, new_business, post_request
+from tests.publishing.support import connect, consent, in_future, new_business, post_request
 
 METHODS = [
     method.name
@@ -63,10 +61,9 @@ def _consent(world: World, tenant: Tenant) -> tuple[str, str]:
             parent=tenant.business, platform=profile_pb2.PLATFORM_X
         )
     )
-    answer = httpx.get(started.authorize_uri, follow_redirects=False, timeout=5)
-    query = parse_qs(urlsplit(answer.headers["location"]).query)
-    assert query["state"] == [started.state], query
-    return started.state, query["code"][0]
+    query = consent(started.authorize_uri)
+    assert query["state"] == started.state, query
+    return started.state, query["code"]
 
 
 def _complete(world: World, stub: PublishingServiceStub, tenant: Tenant) -> object:

@@ -9,11 +9,8 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable
 
-import httpx
 import psycopg
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -33,6 +30,7 @@ from tests.harness import Backing, ServerThread, publishing_test_settings, test_
 from tests.publishing.support import (
     PLATFORMS,
     connect,
+    consent,
     new_business,
     post_request,
     states,
@@ -120,19 +118,11 @@ def test_new_key_prints_a_usable_key() -> None:
 
 
 @pytest.fixture
-def own_database(backing: Backing) -> Iterator[str]:
+def own_database(fresh_database: str) -> str:
     """A database of this test's own: the session server's workers, which hold only the old
     key, must not take the posts published after the rotation."""
-    name = f"tokens_{uuid.uuid4().hex[:8]}"
-    with backing.sql() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        url = backing.database_url.replace("/postgres?", f"/{name}?")
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with backing.sql() as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    migrate.upgrade(fresh_database)
+    return fresh_database
 
 
 def _server(backing: Backing, database_url: str, publishing: PublishingSettings) -> ServerThread:
@@ -240,8 +230,7 @@ def test_rotate_reencrypts_everything_and_a_server_with_only_the_new_key_publish
             )
     finally:
         before_server.stop()
-    consent = httpx.get(pending.authorize_uri, follow_redirects=False, timeout=5)
-    code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
+    code = consent(pending.authorize_uri)["code"]
     before = _sealed(own_database)
     assert len(before) == 5, before.keys()
     plaintexts = _open(TokenCipher([old]), before)

@@ -91,13 +91,11 @@ class LinkedInAdapter:
     def authorize_url(self, *, state: str, code_challenge: str, redirect_uri: str) -> str:
         return consent_url(
             f"{self._settings.linkedin_oauth_base_url}/authorization",
-            response_type="code",
             client_id=self._settings.linkedin_client_id,
             redirect_uri=redirect_uri,
             scope=" ".join(self._settings.linkedin_scopes),
             state=state,
             code_challenge=code_challenge,
-            code_challenge_method="S256",
         )
 
     async def exchange_code(

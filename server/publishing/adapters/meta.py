@@ -87,13 +87,11 @@ class MetaGraph:
     def authorize_url(self, *, state: str, code_challenge: str, redirect_uri: str) -> str:
         return consent_url(
             self.settings.meta_authorize_url,
-            response_type="code",
             client_id=self.settings.meta_app_id,
             redirect_uri=redirect_uri,
             scope=",".join(self.settings.meta_scopes),
             state=state,
             code_challenge=code_challenge,
-            code_challenge_method="S256",
         )
 
     async def exchange_code(

@@ -13,7 +13,19 @@ from server.publishing.adapters.base import TokenGrant, TokenRefused, TokenUnava
 from server.publishing.adapters.http import expires_at, json_body, network_failure, safe
 
 
-def consent_url(base: str, **params: str) -> str:
+def consent_url(
+    base: str, *, client_id: str, redirect_uri: str, scope: str, state: str, code_challenge: str
+) -> str:
+    """The authorization-code consent URL with a PKCE (S256) challenge."""
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+    }
     separator = "&" if "?" in base else "?"
     return base + separator + urlencode(params, quote_via=quote)
 

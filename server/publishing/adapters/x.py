@@ -80,13 +80,11 @@ class XAdapter:
     def authorize_url(self, *, state: str, code_challenge: str, redirect_uri: str) -> str:
         return consent_url(
             self._settings.x_authorize_url,
-            response_type="code",
             client_id=self._settings.x_client_id,
             redirect_uri=redirect_uri,
             scope=" ".join(self._settings.x_scopes),
             state=state,
             code_challenge=code_challenge,
-            code_challenge_method="S256",
         )
 
     async def exchange_code(
