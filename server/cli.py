@@ -25,6 +25,7 @@ from server.core.embedded import EmbeddedServerMissing
 from server.core.logs import configure_logging
 from server.core.metrics import multiprocess_dir
 from server.core.runtime import Backing, backing_servers
+from server.core.stopping import StopOverran, stop_within
 from server.core.workers import STOP_SIGNALS, claim_port, run_workers
 from server.demo_platforms import DemoPlatforms
 
@@ -82,7 +83,10 @@ async def _serve(app: Application, on_ready: Callable[[int], None]) -> None:
     on_ready(await app.start())
     await stop.wait()
     log.info("shutting down")
-    await app.stop()
+    try:
+        await stop_within(app.stop(), app.settings.stop_deadline_s)
+    except StopOverran:
+        raise SystemExit(1) from None
 
 
 # Under STATE_DIR: the development key of the embedded default, reused by later starts.

@@ -1,7 +1,8 @@
-"""Small helpers shared by tests: building requests and reading rich errors."""
+"""Small helpers shared by tests: building requests, reading rich errors, stopping servers."""
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import grpc
@@ -59,3 +60,15 @@ def request_id(error: grpc.RpcError) -> str:
             detail.Unpack(info)
             return str(info.request_id)
     raise AssertionError("no RequestInfo in the error")
+
+
+def stopped_in_time(process: subprocess.Popen[Any], timeout_s: float) -> int:
+    """SIGTERM, then its exit code; fails if the server is still up after `timeout_s`, killing
+    it first: a server left running on the session's database would claim later tests' work."""
+    process.terminate()
+    try:
+        return process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"the server did not stop within {timeout_s} s of SIGTERM") from None

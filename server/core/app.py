@@ -208,14 +208,17 @@ class Application:
             await self.health.stop()
         if self.leadership is not None:
             await self.leadership.stop()
-        if self.run_workers:
-            for worker in self.workers():
-                await worker.stop()
+        # The workers' own grace (sends in flight) runs beside the drain and the calls' grace,
+        # so a stop takes the longer of the two, not their sum.
+        workers = asyncio.gather(
+            *(worker.stop() for worker in (self.workers() if self.run_workers else []))
+        )
         remaining = drain_ends - asyncio.get_running_loop().time()
         if self.health is not None and remaining > 0:
             await asyncio.sleep(remaining)
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_s)
+        await workers
         if self.metrics is not None:
             await self.metrics.stop()
         if self.tracing is not None:

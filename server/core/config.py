@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # get UNAVAILABLE and in-flight ones have SHUTDOWN_GRACE_S to finish.
     shutdown_drain_s: float = 0.0
     shutdown_grace_s: float = 10.0
+    # A stop still running this long after SIGTERM logs the stack of everything it waits
+    # for and exits 1 (server/core/stopping.py). Unset: drain + grace + 10 s (the background
+    # workers' grace runs beside the calls'). Keep it under the orchestrator's kill timeout.
+    shutdown_timeout_s: float | None = None
     max_concurrent_rpcs: int = 1000
 
     log_level: str = "INFO"
@@ -116,6 +120,12 @@ class Settings(BaseSettings):
     # collector is set; the exporter reads the other standard OTEL_* variables itself.
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "socialhub"
+
+    @property
+    def stop_deadline_s(self) -> float:
+        if self.shutdown_timeout_s is not None:
+            return self.shutdown_timeout_s
+        return self.shutdown_drain_s + self.shutdown_grace_s + 10.0
 
     @property
     def address(self) -> str:

@@ -36,7 +36,7 @@ from server.core.errors import Unauthenticated
 from server.core.interceptors import InstrumentedServer
 from tests.core.test_grpcurl import GRPCURL
 from tests.harness import Backing, ServerThread, test_settings
-from tests.helpers import error_reason, new_profile, rich_status
+from tests.helpers import error_reason, new_profile, rich_status, stopped_in_time
 
 WHOAMI = "socialhub.test.Whoami"
 
@@ -656,8 +656,9 @@ def test_authentication_off_must_be_asked_for_and_is_logged(
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             assert _passes_auth(lambda: _get_profile(channel))
     finally:
-        process.terminate()
-        process.wait(30)
+        stopped = stopped_in_time(process, 30)
+    # 1 would be a stop that overran its deadline: the log then holds what it waited for.
+    assert stopped == 0, stderr.read_text()[-8000:]
     assert "authentication is off" in stderr.read_text()
 
 
@@ -697,8 +698,7 @@ def test_make_run_creates_a_development_key_once_and_prints_a_working_command(
             while_serving(ready)
             return key[1]
         finally:
-            process.terminate()
-            process.wait(60)
+            stopped_in_time(process, 60)
 
     def keys_beside_the_server(ready: str) -> None:
         # On the server's own embedded database, which must still be up afterwards.

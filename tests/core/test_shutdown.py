@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
+import pytest
 from google.protobuf import field_mask_pb2
 from socialhub.v1 import profile_pb2
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
+from server.core.stopping import StopOverran, stop_within
 from tests.harness import Backing, ServerThread, test_settings
 from tests.helpers import new_profile
 
@@ -68,3 +72,42 @@ def test_in_flight_call_completes_while_new_calls_are_refused(backing: Backing) 
         stopping.join(15)
         assert not stopping.is_alive()
     channel.close()
+
+
+def test_a_stop_that_overruns_its_deadline_logs_what_it_waits_for_and_gives_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def stuck_send() -> None:
+        await asyncio.Event().wait()  # a call that never answers
+
+    async def stop_waiting_on_a_send() -> None:
+        send = asyncio.create_task(stuck_send(), name="publish-target-42")
+        await send
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        with pytest.raises(StopOverran):
+            await stop_within(stop_waiting_on_a_send(), timeout_s=0.3)
+        return time.monotonic() - started
+
+    with caplog.at_level(logging.ERROR, logger="socialhub"):
+        took_s = asyncio.run(scenario())
+
+    assert 0.3 <= took_s < 2.0
+    [record] = [r for r in caplog.records if "overran" in r.getMessage()]
+    pending = "\n".join(record.pending)  # type: ignore[attr-defined]
+    assert "task publish-target-42" in pending
+    assert "in stuck_send" in pending  # the frame it sits in, not just its name
+    assert "thread MainThread" not in pending  # the thread that logs is not listed
+
+
+def test_a_stop_within_its_deadline_returns_and_raises_what_it_raised() -> None:
+    async def quick() -> None:
+        await asyncio.sleep(0)
+
+    async def failing() -> None:
+        raise RuntimeError("pool close failed")
+
+    asyncio.run(stop_within(quick(), timeout_s=1.0))
+    with pytest.raises(RuntimeError, match="pool close failed"):
+        asyncio.run(stop_within(failing(), timeout_s=1.0))

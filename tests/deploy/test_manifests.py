@@ -435,7 +435,11 @@ def test_termination_grace_outlasts_the_shutdown() -> None:
     termination_s = deployment(documents)["spec"]["template"]["spec"][
         "terminationGracePeriodSeconds"
     ]
-    assert termination_s > float(pause[1]) + shutdown_s(container_environment(container, documents))
+    environment = container_environment(container, documents)
+    assert termination_s > float(pause[1]) + shutdown_s(environment)
+    # The stop's own deadline (it then logs what it waits for) comes before the kubelet's kill.
+    deadline_s = float(configured("SHUTDOWN_TIMEOUT_S", environment))
+    assert shutdown_s(environment) < deadline_s < termination_s - float(pause[1])
 
 
 def test_selectors_pick_the_server_pods_and_not_the_migration() -> None:
@@ -565,7 +569,9 @@ def test_compose_stop_grace_outlasts_the_shutdown() -> None:
     for name, service in compose_replicas(compose()).items():
         # Docker's default is 10 s before SIGKILL.
         stop_s = seconds(service.get("stop_grace_period", "10s"))
-        assert stop_s > shutdown_s(compose_environment(service)), name
+        environment = compose_environment(service)
+        deadline_s = float(configured("SHUTDOWN_TIMEOUT_S", environment))
+        assert shutdown_s(environment) < deadline_s < stop_s, name
 
 
 def test_envoy_balances_grpc_over_the_replicas() -> None:
