@@ -91,6 +91,7 @@ def build(context: DomainContext) -> Plugin:
             meta_usage_threshold_percent=settings.meta_usage_threshold_percent,
             meta_usage_backoff_s=settings.meta_usage_backoff_s,
             x_daily_post_cap=settings.x_daily_post_cap,
+            x_app_daily_post_cap=settings.x_app_daily_post_cap,
         ),
         retry_after_s=context.settings.redis_retry_after_s,
     )

@@ -91,3 +91,7 @@ class PublishingSettings(BaseSettings):
     # https://developer.x.com/en/docs/twitter-api/rate-limits). 0: not counted here (X's
     # own 429 still defers).
     x_daily_post_cap: int = 100
+    # X's per-app limit on POST /2/tweets over 24 hours, shared by every account connected
+    # through the app: 1,667 on the Basic tier ("1667 requests / 24 hours per app"). 0: not
+    # counted here (X's 429 with x-app-limit-24hour-remaining 0 still defers every account).
+    x_app_daily_post_cap: int = 1667

@@ -219,6 +219,8 @@ targets = Table(
     # An account's targets (the accounts' cascade), and its posts published in the last 24
     # hours (X's daily post cap, server/publishing/ratelimits.py).
     Index("ix_publishing_targets_account_id_publish_time", "account_id", "publish_time"),
+    # The app's X posts published in the last 24 hours (X's per-app daily post cap).
+    Index("ix_publishing_targets_platform_state_publish_time", "platform", "state", "publish_time"),
 )
 
 attempts = Table(
