@@ -106,6 +106,7 @@ def build(context: DomainContext) -> Plugin:
             poll_s=settings.publish_poll_s,
             concurrency=settings.publish_concurrency,
             max_attempts=settings.publish_max_attempts,
+            max_sends=settings.publish_max_sends,
             retry_base_s=settings.publish_retry_base_s,
             retry_max_s=settings.publish_retry_max_s,
         ),

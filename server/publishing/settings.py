@@ -78,6 +78,9 @@ class PublishingSettings(BaseSettings):
     publish_concurrency: int = 16
     # Transient failures: attempts in all, and the backoff between them (doubling, jittered).
     publish_max_attempts: int = 5
+    # Sends in all, those cut off by a crash or a lost lease included (not failures of the
+    # platform's, so not counted above): a target that keeps stopping its worker ends FAILED.
+    publish_max_sends: int = 25
     publish_retry_base_s: float = 2.0
     publish_retry_max_s: float = 300.0
 

@@ -28,6 +28,7 @@ from tests.publishing.support import (
     Target,
     attempts,
     connect,
+    in_future,
     new_business,
     post_request,
     watch_until_final,
@@ -344,3 +345,42 @@ def test_server_errors_are_retried_a_bounded_number_of_times_then_fail_with_the_
     assert final.error.startswith("gave up after 5 attempts: X: "), final.error
     assert final.error.endswith("HTTP 503 from the platform"), final.error
     assert _outcomes(publishing, created.name) == ["OUTCOME_TRANSIENT_FAILURE"] * 6
+
+
+def test_sends_cut_off_by_crashes_are_not_failures_but_all_sends_are_bounded(
+    publishing: PublishingServiceStub, fakes: Fakes, backing: Backing
+) -> None:
+    business = new_business(publishing)
+    account = connect(publishing, fakes, business, "x")
+    later = in_future(3600)
+    survivor = publishing.CreateBusinessPost(
+        post_request(business, [account.name], "Cut off seven times", schedule_time=later)
+    )
+    doomed = publishing.CreateBusinessPost(
+        post_request(business, [account.name], "Cut off every time", schedule_time=later)
+    )
+    # As if workers had started that many sends and died in each (lease long run out), the
+    # last one a minute ago: the next claim asks X first, then sends or gives up.
+    with backing.sql() as conn:
+        for post, sends in ((survivor, 7), (doomed, 25)):
+            conn.execute(
+                "UPDATE publishing_targets SET attempt_count = %s, send_time = now() - "
+                "interval '1 minute', due_time = now() WHERE post_id = %s",
+                (sends, int(post.name.rsplit("/", 1)[1])),
+            )
+            conn.execute("SELECT pg_notify('socialhub_publishing', 'due')")
+
+    published = watch_until_final(publishing, survivor.name)[-1].targets[0]
+    failed = watch_until_final(publishing, doomed.name)[-1].targets[0]
+
+    # Seven cut-off sends are more than PUBLISH_MAX_ATTEMPTS (5), yet no failure: published.
+    assert published.state == Target.STATE_PUBLISHED
+    assert published.attempt_count == 8
+    # PUBLISH_MAX_SENDS (25) reached: X was asked (nothing there), and nothing was sent.
+    assert failed.state == Target.STATE_FAILED
+    assert failed.error.startswith("gave up after 25 sends"), failed.error
+    assert [post.text for post in fakes.x.posts(account.platform_account_id)] == [
+        "Cut off seven times"
+    ]
+    assert fakes.x.calls(TWEET) == 1
+    assert fakes.x.calls("GET /2/users/{id}/tweets") >= 2
