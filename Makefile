@@ -60,7 +60,7 @@ IMAGE ?= localhost/socialhub:latest
 image:
 	deploy/image/build.sh
 
-## PostgreSQL, Redis and nginx from Debian's packages for image-test (not published).
+## PostgreSQL, Redis and HAProxy from Debian's packages for image-test (not published).
 image-services:
 	deploy/image/build.sh services
 

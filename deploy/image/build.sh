@@ -4,7 +4,7 @@
 # is there. BASE_IMAGE, when set, is the base (e.g. python:3.11-slim); unset, the official
 # python:3.11-slim is pulled, and where no registry serves it debian-base.sh builds a Debian
 # bookworm base locally. `deploy/image/build.sh services` builds the test-only image of
-# PostgreSQL, Redis and nginx (services.Containerfile) on that local base instead.
+# PostgreSQL, Redis and HAProxy (services.Containerfile) on that local base instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=deploy/image

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The entrypoint of services.Containerfile: postgres, redis-server or nginx in the foreground.
+# The entrypoint of services.Containerfile: postgres, redis-server or haproxy in the foreground.
 set -eu
 case "${1:-postgres}" in
 postgres)

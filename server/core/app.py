@@ -176,12 +176,14 @@ class Application:
             metrics=self.metrics,
         )
         if self.metrics is not None:
+            health_monitor = self.health
             self.metrics_port = await self.metrics.start(
                 self.engine,
                 limit,
                 host=settings.metrics_host or settings.host,
                 port=settings.metrics_port,
                 serve=self.serve_metrics,
+                ready=lambda: health_monitor.ready,
             )
         await self.health.start()
         await self.server.start()

@@ -49,7 +49,13 @@ class HealthMonitor:
         self._interval_s = interval_s
         self._database_up: bool | None = None
         self._redis_up: bool | None = None
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Taking calls: PostgreSQL answers and no stop has begun (the HTTP /readyz)."""
+        return self._database_up is True and not self._stopping
 
     async def start(self) -> None:
         await self.servicer.set(LIVENESS, SERVING)
@@ -57,6 +63,7 @@ class HealthMonitor:
         self._task = asyncio.create_task(self._run(), name="health-monitor")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -20,15 +20,15 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
-from prometheus_client.exposition import start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from server.core import probes
 from server.core.db import CountingPool
 
 if TYPE_CHECKING:
@@ -216,15 +216,23 @@ class Metrics:
         )
 
     async def start(
-        self, engine: AsyncEngine, in_flight: _InFlight, *, host: str, port: int, serve: bool
+        self,
+        engine: AsyncEngine,
+        in_flight: _InFlight,
+        *,
+        host: str,
+        port: int,
+        serve: bool,
+        ready: Callable[[], bool] = lambda: True,
     ) -> int:
-        """Sample the process's gauges from now on and, if `serve`, answer /metrics on
-        host:port (0: a free port); return the bound port (0 when not serving)."""
+        """Sample the process's gauges from now on and, if `serve`, answer /metrics (and
+        /readyz, from `ready()`, server/core/probes.py) on host:port (0: a free port); return
+        the bound port (0 when not serving)."""
         if serve:
-            # prometheus-client's HTTP thread: the event loop never waits on a scraper's
-            # socket. Rendering holds the GIL for about 10 ms (40 methods) per scrape.
+            # An HTTP thread: the event loop never waits on a scraper's socket. Rendering
+            # holds the GIL for about 10 ms (40 methods) per scrape.
             try:
-                self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+                self._http = probes.serve(host, port, self.registry, ready)
             except OSError as error:
                 # Say which port: the gRPC one is in the settings too.
                 raise OSError(error.errno, f"metrics on {host}:{port}: {error.strerror}") from error

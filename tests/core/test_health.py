@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -24,6 +25,11 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def readyz(metrics_port: int) -> int:
+    """The status of GET /readyz on the metrics port."""
+    return httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5).status_code
 
 
 def status_of(health: health_pb2_grpc.HealthStub, service: str) -> int:
@@ -69,10 +75,15 @@ def test_database_outage_flips_health_and_fails_calls_cleanly(isolated: Isolated
     follower.start()
     wait_for(lambda: watched == [SERVING])
 
+    app = isolated.server.app
+    assert app is not None
+    assert readyz(app.metrics_port) == 200
     backing.postgres.stop()
     try:
         wait_for(lambda: status_of(health, PROFILE_SERVICE) == NOT_SERVING)
         assert status_of(health, "") == NOT_SERVING
+        # The HTTP probe of balancers that cannot ask gRPC health says the same.
+        assert readyz(app.metrics_port) == 503
         # Liveness says only that the process serves: no probe restarts it for the outage.
         assert status_of(health, "liveness") == SERVING
         with pytest.raises(grpc.RpcError) as caught:
@@ -83,6 +94,7 @@ def test_database_outage_flips_health_and_fails_calls_cleanly(isolated: Isolated
 
     wait_for(lambda: status_of(health, PROFILE_SERVICE) == SERVING)
     wait_for(lambda: watched[-1:] == [SERVING])
+    assert readyz(app.metrics_port) == 200
     assert watched[:3] == [SERVING, NOT_SERVING, SERVING]
     watch.cancel()
     assert profiles.ListProfiles(profile_pb2.ListProfilesRequest()).total_size == 0

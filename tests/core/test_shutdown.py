@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import field_mask_pb2
 from socialhub.v1 import profile_pb2
@@ -111,3 +112,26 @@ def test_a_stop_within_its_deadline_returns_and_raises_what_it_raised() -> None:
     asyncio.run(stop_within(quick(), timeout_s=1.0))
     with pytest.raises(RuntimeError, match="pool close failed"):
         asyncio.run(stop_within(failing(), timeout_s=1.0))
+
+
+def test_readyz_turns_503_at_sigterm_while_the_drain_still_serves(backing: Backing) -> None:
+    server = ServerThread(
+        test_settings(shutdown_drain_s=2.0), backing.database_url, backing.redis_url
+    ).start()
+    assert server.app is not None
+    probe = f"http://127.0.0.1:{server.app.metrics_port}/readyz"
+    channel = backing.channel(server.address)
+    stub = ProfileServiceStub(channel)
+    created = stub.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
+    assert httpx.get(probe, timeout=5).status_code == 200
+
+    stopping = threading.Thread(target=server.stop)
+    stopping.start()
+    _wait_until(lambda: httpx.get(probe, timeout=5).status_code == 503)
+    # A balancer that checks /readyz moves away now; calls that still come are served.
+    read = stub.GetProfile(profile_pb2.GetProfileRequest(name=created.name), timeout=5)
+    stopping.join(30)
+    channel.close()
+
+    assert read.name == created.name
+    assert not stopping.is_alive()

@@ -20,13 +20,12 @@ GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grp
 # Not the development value, which `serve` refuses outside the embedded default.
 PAGE_TOKEN_SECRET = "image-test-page-token-secret-not-for-production"
 DATABASE_USER = "socialhub"
-# At most this many calls per stop end otherwise than UNAVAILABLE, with their outcome unknown
-# to the caller. Calls that reached a server just as `server.stop()` began, before a handler
-# picked them up, are cancelled by grpc's core: CANCELLED (seen only with the CPU contended;
-# never in the in-process tests). Behind nginx, a call on a connection that the stopping
-# replica closes is reset: CANCELLED, or INTERNAL ("RST_STREAM with error code 2"), where
-# Envoy would retry a refused stream. Writes carry a request_id, or are idempotent, so that a
-# retry is safe.
+# At most this many calls per stop end otherwise than UNAVAILABLE when a client calls one
+# replica directly (tests/image/test_image.py), with their outcome unknown to the caller:
+# calls that reached the server just as `server.stop()` began, before a handler picked them
+# up, are cancelled by grpc's core: CANCELLED (seen only with the CPU contended; never in the
+# in-process tests). Behind the balancer, which checks /readyz, none is (test_compose.py).
+# Writes carry a request_id, or are idempotent, so that a retry is safe.
 UNCERTAIN_AT_STOP = 3
 
 
