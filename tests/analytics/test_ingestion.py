@@ -301,3 +301,30 @@ def test_audience_shares_are_checked(
         "audience_snapshots[0].top_countries[0].share",
         "audience_snapshots[0].top_countries",
     }
+
+
+def test_a_backfill_gets_its_month_partition_and_each_snapshot_lands_in_its_month(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    owner = profile(profiles)
+    long_ago = DAY - timedelta(days=200)  # months before any partition the migration made
+    with backing.sql() as conn:
+        month = f"y{long_ago:%Y}m{long_ago:%m}"
+        conn.execute(f"DROP TABLE IF EXISTS analytics_partitions.metric_snapshots_{month}")
+    analytics.BatchCreateMetricSnapshots(
+        batch(
+            snapshot(owner, "old", at(10, long_ago), published=at(9, long_ago), likes=1),
+            snapshot(owner, "old", at(10), published=at(9, long_ago), likes=2),
+        )
+    )
+    with backing.sql() as conn:
+        placed = conn.execute(
+            "SELECT tableoid::regclass::text, observe_time FROM analytics_metric_snapshots"
+            " ORDER BY observe_time"
+        ).fetchall()
+    assert [name for name, _ in placed] == [
+        f"analytics_partitions.metric_snapshots_y{observed:%Y}m{observed:%m}"
+        for _, observed in placed
+    ]
+    assert placed[0][0].endswith(long_ago.strftime("y%Ym%m"))
+    assert [p.likes for p in post(analytics, owner, "old").series] == [1, 2]
