@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -328,3 +329,46 @@ def test_a_backfill_gets_its_month_partition_and_each_snapshot_lands_in_its_mont
     ]
     assert placed[0][0].endswith(long_ago.strftime("y%Ym%m"))
     assert [p.likes for p in post(analytics, owner, "old").series] == [1, 2]
+
+
+def test_concurrent_overlapping_batches_keep_the_rollups_exact(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    rng = random.Random(11)
+    owners = [profile(profiles, f"Creator {n}") for n in range(2)]
+    ids = {owner: int(owner.split("/")[1]) for owner in owners}
+    snapshots = [
+        snapshot(
+            owners[n % 2],
+            f"post-{n}",
+            at(hour, DAY - timedelta(days=1)),
+            published=at(n, DAY - timedelta(days=2)),
+            likes=rng.randrange(0, 100),
+            shares=rng.randrange(0, 100),
+        )
+        for n in range(8)
+        for hour in range(4)
+    ]
+    # Four feeds send every snapshot, each in its own order and batching, all at once.
+    feeds = []
+    for _ in range(4):
+        order = rng.sample(snapshots, len(snapshots))
+        feeds.append([order[i : i + 5] for i in range(0, len(order), 5)])
+    errors: list[BaseException] = []
+
+    def send(feed: list[list[analytics_pb2.MetricSnapshot]]) -> None:
+        try:
+            for items in feed:
+                analytics.BatchCreateMetricSnapshots(batch(*items))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(feed,)) for feed in feeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert daily_rows(backing) == _expected(snapshots, ids)
+    with backing.sql() as conn:
+        assert conn.execute("SELECT count(*) FROM analytics_metric_snapshots").fetchone() == (32,)
