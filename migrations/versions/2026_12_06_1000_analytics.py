@@ -1,6 +1,7 @@
 """AnalyticsService: posts' latest metrics, their snapshots (RANGE-partitioned by month of
 observe_time, partitions in the `analytics_partitions` schema), daily rollups per profile and
-platform, follower counts per day and audience demographics (server/analytics/tables.py).
+platform, follower counts per day, audience demographics, and per profile and platform what
+creator search filters and orders by (server/analytics/tables.py).
 
 The partitions of the month before this one to three months ahead are made here; from then on
 the partition job (server/analytics/partitions.py) keeps them ahead and drops expired ones.
@@ -137,8 +138,41 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("profile_id", "platform", "day", name="pk_analytics_audiences"),
     )
 
+    op.create_table(
+        "analytics_creators",
+        _profile_id("analytics_creators"),
+        sa.Column("platform", sa.String(16), nullable=False),
+        sa.Column("followers", sa.BigInteger, nullable=False),
+        sa.Column("posts", sa.BigInteger, nullable=False),
+        sa.Column("engagement", sa.BigInteger, nullable=False),
+        sa.Column(
+            "engagement_rate",
+            sa.Float(precision=53),
+            sa.Computed(
+                "CASE WHEN followers > 0 AND posts > 0"
+                " THEN engagement::double precision / posts / followers ELSE 0 END",
+                persisted=True,
+            ),
+            nullable=False,
+        ),
+        sa.Column("countries", postgresql.JSONB, nullable=False),
+        sa.PrimaryKeyConstraint("profile_id", "platform", name="pk_analytics_creators"),
+        *_non_negative(("followers", "posts", "engagement")),
+    )
+    op.create_index(
+        "ix_analytics_creators_platform_engagement_rate",
+        "analytics_creators",
+        ["platform", "engagement_rate", "profile_id"],
+    )
+    op.create_index(
+        "ix_analytics_creators_platform_followers",
+        "analytics_creators",
+        ["platform", "followers", "profile_id"],
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("analytics_creators")
     op.drop_table("analytics_audiences")
     op.drop_table("analytics_follower_counts")
     op.drop_table("analytics_daily")

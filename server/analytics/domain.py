@@ -9,6 +9,7 @@ from socialhub.v1 import analytics_pb2, analytics_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.analytics.cache_tags import profile_tag
+from server.analytics.creators import CreatorSearches
 from server.analytics.ingestion import Ingestion
 from server.analytics.partitions import Partitions
 from server.analytics.reports import Reports
@@ -37,7 +38,8 @@ def build(context: DomainContext) -> Plugin:
         context.require(DirectoryReader),
         settings.analytics_cache_ttl_s,
     )
-    servicer = AnalyticsServicer(ingestion, reports, settings)
+    creators = CreatorSearches(context.engine, context.tokens)
+    servicer = AnalyticsServicer(ingestion, reports, creators, settings)
     return Plugin(
         services=[
             Service(

@@ -20,7 +20,7 @@ from server.analytics import repository
 from server.analytics.cache_tags import profile_tag
 from server.analytics.model import AudienceValues, FollowerCountValues, IngestResult, Snapshot
 from server.analytics.partitions import Partitions, month_start
-from server.analytics.tables import METRICS
+from server.analytics.tables import ENGAGEMENT, METRICS
 from server.core.cache import Cache
 from server.core.errors import NotFound
 from server.core.names import format_name
@@ -106,6 +106,8 @@ class Ingestion:
                     newest[s.post_key] = s
             latest: list[dict[str, Any]] = []
             deltas: dict[tuple[int, Any, str], list[int]] = {}
+            # Per profile and platform: new posts and engagement gained (for creator search).
+            creator_deltas: dict[tuple[int, str], list[int]] = {}
             for key, s in newest.items():
                 post = posts[key]
                 if s.observe_time <= post.observe_time:
@@ -123,6 +125,12 @@ class Ingestion:
                 sums[0] += 1 if is_new else 0
                 for index, metric in enumerate(METRICS, start=1):
                     sums[index] += s.metrics[index - 1] - getattr(post, metric)
+                creator = creator_deltas.setdefault((post.profile_id, post.platform), [0, 0])
+                creator[0] += 1 if is_new else 0
+                creator[1] += sum(
+                    s.metrics[METRICS.index(metric)] - getattr(post, metric)
+                    for metric in ENGAGEMENT
+                )
             if latest:
                 await repository.set_latest(conn, latest)
                 await repository.add_to_daily(
@@ -135,6 +143,20 @@ class Ingestion:
                             **dict(zip(("posts", *METRICS), sums, strict=True)),
                         }
                         for (profile_id, day, platform), sums in sorted(deltas.items())
+                    ],
+                )
+                await repository.add_to_creators(
+                    conn,
+                    [
+                        {
+                            "profile_id": profile_id,
+                            "platform": platform,
+                            "posts": posts,
+                            "engagement": engagement,
+                        }
+                        for (profile_id, platform), (posts, engagement) in sorted(
+                            creator_deltas.items()
+                        )
                     ],
                 )
         return len(created)
@@ -151,6 +173,7 @@ class Ingestion:
             recorded = await repository.upsert_follower_counts(
                 conn, [latest[key] for key in sorted(latest)]
             )
+            await repository.refresh_creator_followers(conn, [key[:2] for key in latest])
         await self._invalidate(i.profile_id for i in items)
         return recorded
 
@@ -165,6 +188,7 @@ class Ingestion:
             recorded = await repository.upsert_audiences(
                 conn, [latest[key] for key in sorted(latest)]
             )
+            await repository.refresh_creator_countries(conn, [key[:2] for key in latest])
         await self._invalidate(i.profile_id for i in items)
         return recorded
 

@@ -57,3 +57,13 @@ class ReportQuery:
     end_time: datetime
     granularity: str  # "day", "week" or "month": date_trunc's field
     platform: str | None
+
+
+@dataclass(frozen=True)
+class CreatorSearch:
+    platform: str
+    order_column: str  # "engagement_rate" or "followers"
+    min_followers: int = 0
+    max_followers: int = 0  # 0: no upper bound
+    min_engagement_rate: float = 0.0
+    audience_country: str = ""

@@ -26,10 +26,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.analytics.model import AudienceValues, FollowerCountValues, ReportQuery, Snapshot
+from server.analytics.model import (
+    AudienceValues,
+    CreatorSearch,
+    FollowerCountValues,
+    ReportQuery,
+    Snapshot,
+)
 from server.analytics.tables import (
     METRICS,
     analytics_audiences,
+    analytics_creators,
     analytics_daily,
     analytics_follower_counts,
     analytics_metric_snapshots,
@@ -41,6 +48,7 @@ snapshots = analytics_metric_snapshots
 daily = analytics_daily
 followers = analytics_follower_counts
 audiences = analytics_audiences
+creators = analytics_creators
 
 POST_COLUMNS = (
     posts.c.id,
@@ -193,6 +201,123 @@ async def upsert_audiences(conn: AsyncConnection, values: Sequence[AudienceValue
         ).returning(literal(1))
     )
     return len(result.all())
+
+
+async def _ensure_creators(conn: AsyncConnection, keys: Sequence[tuple[int, str]]) -> None:
+    await conn.execute(
+        insert(creators)
+        .values(
+            [
+                {
+                    "profile_id": profile_id,
+                    "platform": platform,
+                    "followers": 0,
+                    "posts": 0,
+                    "engagement": 0,
+                    "countries": {},
+                }
+                for profile_id, platform in sorted(set(keys))
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["profile_id", "platform"])
+    )
+
+
+async def add_to_creators(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add posts and engagement deltas (rows: profile_id, platform, posts, engagement)."""
+    await _ensure_creators(conn, [(row["profile_id"], row["platform"]) for row in rows])
+    await conn.execute(
+        update(creators)
+        .where(
+            creators.c.profile_id == bindparam("b_profile_id"),
+            creators.c.platform == bindparam("b_platform"),
+        )
+        .values(
+            posts=creators.c.posts + bindparam("b_posts"),
+            engagement=creators.c.engagement + bindparam("b_engagement"),
+        ),
+        [{f"b_{name}": value for name, value in row.items()} for row in rows],
+    )
+
+
+def _latest_per_key(table: Any, keys: Sequence[tuple[int, str]], *columns: Any) -> Any:
+    return (
+        select(table.c.profile_id, table.c.platform, *columns)
+        .ext(distinct_on(table.c.profile_id, table.c.platform))
+        .where(tuple_(table.c.profile_id, table.c.platform).in_(sorted(set(keys))))
+        .order_by(table.c.profile_id, table.c.platform, table.c.day.desc())
+        .subquery()
+    )
+
+
+async def refresh_creator_followers(conn: AsyncConnection, keys: Sequence[tuple[int, str]]) -> None:
+    """Each creator's followers: the count of its latest day."""
+    await _ensure_creators(conn, keys)
+    latest = _latest_per_key(followers, keys, followers.c.followers)
+    await conn.execute(
+        update(creators)
+        .where(
+            creators.c.profile_id == latest.c.profile_id,
+            creators.c.platform == latest.c.platform,
+        )
+        .values(followers=latest.c.followers)
+    )
+
+
+async def refresh_creator_countries(conn: AsyncConnection, keys: Sequence[tuple[int, str]]) -> None:
+    """Each creator's audience countries: those of its latest audience snapshot."""
+    await _ensure_creators(conn, keys)
+    latest = _latest_per_key(audiences, keys, audiences.c.countries)
+    await conn.execute(
+        update(creators)
+        .where(
+            creators.c.profile_id == latest.c.profile_id,
+            creators.c.platform == latest.c.platform,
+        )
+        .values(countries=latest.c.countries)
+    )
+
+
+CREATOR_COLUMNS = (
+    creators.c.profile_id,
+    creators.c.platform,
+    creators.c.followers,
+    creators.c.posts,
+    creators.c.engagement,
+    creators.c.engagement_rate,
+    creators.c.countries,
+)
+
+
+def search_creators_statement(
+    search: CreatorSearch, position: Sequence[Any] | None, limit: int
+) -> Any:
+    """Most first by the order's column, then by profile id: one backward range of the
+    (platform, column, profile_id) index, the other filters checked on its rows."""
+    key = creators.c[search.order_column]
+    conditions = [creators.c.platform == search.platform]
+    if search.min_followers:
+        conditions.append(creators.c.followers >= search.min_followers)
+    if search.max_followers:
+        conditions.append(creators.c.followers <= search.max_followers)
+    if search.min_engagement_rate:
+        conditions.append(creators.c.engagement_rate >= search.min_engagement_rate)
+    if search.audience_country:
+        conditions.append(creators.c.countries.has_key(search.audience_country))
+    if position is not None:
+        conditions.append(tuple_(key, creators.c.profile_id) < tuple(position))
+    return (
+        select(*CREATOR_COLUMNS)
+        .where(*conditions)
+        .order_by(key.desc(), creators.c.profile_id.desc())
+        .limit(limit)
+    )
+
+
+async def search_creators(
+    conn: AsyncConnection, search: CreatorSearch, position: Sequence[Any] | None, limit: int
+) -> list[Row[Any]]:
+    return list(await conn.execute(search_creators_statement(search, position, limit)))
 
 
 # --- partitions ------------------------------------------------------------------------------

@@ -10,13 +10,16 @@ import grpc
 from socialhub.v1 import analytics_pb2, analytics_pb2_grpc
 
 from server.analytics import validation
+from server.analytics.creators import CreatorSearches
 from server.analytics.ingestion import Ingestion
 from server.analytics.partitions import retention_cutoff
 from server.analytics.reports import Reports
 from server.analytics.settings import AnalyticsSettings
 from server.core.errors import FieldViolation, InvalidArgument
+from server.core.pagination import PageSize, fingerprint
 
 Context = grpc.aio.ServicerContext[Any, Any]
+CREATOR_PAGE_SIZE = PageSize(default=50, maximum=500)
 
 
 class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
@@ -24,11 +27,13 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self,
         ingestion: Ingestion,
         reports: Reports,
+        creators: CreatorSearches,
         settings: AnalyticsSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._ingestion = ingestion
         self._reports = reports
+        self._creators = creators
         self._settings = settings
         self._clock = clock
 
@@ -105,3 +110,17 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.GetAudienceDemographicsRequest, context: Context
     ) -> analytics_pb2.GetAudienceDemographicsResponse:
         return await self._reports.audience(*validation.audience_query(request))
+
+    async def SearchCreators(
+        self, request: analytics_pb2.SearchCreatorsRequest, context: Context
+    ) -> analytics_pb2.SearchCreatorsResponse:
+        search = validation.creator_search(request)
+        page_size = CREATOR_PAGE_SIZE.resolve(request.page_size)
+        # The token is bound to everything but the page fields.
+        bound = analytics_pb2.SearchCreatorsRequest()
+        bound.CopyFrom(request)
+        bound.ClearField("page_size")
+        bound.ClearField("page_token")
+        return await self._creators.search(
+            search, page_size, request.page_token, fingerprint("SearchCreators", bound)
+        )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Computed,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
@@ -128,10 +129,46 @@ analytics_audiences = Table(
     PrimaryKeyConstraint("profile_id", "platform", "day"),
 )
 
+# Per profile and platform, what creator search filters and orders by, kept at ingestion: the
+# latest follower count, the posts recorded and the sum of their latest engagement, the
+# engagement rate (average engagement per post over followers) and the latest audience's
+# top countries.
+analytics_creators = Table(
+    "analytics_creators",
+    metadata,
+    _profile_id(),
+    Column("platform", String(PLATFORM_MAX), nullable=False),
+    Column("followers", BigInteger, nullable=False),
+    Column("posts", BigInteger, nullable=False),
+    Column("engagement", BigInteger, nullable=False),
+    Column(
+        "engagement_rate",
+        Float(precision=53),
+        Computed(
+            "CASE WHEN followers > 0 AND posts > 0"
+            " THEN engagement::double precision / posts / followers ELSE 0 END",
+            persisted=True,
+        ),
+        nullable=False,
+    ),
+    Column("countries", JSONB, nullable=False),
+    PrimaryKeyConstraint("profile_id", "platform"),
+    *_non_negative(("followers", "posts", "engagement")),
+    # The search orders, most first, with the id as the keyset's tie-break.
+    Index(
+        "ix_analytics_creators_platform_engagement_rate",
+        "platform",
+        "engagement_rate",
+        "profile_id",
+    ),
+    Index("ix_analytics_creators_platform_followers", "platform", "followers", "profile_id"),
+)
+
 TABLES = (
     analytics_posts,
     analytics_metric_snapshots,
     analytics_daily,
     analytics_follower_counts,
     analytics_audiences,
+    analytics_creators,
 )

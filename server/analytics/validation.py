@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
@@ -16,7 +17,13 @@ from server.analytics.mapping import (
     PLATFORM_BY_ENUM,
     PROFILE_COLLECTION,
 )
-from server.analytics.model import AudienceValues, FollowerCountValues, ReportQuery, Snapshot
+from server.analytics.model import (
+    AudienceValues,
+    CreatorSearch,
+    FollowerCountValues,
+    ReportQuery,
+    Snapshot,
+)
 from server.analytics.tables import METRICS, PLACE_MAX, POST_ID_MAX
 from server.core.errors import InvalidArgument, Violations
 from server.core.names import parse_name
@@ -32,6 +39,11 @@ MAX_PLACES = 50
 MAX_CLOCK_SKEW = timedelta(days=1)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_REPORT_SPAN = timedelta(days=3 * 366)
+ORDER_COLUMNS = {
+    analytics_pb2.CREATOR_SORT_FIELD_UNSPECIFIED: "engagement_rate",
+    analytics_pb2.CREATOR_SORT_FIELD_ENGAGEMENT_RATE: "engagement_rate",
+    analytics_pb2.CREATOR_SORT_FIELD_FOLLOWERS: "followers",
+}
 # Shares of one dimension may add up to a little over 1 from the platforms' rounding.
 SHARE_SUM_TOLERANCE = 1e-6
 
@@ -297,3 +309,27 @@ def audience_query(request: analytics_pb2.GetAudienceDemographicsRequest) -> tup
     platform = _platform(violations, request.platform, "platform", optional=True)
     violations.raise_if_any()
     return profile, platform or None
+
+
+def creator_search(request: analytics_pb2.SearchCreatorsRequest) -> CreatorSearch:
+    violations = Violations()
+    platform = _platform(violations, request.platform, "platform")
+    _count(violations, request.min_followers, "min_followers")
+    _count(violations, request.max_followers, "max_followers")
+    if 0 < request.max_followers < request.min_followers:
+        violations.add("max_followers", "must not be less than min_followers")
+    if not 0.0 <= request.min_engagement_rate < math.inf:  # NaN fails this too
+        violations.add("min_engagement_rate", "must be a number, not negative")
+    check_text(violations, "audience_country", request.audience_country, PLACE_MAX)
+    order_column = ORDER_COLUMNS.get(request.order_by, "")
+    if not order_column:
+        violations.add("order_by", "is not a known order")
+    violations.raise_if_any()
+    return CreatorSearch(
+        platform=platform,
+        order_column=order_column,
+        min_followers=request.min_followers,
+        max_followers=request.max_followers,
+        min_engagement_rate=request.min_engagement_rate,
+        audience_country=request.audience_country,
+    )

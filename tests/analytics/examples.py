@@ -55,4 +55,7 @@ def examples(context: ExampleContext) -> Examples:
         SERVICE + "GetAudienceDemographics": analytics_pb2.GetAudienceDemographicsRequest(
             profile=owner
         ),
+        SERVICE + "SearchCreators": analytics_pb2.SearchCreatorsRequest(
+            platform=profile_pb2.PLATFORM_INSTAGRAM, min_followers=1, page_size=5
+        ),
     }

@@ -121,6 +121,34 @@ GRANULARITY_MONTH: Granularity.ValueType  # 3
 """Calendar months."""
 Global___Granularity: _TypeAlias = Granularity  # noqa: Y015
 
+class _CreatorSortField:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CreatorSortFieldEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreatorSortField.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CREATOR_SORT_FIELD_UNSPECIFIED: _CreatorSortField.ValueType  # 0
+    """The default: engagement rate."""
+    CREATOR_SORT_FIELD_ENGAGEMENT_RATE: _CreatorSortField.ValueType  # 1
+    """Engagement rate: the average engagement (likes + comments + shares) of
+    the creator's posts over its followers.
+    """
+    CREATOR_SORT_FIELD_FOLLOWERS: _CreatorSortField.ValueType  # 2
+    """Followers on the platform (the latest count)."""
+
+class CreatorSortField(_CreatorSortField, metaclass=_CreatorSortFieldEnumTypeWrapper):
+    """What creators are ordered by, most first."""
+
+CREATOR_SORT_FIELD_UNSPECIFIED: CreatorSortField.ValueType  # 0
+"""The default: engagement rate."""
+CREATOR_SORT_FIELD_ENGAGEMENT_RATE: CreatorSortField.ValueType  # 1
+"""Engagement rate: the average engagement (likes + comments + shares) of
+the creator's posts over its followers.
+"""
+CREATOR_SORT_FIELD_FOLLOWERS: CreatorSortField.ValueType  # 2
+"""Followers on the platform (the latest count)."""
+Global___CreatorSortField: _TypeAlias = CreatorSortField  # noqa: Y015
+
 @_typing.final
 class MetricSnapshot(_message.Message):
     """The metrics of a post, counted by its platform at one moment."""
@@ -1159,3 +1187,137 @@ class GetAudienceDemographicsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAudienceDemographicsResponse: _TypeAlias = GetAudienceDemographicsResponse  # noqa: Y015
+
+@_typing.final
+class SearchCreatorsRequest(_message.Message):
+    """Request message for SearchCreators."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    MIN_FOLLOWERS_FIELD_NUMBER: _builtins.int
+    MAX_FOLLOWERS_FIELD_NUMBER: _builtins.int
+    MIN_ENGAGEMENT_RATE_FIELD_NUMBER: _builtins.int
+    AUDIENCE_COUNTRY_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    platform: _profile_pb2.Platform.ValueType
+    """Required. The platform searched."""
+    min_followers: _builtins.int
+    """Optional. At least this many followers on it."""
+    max_followers: _builtins.int
+    """Optional. At most this many followers on it; 0 is no upper bound."""
+    min_engagement_rate: _builtins.float
+    """Optional. At least this engagement rate (0.05 is 5%)."""
+    audience_country: _builtins.str
+    """Optional. Only creators whose latest audience on the platform lists this
+    country among its top countries (ISO 3166-1 alpha-2, "DE").
+    """
+    order_by: Global___CreatorSortField.ValueType
+    """Optional. The order; unspecified is by engagement rate."""
+    page_size: _builtins.int
+    """Optional. At most this many creators per page: 0 means 50, more than 500
+    means 500, negative is INVALID_ARGUMENT.
+    """
+    page_token: _builtins.str
+    """Optional. A previous page's next_page_token, with the same filters and
+    order.
+    """
+    def __init__(
+        self,
+        *,
+        platform: _profile_pb2.Platform.ValueType = ...,
+        min_followers: _builtins.int = ...,
+        max_followers: _builtins.int = ...,
+        min_engagement_rate: _builtins.float = ...,
+        audience_country: _builtins.str = ...,
+        order_by: Global___CreatorSortField.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_country", b"audience_country", "max_followers", b"max_followers", "min_engagement_rate", b"min_engagement_rate", "min_followers", b"min_followers", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "platform", b"platform"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchCreatorsRequest: _TypeAlias = SearchCreatorsRequest  # noqa: Y015
+
+@_typing.final
+class Creator(_message.Message):
+    """A profile on one platform, as creator search sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_FIELD_NUMBER: _builtins.int
+    POST_COUNT_FIELD_NUMBER: _builtins.int
+    ENGAGEMENT_FIELD_NUMBER: _builtins.int
+    ENGAGEMENT_RATE_FIELD_NUMBER: _builtins.int
+    AUDIENCE_COUNTRY_SHARE_FIELD_NUMBER: _builtins.int
+    profile: _builtins.str
+    """Output only. The profile."""
+    platform: _profile_pb2.Platform.ValueType
+    """Output only. The platform."""
+    followers: _builtins.int
+    """Output only. Followers on it (the latest count)."""
+    post_count: _builtins.int
+    """Output only. Posts with metrics recorded."""
+    engagement: _builtins.int
+    """Output only. Their engagement, as last observed."""
+    engagement_rate: _builtins.float
+    """Output only. engagement / post_count / followers; 0 without posts or
+    followers.
+    """
+    audience_country_share: _builtins.float
+    """Output only. The share of the latest audience in audience_country, when
+    the search names one.
+    """
+    def __init__(
+        self,
+        *,
+        profile: _builtins.str = ...,
+        platform: _profile_pb2.Platform.ValueType = ...,
+        followers: _builtins.int = ...,
+        post_count: _builtins.int = ...,
+        engagement: _builtins.int = ...,
+        engagement_rate: _builtins.float = ...,
+        audience_country_share: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_country_share", b"audience_country_share", "engagement", b"engagement", "engagement_rate", b"engagement_rate", "followers", b"followers", "platform", b"platform", "post_count", b"post_count", "profile", b"profile"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Creator: _TypeAlias = Creator  # noqa: Y015
+
+@_typing.final
+class SearchCreatorsResponse(_message.Message):
+    """Response message for SearchCreators."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATORS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Output only. The next page's token; empty on the last page."""
+    @_builtins.property
+    def creators(self) -> _containers.RepeatedCompositeFieldContainer[Global___Creator]:
+        """Output only. The page's creators, in the order asked."""
+
+    def __init__(
+        self,
+        *,
+        creators: _abc.Iterable[Global___Creator] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creators", b"creators", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchCreatorsResponse: _TypeAlias = SearchCreatorsResponse  # noqa: Y015

@@ -87,6 +87,11 @@ class AnalyticsServiceStub:
                 request_serializer=socialhub_dot_v1_dot_analytics__pb2.GetAudienceDemographicsRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_analytics__pb2.GetAudienceDemographicsResponse.FromString,
                 _registered_method=True)
+        self.SearchCreators = channel.unary_unary(
+                '/socialhub.v1.AnalyticsService/SearchCreators',
+                request_serializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -187,6 +192,18 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchCreators(self, request, context):
+        """Finds creators (profiles on one platform with analytics) by followers,
+        engagement rate and audience country, most engaging or most followed
+        first, one page at a time. Fresh after every committed ingestion.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a bad filter or a
+        negative page_size, INVALID_ARGUMENT (PAGE_TOKEN_INVALID) for a token not
+        issued for this same search.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -229,6 +246,11 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetAudienceDemographics,
                     request_deserializer=socialhub_dot_v1_dot_analytics__pb2.GetAudienceDemographicsRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_analytics__pb2.GetAudienceDemographicsResponse.SerializeToString,
+            ),
+            'SearchCreators': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchCreators,
+                    request_deserializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -460,6 +482,33 @@ class AnalyticsService:
             '/socialhub.v1.AnalyticsService/GetAudienceDemographics',
             socialhub_dot_v1_dot_analytics__pb2.GetAudienceDemographicsRequest.SerializeToString,
             socialhub_dot_v1_dot_analytics__pb2.GetAudienceDemographicsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchCreators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.AnalyticsService/SearchCreators',
+            socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsRequest.SerializeToString,
+            socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

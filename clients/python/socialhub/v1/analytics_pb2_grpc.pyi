@@ -96,6 +96,14 @@ class AnalyticsServiceStub:
     """Reports the latest audience demographics of a profile, per platform.
     Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
     """
+    SearchCreators: _grpc.UnaryUnaryMultiCallable[_analytics_pb2.SearchCreatorsRequest, _analytics_pb2.SearchCreatorsResponse]
+    """Finds creators (profiles on one platform with analytics) by followers,
+    engagement rate and audience country, most engaging or most followed
+    first, one page at a time. Fresh after every committed ingestion.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a bad filter or a
+    negative page_size, INVALID_ARGUMENT (PAGE_TOKEN_INVALID) for a token not
+    issued for this same search.
+    """
 
 @_typing.type_check_only
 class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
@@ -164,6 +172,14 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     GetAudienceDemographics: _aio.UnaryUnaryMultiCallable[_analytics_pb2.GetAudienceDemographicsRequest, _analytics_pb2.GetAudienceDemographicsResponse]  # type: ignore[assignment]
     """Reports the latest audience demographics of a profile, per platform.
     Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
+    """
+    SearchCreators: _aio.UnaryUnaryMultiCallable[_analytics_pb2.SearchCreatorsRequest, _analytics_pb2.SearchCreatorsResponse]  # type: ignore[assignment]
+    """Finds creators (profiles on one platform with analytics) by followers,
+    engagement rate and audience country, most engaging or most followed
+    first, one page at a time. Fresh after every committed ingestion.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a bad filter or a
+    negative page_size, INVALID_ARGUMENT (PAGE_TOKEN_INVALID) for a token not
+    issued for this same search.
     """
 
 class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -278,6 +294,20 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_analytics_pb2.GetAudienceDemographicsResponse, _abc.Awaitable[_analytics_pb2.GetAudienceDemographicsResponse]]:
         """Reports the latest audience demographics of a profile, per platform.
         Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchCreators(
+        self,
+        request: _analytics_pb2.SearchCreatorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_pb2.SearchCreatorsResponse, _abc.Awaitable[_analytics_pb2.SearchCreatorsResponse]]:
+        """Finds creators (profiles on one platform with analytics) by followers,
+        engagement rate and audience country, most engaging or most followed
+        first, one page at a time. Fresh after every committed ingestion.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a bad filter or a
+        negative page_size, INVALID_ARGUMENT (PAGE_TOKEN_INVALID) for a token not
+        issued for this same search.
         """
 
 def add_AnalyticsServiceServicer_to_server(servicer: AnalyticsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
