@@ -14,8 +14,6 @@ PLATFORM_BY_ENUM: dict[int, str] = {
     profile_pb2.PLATFORM_LINKEDIN: "linkedin",
 }
 ENUM_BY_PLATFORM = {name: number for number, name in PLATFORM_BY_ENUM.items()}
-# Reports list platforms in the enum's order.
-PLATFORM_ORDER = {name: number for name, number in ENUM_BY_PLATFORM.items()}
 
 AGE_BY_ENUM: dict[int, str] = {
     analytics_pb2.AGE_RANGE_13_17: "13-17",

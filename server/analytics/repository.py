@@ -328,11 +328,19 @@ async def create_partition(
 ) -> bool:
     """Make one monthly partition unless it exists; whether it was made. Names and bounds come
     from server/analytics/partitions.py, never from a request."""
+    # Two batches backfilling the same month (or a batch and the job) make it one at a time:
+    # concurrent CREATE TABLEs of one name collide in the catalog, IF NOT EXISTS or not.
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
     exists = await conn.scalar(
         text("SELECT to_regclass(:qualified) IS NOT NULL"), {"qualified": f"{schema}.{name}"}
     )
     if exists:
         return False
+    # The locks CREATE TABLE ... PARTITION OF takes (the parent, and analytics_posts for the
+    # foreign key), taken up front in the order ingestion takes its own (posts, then the
+    # parent): taken one at a time by CREATE, they deadlocked with a batch inserting there.
+    await conn.execute(text(f"LOCK TABLE {posts.name} IN SHARE ROW EXCLUSIVE MODE"))
+    await conn.execute(text(f"LOCK TABLE {snapshots.name} IN ACCESS EXCLUSIVE MODE"))
     await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
     await conn.execute(
         text(
@@ -361,6 +369,9 @@ async def drop_partition(conn: AsyncConnection, schema: str, name: str) -> None:
     # A short wait for the parent's lock: the job tries again next round rather than queueing
     # every ingestion behind it.
     await conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+    # In ingestion's order, as create_partition does.
+    await conn.execute(text(f"LOCK TABLE {posts.name} IN SHARE ROW EXCLUSIVE MODE"))
+    await conn.execute(text(f"LOCK TABLE {snapshots.name} IN ACCESS EXCLUSIVE MODE"))
     await conn.execute(text(f"DROP TABLE IF EXISTS {schema}.{name}"))
 
 

@@ -372,3 +372,31 @@ def test_concurrent_overlapping_batches_keep_the_rollups_exact(
     assert daily_rows(backing) == _expected(snapshots, ids)
     with backing.sql() as conn:
         assert conn.execute("SELECT count(*) FROM analytics_metric_snapshots").fetchone() == (32,)
+
+
+def test_concurrent_backfills_of_one_month_make_its_partition_once(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    owners = [profile(profiles, f"Creator {n}") for n in range(4)]
+    long_ago = DAY - timedelta(days=300)
+    with backing.sql() as conn:
+        month = f"y{long_ago:%Y}m{long_ago:%m}"
+        conn.execute(f"DROP TABLE IF EXISTS analytics_partitions.metric_snapshots_{month}")
+    errors: list[BaseException] = []
+
+    def send(owner: str) -> None:
+        try:
+            analytics.BatchCreateMetricSnapshots(
+                batch(snapshot(owner, "old", at(10, long_ago), published=at(9, long_ago)))
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(owner,)) for owner in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with backing.sql() as conn:
+        assert conn.execute("SELECT count(*) FROM analytics_metric_snapshots").fetchone() == (4,)
