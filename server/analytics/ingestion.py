@@ -8,8 +8,9 @@ one arriving late only joins the series, and no report has to read raw snapshots
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -97,42 +98,9 @@ class Ingestion:
                     for s in items
                 ],
             )
-            newest: dict[tuple[int, str, str], Snapshot] = {}
-            for s in items:
-                if (posts[s.post_key].id, s.observe_time) not in created:
-                    continue
-                best = newest.get(s.post_key)
-                if best is None or s.observe_time > best.observe_time:
-                    newest[s.post_key] = s
-            latest: list[dict[str, Any]] = []
-            deltas: dict[tuple[int, Any, str], list[int]] = {}
-            # Per profile and platform: new posts and engagement gained (for creator search).
-            creator_deltas: dict[tuple[int, str], list[int]] = {}
-            for key, s in newest.items():
-                post = posts[key]
-                if s.observe_time <= post.observe_time:
-                    continue  # a late, older snapshot: part of the series only
-                latest.append(
-                    {
-                        "b_id": post.id,
-                        "b_observe_time": s.observe_time,
-                        **{f"b_{m}": v for m, v in zip(METRICS, s.metrics, strict=True)},
-                    }
-                )
-                is_new = post.observe_time == NO_SNAPSHOT_YET
-                day_key = (post.profile_id, post.publish_time.astimezone(UTC).date(), post.platform)
-                sums = deltas.setdefault(day_key, [0] * (1 + len(METRICS)))
-                sums[0] += 1 if is_new else 0
-                for index, metric in enumerate(METRICS, start=1):
-                    sums[index] += s.metrics[index - 1] - getattr(post, metric)
-                creator = creator_deltas.setdefault((post.profile_id, post.platform), [0, 0])
-                creator[0] += 1 if is_new else 0
-                creator[1] += sum(
-                    s.metrics[METRICS.index(metric)] - getattr(post, metric)
-                    for metric in ENGAGEMENT
-                )
-            if latest:
-                await repository.set_latest(conn, latest)
+            changes = _changes(items, posts, created)
+            if changes.latest:
+                await repository.set_latest(conn, changes.latest)
                 await repository.add_to_daily(
                     conn,
                     [
@@ -142,7 +110,7 @@ class Ingestion:
                             "platform": platform,
                             **dict(zip(("posts", *METRICS), sums, strict=True)),
                         }
-                        for (profile_id, day, platform), sums in sorted(deltas.items())
+                        for (profile_id, day, platform), sums in sorted(changes.daily.items())
                     ],
                 )
                 await repository.add_to_creators(
@@ -151,11 +119,11 @@ class Ingestion:
                         {
                             "profile_id": profile_id,
                             "platform": platform,
-                            "posts": posts,
+                            "posts": new_posts,
                             "engagement": engagement,
                         }
-                        for (profile_id, platform), (posts, engagement) in sorted(
-                            creator_deltas.items()
+                        for (profile_id, platform), (new_posts, engagement) in sorted(
+                            changes.creators.items()
                         )
                     ],
                 )
@@ -194,3 +162,52 @@ class Ingestion:
 
     async def _invalidate(self, profile_ids: Any) -> None:
         await self._cache.invalidate(*(profile_tag(i) for i in sorted(set(profile_ids))))
+
+
+@dataclass
+class _Changes:
+    """What a batch changes besides its snapshots: the posts whose latest moves, and the deltas
+    of the rollups (per profile, publication day and platform: posts and METRICS; per profile
+    and platform: posts and engagement, for creator search)."""
+
+    latest: list[dict[str, Any]] = field(default_factory=list)
+    daily: dict[tuple[int, date, str], list[int]] = field(default_factory=dict)
+    creators: dict[tuple[int, str], list[int]] = field(default_factory=dict)
+
+
+def _changes(
+    items: Sequence[Snapshot],
+    posts: Mapping[tuple[int, str, str], Any],
+    created: set[tuple[int, datetime]],
+) -> _Changes:
+    newest: dict[tuple[int, str, str], Snapshot] = {}
+    for s in items:
+        if (posts[s.post_key].id, s.observe_time) not in created:
+            continue  # recorded before: a resend
+        best = newest.get(s.post_key)
+        if best is None or s.observe_time > best.observe_time:
+            newest[s.post_key] = s
+    changes = _Changes()
+    for key, s in newest.items():
+        post = posts[key]
+        if s.observe_time <= post.observe_time:
+            continue  # a late, older snapshot: part of the series only
+        changes.latest.append(
+            {
+                "b_id": post.id,
+                "b_observe_time": s.observe_time,
+                **{f"b_{m}": v for m, v in zip(METRICS, s.metrics, strict=True)},
+            }
+        )
+        is_new = 1 if post.observe_time == NO_SNAPSHOT_YET else 0
+        delta = [
+            value - getattr(post, metric) for metric, value in zip(METRICS, s.metrics, strict=True)
+        ]
+        day_key = (post.profile_id, post.publish_time.astimezone(UTC).date(), post.platform)
+        sums = changes.daily.setdefault(day_key, [0] * (1 + len(METRICS)))
+        for index, value in enumerate([is_new, *delta]):
+            sums[index] += value
+        creator = changes.creators.setdefault((post.profile_id, post.platform), [0, 0])
+        creator[0] += is_new
+        creator[1] += sum(delta[METRICS.index(metric)] for metric in ENGAGEMENT)
+    return changes
