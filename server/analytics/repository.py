@@ -453,10 +453,10 @@ async def follower_bounds(conn: AsyncConnection, query: ReportQuery) -> list[Row
     return list(await conn.execute(statement))
 
 
-async def slots(conn: AsyncConnection, query: ReportQuery, field: str) -> list[Row[Any]]:
+def slots_statement(query: ReportQuery, field: str) -> Any:
     """Posts of the interval and their average engagement per hour or ISO weekday (UTC)."""
     slot = cast(extract(field, func.timezone("UTC", posts.c.publish_time)), Integer).label("slot")
-    statement = (
+    return (
         select(
             slot,
             func.count().label("posts"),
@@ -465,17 +465,23 @@ async def slots(conn: AsyncConnection, query: ReportQuery, field: str) -> list[R
         .where(*_post_conditions(query))
         .group_by(slot)
     )
-    return list(await conn.execute(statement))
 
 
-async def top_posts(conn: AsyncConnection, query: ReportQuery, limit: int) -> list[Row[Any]]:
-    statement = (
+async def slots(conn: AsyncConnection, query: ReportQuery, field: str) -> list[Row[Any]]:
+    return list(await conn.execute(slots_statement(query, field)))
+
+
+def top_posts_statement(query: ReportQuery, limit: int) -> Any:
+    return (
         select(*POST_COLUMNS)
         .where(*_post_conditions(query))
         .order_by(posts.c.engagement.desc(), posts.c.id)
         .limit(limit)
     )
-    return list(await conn.execute(statement))
+
+
+async def top_posts(conn: AsyncConnection, query: ReportQuery, limit: int) -> list[Row[Any]]:
+    return list(await conn.execute(top_posts_statement(query, limit)))
 
 
 async def post_by_key(
