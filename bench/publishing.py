@@ -183,6 +183,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "LOG_LEVEL": "WARNING",
                 "METRICS_PORT": "0",
                 "INSTAGRAM_CONTAINER_POLL_S": "0.05",
+                # X's real per-app cap (1,667 a day) is below this run's X posts; the fake's
+                # app has none.
+                "X_APP_DAILY_POST_CAP": "0",
             }
             replicas = [Replica(env, logs / f"replica-{i}.log") for i in range(args.replicas)]
             channel = round_robin(replicas, key)

@@ -91,6 +91,7 @@ def build(context: DomainContext) -> Plugin:
             meta_usage_threshold_percent=settings.meta_usage_threshold_percent,
             meta_usage_backoff_s=settings.meta_usage_backoff_s,
             x_daily_post_cap=settings.x_daily_post_cap,
+            x_app_daily_post_cap=settings.x_app_daily_post_cap,
         ),
         retry_after_s=context.settings.redis_retry_after_s,
     )
@@ -105,6 +106,7 @@ def build(context: DomainContext) -> Plugin:
             poll_s=settings.publish_poll_s,
             concurrency=settings.publish_concurrency,
             max_attempts=settings.publish_max_attempts,
+            max_sends=settings.publish_max_sends,
             retry_base_s=settings.publish_retry_base_s,
             retry_max_s=settings.publish_retry_max_s,
         ),

@@ -69,6 +69,10 @@ class WorkerSettings:
     # Transient failures are retried this many attempts in all, backing off from
     # `retry_base_s` (doubling, with full jitter) up to `retry_max_s`.
     max_attempts: int = 5
+    # Sends started in all, those cut off by a stopped worker or a lost lease included (they
+    # are no failure of the platform's, so `max_attempts` does not count them): a target that
+    # keeps taking its worker down stops here.
+    max_sends: int = 25
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
     # On shutdown, sends in flight get this long before they are cut off.
@@ -200,17 +204,16 @@ class TargetRun:
             await self._finish("failed", "unauthorized", str(unusable), error=str(unusable))
             return
         except TokenUnavailable as error:
-            await self._retry_later(f"could not refresh the account's token: {error}")
+            # The token endpoint's trouble, not this post's: retried without a bound.
+            await self._retry_later(
+                f"could not refresh the account's token: {error}", counted=False
+            )
             return
         adapter = self.p.adapters[Platform(self.target.platform)]
         earlier_send = self.target.send_time
         if earlier_send is not None and not await self._reconcile(adapter, working, content):
             return
-        if self.target.attempt_count >= self.p.settings.max_attempts:
-            async with self.p.engine.connect() as conn:
-                last = await repository.last_attempt_message(conn, self.target.id)
-            message = f"gave up after {self.target.attempt_count} attempts: {last}"
-            await self._finish("failed", "transient", message, error=message)
+        if await self._gave_up():
             return
         # A limit already reached (by any replica) defers without calling the platform.
         # After reconciliation: a deferral forgets send_time, so only a target whose
@@ -235,6 +238,24 @@ class TargetRun:
         ):
             return
         await self._record(outcome, started)
+
+    async def _gave_up(self) -> bool:
+        """FAILED, if the bounds on failures or on sends are reached (checked once an earlier
+        send is settled as not published)."""
+        settings = self.p.settings
+        if self.target.failure_count >= settings.max_attempts:
+            async with self.p.engine.connect() as conn:
+                last = await repository.last_attempt_message(conn, self.target.id)
+            message = f"gave up after {self.target.failure_count} attempts: {last}"
+        elif self.target.attempt_count >= settings.max_sends:
+            message = (
+                f"gave up after {self.target.attempt_count} sends that never answered (a "
+                "worker stopped or lost its lease during each); the platform has no such post"
+            )
+        else:
+            return False
+        await self._finish("failed", "transient", message, error=message)
+        return True
 
     async def _record_limits(self, outcome: PublishOutcome) -> None:
         """Teach the shared gate what the platform said about its limits; never fatal (the
@@ -417,20 +438,26 @@ class TargetRun:
         await self._leave(values, "throttled", message, started, "")
 
     async def _retry_later(
-        self, message: str, *, maybe_sent: bool = False, started: float | None = None
+        self,
+        message: str,
+        *,
+        maybe_sent: bool = False,
+        started: float | None = None,
+        counted: bool = True,
     ) -> None:
         settings = self.p.settings
-        attempts = self.target.attempt_count
-        if attempts >= settings.max_attempts and not maybe_sent:
-            error = f"gave up after {attempts} attempts: {message}"
+        failures = self.target.failure_count + counted
+        if failures >= settings.max_attempts and not maybe_sent:
+            error = f"gave up after {failures} attempts: {message}"
             await self._finish("failed", "transient", message, started=started, error=error)
             return
-        delay = backoff_s(attempts, settings)
+        delay = backoff_s(max(failures, 1), settings)
         values: dict[str, Any] = {
             "state": "pending",
             "due_time": datetime.now(UTC) + timedelta(seconds=delay),
             "lease_owner": None,
             "lease_expire_time": None,
+            "failure_count": failures,
         }
         if not maybe_sent:
             # Certainly not received: the next attempt sends without asking the platform.

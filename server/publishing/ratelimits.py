@@ -5,8 +5,10 @@ A limit is a block: a gate key (a platform and an account, or a whole app) close
 instant, with the reason shown to users. Blocks come from the platforms' own answers:
 
 - X: `x-rate-limit-remaining` 0 closes the account until `x-rate-limit-reset`; a 429 until
-  the latest exhausted reset (the adapter computes it). X's per-user 24-hour post cap
-  (`X_DAILY_POST_CAP`) is counted in PostgreSQL, from the account's published posts.
+  the latest exhausted reset (the adapter computes it), the whole app when X says its app
+  limit is spent (`x-app-limit-24hour-remaining` 0). X's 24-hour post caps, per user
+  (`X_DAILY_POST_CAP`) and per app (`X_APP_DAILY_POST_CAP`), are also counted ahead in
+  PostgreSQL, from the posts published, so the cap is not first learnt from a 429.
 - Meta (Facebook and Instagram share one app): usage at or above
   `META_USAGE_THRESHOLD_PERCENT` closes the app (x-app-usage) or the Page (the
   business-use-case usage) for `META_USAGE_BACKOFF_S`; a throttling code until Meta's
@@ -29,13 +31,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import Integer, case, func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core.cache import REDIS_FAILURES
+from server.publishing import repository
 from server.publishing.adapters.base import Platform, PublishOutcome, Quota, Throttled
-from server.publishing.tables import posts, rate_limits, targets
 
 log = logging.getLogger("socialhub.publishing")
 
@@ -63,6 +63,7 @@ class Limits:
     meta_usage_threshold_percent: float = 90.0
     meta_usage_backoff_s: float = 300.0
     x_daily_post_cap: int = 100
+    x_app_daily_post_cap: int = 1667
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,13 @@ def blocks_from(
     found: list[tuple[GateKey, Block]] = []
     meta = app.platform == "meta"
     threshold = limits.meta_usage_threshold_percent
-    app_busy = bool(meta and quota and (quota.app_usage_percent or 0.0) >= threshold)
+    app_busy = bool(
+        quota
+        and (
+            (meta and (quota.app_usage_percent or 0.0) >= threshold)
+            or quota.app_exhausted_until is not None
+        )
+    )
     if isinstance(outcome, Throttled):
         where = app if app_busy else account
         found.append(
@@ -115,6 +122,10 @@ def blocks_from(
     if quota.remaining is not None and quota.remaining <= 0 and quota.reset_at is not None:
         reason = f"X rate limit: no requests left in the window until {_clock(quota.reset_at)}"
         found.append((account, Block(quota.reset_at, reason)))
+    if quota.app_exhausted_until is not None:
+        until = quota.app_exhausted_until
+        reason = f"X app limit: no posts left for the app's 24 hours until {_clock(until)}"
+        found.append((app, Block(until, reason)))
     if meta and quota.usage_percent is not None and quota.usage_percent >= threshold:
         until = now + timedelta(seconds=limits.meta_usage_backoff_s)
         which = "app" if app_busy else "Page"
@@ -153,9 +164,7 @@ class RateGate:
         if found is None:
             found = await self._read_table(keys)
         if platform == Platform.X:
-            capped = await self._x_daily_cap(account_id)
-            if capped is not None:
-                found.append(capped)
+            found += await self._x_daily_caps(account_id)
         live = [block for block in found if block.until > now]
         return max(live, key=lambda block: block.until, default=None)
 
@@ -177,81 +186,37 @@ class RateGate:
     # --- PostgreSQL: the truth ---
 
     async def _write_table(self, found: Sequence[tuple[GateKey, Block]]) -> None:
-        statement = pg_insert(rate_limits).values(
-            [
-                {
-                    "platform": key.platform,
-                    "scope": key.scope,
-                    "key": key.key,
-                    "blocked_until": block.until,
-                    "reason": block.reason,
-                }
-                for key, block in found
-            ]
-        )
-        later = statement.excluded.blocked_until > rate_limits.c.blocked_until
+        blocks = [((k.platform, k.scope, k.key), block.until, block.reason) for k, block in found]
         async with self._engine.begin() as conn:
-            await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["platform", "scope", "key"],
-                    set_={
-                        "blocked_until": func.greatest(
-                            rate_limits.c.blocked_until, statement.excluded.blocked_until
-                        ),
-                        # The reason goes with the block that wins.
-                        "reason": case(
-                            (later, statement.excluded.reason), else_=rate_limits.c.reason
-                        ),
-                        "update_time": func.now(),
-                    },
-                )
-            )
+            await repository.save_rate_limits(conn, blocks)
 
     async def _read_table(self, keys: Sequence[GateKey]) -> list[Block]:
-        wanted = [(k.platform, k.scope, k.key) for k in keys]
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(rate_limits.c.blocked_until, rate_limits.c.reason).where(
-                        tuple_(rate_limits.c.platform, rate_limits.c.scope, rate_limits.c.key).in_(
-                            wanted
-                        ),
-                        rate_limits.c.blocked_until > func.now(),
-                    )
-                )
-            ).all()
+            rows = await repository.rate_limits_in_force(
+                conn, [(k.platform, k.scope, k.key) for k in keys]
+            )
         return [Block(row.blocked_until, row.reason) for row in rows]
 
-    async def _x_daily_cap(self, account_id: int) -> Block | None:
-        """X's per-user 24-hour post limit: each post of a thread and a first comment count.
-        At the cap, closed until the oldest counted post leaves the window (then counted
-        again)."""
-        cap = self.limits.x_daily_post_cap
-        if cap <= 0:
-            return None
-        weight = (
-            1
-            + func.coalesce(func.cardinality(posts.c.thread), 0)
-            + (posts.c.first_comment != "").cast(Integer)
+    async def _x_daily_caps(self, account_id: int) -> list[Block]:
+        """X's 24-hour post limits, per user and per app: each post of a thread and a first
+        comment count. At a cap, closed until the oldest counted post leaves the window (then
+        counted again)."""
+        caps = (
+            (self.limits.x_daily_post_cap, account_id, "X daily post cap"),
+            (self.limits.x_app_daily_post_cap, None, "X app daily post cap (every account)"),
         )
+        found = []
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(func.coalesce(func.sum(weight), 0), func.min(targets.c.publish_time))
-                    .select_from(targets.join(posts, posts.c.id == targets.c.post_id))
-                    .where(
-                        targets.c.account_id == account_id,
-                        targets.c.state == "published",
-                        targets.c.publish_time > func.now() - X_CAP_WINDOW,
-                    )
-                )
-            ).one()
-        sent, oldest = int(row[0]), row[1]
-        if sent < cap or oldest is None:
-            return None
-        until = oldest + X_CAP_WINDOW
-        reason = f"X daily post cap: {sent} of {cap} posts in 24 hours, until {_clock(until)}"
-        return Block(until, reason)
+            for cap, account, what in caps:
+                if cap <= 0:
+                    continue
+                sent, oldest = await repository.x_posts_since(conn, X_CAP_WINDOW, account)
+                if sent < cap or oldest is None:
+                    continue
+                until = oldest + X_CAP_WINDOW
+                reason = f"{what}: {sent} of {cap} posts in 24 hours, until {_clock(until)}"
+                found.append(Block(until, reason))
+        return found
 
     # --- Redis: the fast, shared path ---
 
@@ -315,11 +280,7 @@ class RateGate:
 
     async def _copy_table_to_redis(self) -> None:
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(rate_limits).where(rate_limits.c.blocked_until > func.now())
-                )
-            ).all()
+            rows = await repository.rate_limits_in_force(conn)
         found = [
             (GateKey(row.platform, row.scope, row.key), Block(row.blocked_until, row.reason))
             for row in rows

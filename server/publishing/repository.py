@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, exists, func, insert, select, tuple_
+from sqlalchemy import Integer, Row, Select, case, delete, exists, func, insert, select, tuple_
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +23,7 @@ from server.publishing.tables import (
     businesses,
     connections,
     posts,
+    rate_limits,
     targets,
 )
 
@@ -626,3 +627,81 @@ async def active_target_count(conn: AsyncConnection, post_id: int) -> int:
         )
         or 0
     )
+
+
+# --- rate limits (ratelimits.py): blocks, and the posts X counts against its daily caps ---
+
+RateLimitKey = tuple[str, str, str]  # platform, scope, key
+
+
+async def save_rate_limits(
+    conn: AsyncConnection, blocks: Sequence[tuple[RateLimitKey, datetime, str]]
+) -> None:
+    """Close each key until the later of its current block and the new one."""
+    statement = pg_insert(rate_limits).values(
+        [
+            {
+                "platform": platform,
+                "scope": scope,
+                "key": key,
+                "blocked_until": until,
+                "reason": reason,
+            }
+            for (platform, scope, key), until, reason in blocks
+        ]
+    )
+    later = statement.excluded.blocked_until > rate_limits.c.blocked_until
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["platform", "scope", "key"],
+            set_={
+                "blocked_until": func.greatest(
+                    rate_limits.c.blocked_until, statement.excluded.blocked_until
+                ),
+                # The reason goes with the block that wins.
+                "reason": case((later, statement.excluded.reason), else_=rate_limits.c.reason),
+                "update_time": func.now(),
+            },
+        )
+    )
+
+
+async def rate_limits_in_force(
+    conn: AsyncConnection, keys: Sequence[RateLimitKey] | None = None
+) -> Sequence[Row[Any]]:
+    """Blocks not yet over: of these keys, or every one (to rebuild Redis's copy)."""
+    query = select(rate_limits).where(rate_limits.c.blocked_until > func.now())
+    if keys is not None:
+        query = query.where(
+            tuple_(rate_limits.c.platform, rate_limits.c.scope, rate_limits.c.key).in_(keys)
+        )
+    return (await conn.execute(query)).all()
+
+
+def x_posts_statement(window: timedelta, account_id: int | None) -> Select[Any]:
+    """Posts X counted in the last `window` (of one account, or of the whole app), each post of
+    a thread and a first comment counting one, and the oldest publish time among them."""
+    weight = (
+        1
+        + func.coalesce(func.cardinality(posts.c.thread), 0)
+        + (posts.c.first_comment != "").cast(Integer)
+    )
+    query = (
+        select(func.coalesce(func.sum(weight), 0), func.min(targets.c.publish_time))
+        .select_from(targets.join(posts, posts.c.id == targets.c.post_id))
+        .where(
+            targets.c.platform == "x",
+            targets.c.state == "published",
+            targets.c.publish_time > func.now() - window,
+        )
+    )
+    if account_id is not None:
+        query = query.where(targets.c.account_id == account_id)
+    return query
+
+
+async def x_posts_since(
+    conn: AsyncConnection, window: timedelta, account_id: int | None
+) -> tuple[int, datetime | None]:
+    row = (await conn.execute(x_posts_statement(window, account_id))).one()
+    return int(row[0]), row[1]

@@ -78,6 +78,9 @@ class PublishingSettings(BaseSettings):
     publish_concurrency: int = 16
     # Transient failures: attempts in all, and the backoff between them (doubling, jittered).
     publish_max_attempts: int = 5
+    # Sends in all, those cut off by a crash or a lost lease included (not failures of the
+    # platform's, so not counted above): a target that keeps stopping its worker ends FAILED.
+    publish_max_sends: int = 25
     publish_retry_base_s: float = 2.0
     publish_retry_max_s: float = 300.0
 
@@ -91,3 +94,7 @@ class PublishingSettings(BaseSettings):
     # https://developer.x.com/en/docs/twitter-api/rate-limits). 0: not counted here (X's
     # own 429 still defers).
     x_daily_post_cap: int = 100
+    # X's per-app limit on POST /2/tweets over 24 hours, shared by every account connected
+    # through the app: 1,667 on the Basic tier ("1667 requests / 24 hours per app"). 0: not
+    # counted here (X's 429 with x-app-limit-24hour-remaining 0 still defers every account).
+    x_app_daily_post_cap: int = 1667

@@ -180,7 +180,10 @@ targets = Table(
     # The worker holding it (claimed, sending) and until when.
     Column("lease_owner", String(100)),
     Column("lease_expire_time", DateTime(timezone=True)),
+    # Sends started (cut-off ones included), and transient failures recorded (the platform's
+    # 5xx, timeouts): the worker's two bounds (publisher.py, WorkerSettings).
     Column("attempt_count", Integer, nullable=False, server_default=text("0")),
+    Column("failure_count", Integer, nullable=False, server_default=text("0")),
     # When the current send began: reconciliation asks the platform for posts since then.
     Column("send_time", DateTime(timezone=True)),
     # Intermediate platform ids recorded between steps (Instagram's container, a thread's
@@ -219,6 +222,8 @@ targets = Table(
     # An account's targets (the accounts' cascade), and its posts published in the last 24
     # hours (X's daily post cap, server/publishing/ratelimits.py).
     Index("ix_publishing_targets_account_id_publish_time", "account_id", "publish_time"),
+    # The app's X posts published in the last 24 hours (X's per-app daily post cap).
+    Index("ix_publishing_targets_platform_state_publish_time", "platform", "state", "publish_time"),
 )
 
 attempts = Table(

@@ -49,6 +49,10 @@ class FakeX(FakePlatform):
             self._enforce_window = False
             # POST /2/tweets calls by (account, window number).
             self._window_calls: dict[tuple[str, int], int] = {}
+            # The app's 24-hour post limit (every account's posts count): off until asked.
+            self._app_limit: int | None = None
+            self._app_used = 0
+            self._app_reset = 0
 
     def rate_window(self, limit: int, seconds: int) -> None:
         """POST /2/tweets allows `limit` calls per account in each window of `seconds`
@@ -57,6 +61,22 @@ class FakeX(FakePlatform):
         with self._lock:
             self.window_s, self.window_limit = seconds, limit
             self._enforce_window = True
+
+    def app_daily_limit(self, limit: int) -> None:
+        """POST /2/tweets allows `limit` posts in 24 hours for the whole app, every account's
+        counting, reported in x-app-limit-24hour-* as X does; past it, 429 (until `reset()`)."""
+        with self._lock:
+            self._app_limit, self._app_used = limit, 0
+            self._app_reset = int(time.time()) + 24 * 3600
+
+    def _app_headers(self) -> dict[str, str]:
+        if self._app_limit is None:
+            return {}
+        return {
+            "x-app-limit-24hour-limit": str(self._app_limit),
+            "x-app-limit-24hour-remaining": str(max(0, self._app_limit - self._app_used)),
+            "x-app-limit-24hour-reset": str(self._app_reset),
+        }
 
     def add_account(self, name: str = "", handle: str = "") -> FakeAccount:
         user_id = self.next_id()
@@ -178,9 +198,17 @@ class FakeX(FakePlatform):
             used = self._window_calls[window] = self._window_calls.get(window, 0) + 1
             if self._enforce_window and used > self.window_limit:
                 return self.throttled(request, endpoint)
+            if self._app_limit is not None:
+                self._app_used += 1
+                if self._app_used > self._app_limit:
+                    throttled = self.throttled(request, endpoint)
+                    throttled.headers.update(self._app_headers())
+                    return throttled
+            app_headers = self._app_headers()
         text = body.get("text")
         reply_to = (body.get("reply") or {}).get("in_reply_to_tweet_id")
         headers = self._rate_headers(endpoint, remaining=max(0, self.window_limit - used))
+        headers |= app_headers
         invalid = (
             "text must be a string"
             if not isinstance(text, str) or not text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -41,12 +42,13 @@ def seeded(backing: Backing) -> None:
         )
         conn.execute(
             "INSERT INTO publishing_targets (post_id, account_id, platform, state, due_time, "
-            "lease_owner, lease_expire_time) "
+            "lease_owner, lease_expire_time, publish_time) "
             "SELECT p.id, 1 + p.id % 100, 'x', "
             "  CASE WHEN p.id % 2000 = 0 THEN 'pending' WHEN p.id % 5000 = 1 THEN 'sending' "
             "  ELSE 'published' END, p.create_time, "
             "  CASE WHEN p.id % 5000 = 1 THEN 'w' END, "
-            "  CASE WHEN p.id % 5000 = 1 THEN now() + interval '1 minute' END "
+            "  CASE WHEN p.id % 5000 = 1 THEN now() + interval '1 minute' END, "
+            "  CASE WHEN p.id % 2000 <> 0 AND p.id % 5000 <> 1 THEN p.create_time END "
             "FROM publishing_posts p"
         )
         conn.execute(
@@ -98,3 +100,16 @@ def test_a_business_post_listing_uses_its_index(backing: Backing, seeded: None) 
         assert "ix_publishing_posts_business_id_create_time_id" in _index_names(
             nodes, "publishing_posts"
         )
+
+
+def test_x_daily_caps_count_from_their_indexes(backing: Backing, seeded: None) -> None:
+    window = timedelta(hours=24)
+    per_user = _plan(backing, repository.x_posts_statement(window, account_id=7))
+    per_app = _plan(backing, repository.x_posts_statement(window, account_id=None))
+
+    assert "ix_publishing_targets_account_id_publish_time" in _index_names(
+        per_user, "publishing_targets"
+    )
+    assert "ix_publishing_targets_platform_state_publish_time" in _index_names(
+        per_app, "publishing_targets"
+    )

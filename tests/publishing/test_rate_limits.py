@@ -28,6 +28,7 @@ from tests.publishing.support import (
     Target,
     attempts,
     connect,
+    in_future,
     new_business,
     post_request,
     watch_until_final,
@@ -143,6 +144,30 @@ def test_a_limit_reached_defers_the_next_post_without_calling_x(
     assert _outcomes(publishing, third.name) == ["OUTCOME_THROTTLED", "OUTCOME_PUBLISHED"]
 
 
+def test_x_app_limit_spent_defers_every_account_of_the_app_without_calling_x(
+    publishing: PublishingServiceStub, fakes: Fakes
+) -> None:
+    fakes.x.app_daily_limit(1)
+    business = new_business(publishing)
+    first_account = connect(publishing, fakes, business, "x")
+    second_account = connect(publishing, fakes, business, "x")
+    first = publishing.CreateBusinessPost(post_request(business, [first_account.name], "Rye"))
+    assert watch_until_final(publishing, first.name)[-1].targets[0].state == (
+        Target.STATE_PUBLISHED
+    )
+
+    # That answer said the app has no post left for 24 hours: another account's post waits.
+    second = publishing.CreateBusinessPost(post_request(business, [second_account.name], "Spelt"))
+    waiting = _until(publishing, second.name, _deferred).targets[0]
+
+    assert fakes.x.calls(TWEET) == 1
+    reset = waiting.next_attempt_time.ToDatetime(UTC)
+    assert timedelta(hours=23) < reset - datetime.now(UTC) <= timedelta(hours=24)
+    [throttled] = attempts(publishing, second.name)
+    assert throttled.outcome == Attempt.OUTCOME_THROTTLED
+    assert "X app limit: no posts left" in throttled.message, throttled.message
+
+
 def test_meta_app_usage_above_the_threshold_defers_every_page_of_the_app(
     publishing: PublishingServiceStub, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,7 +223,7 @@ def test_a_linkedin_429_defers_to_the_next_utc_midnight_and_holds_the_account(
     assert fakes.linkedin.calls("POST /rest/posts") == 1
 
 
-def test_x_daily_post_cap_counts_every_post_of_a_thread_for_24_hours(
+def test_x_daily_post_caps_per_user_and_per_app_count_every_post_of_a_thread(
     publishing: PublishingServiceStub, fakes: Fakes, backing: Backing
 ) -> None:
     business = new_business(publishing)
@@ -213,20 +238,29 @@ def test_x_daily_post_cap_counts_every_post_of_a_thread_for_24_hours(
         for name in (thread.name, single.name)
     )
 
-    async def blocked(cap: int, account_name: str) -> Block | None:
+    async def blocked(limits: Limits, account_name: str) -> Block | None:
         engine = create_async_engine(async_url(backing.database_url))
         try:
-            gate = RateGate(engine, None, Limits(x_daily_post_cap=cap))
+            gate = RateGate(engine, None, limits)
             return await gate.blocked("x", _account_id(account_name))
         finally:
             await engine.dispose()
 
-    at_cap = asyncio.run(blocked(3, account.name))
+    at_cap = asyncio.run(blocked(Limits(x_daily_post_cap=3), account.name))
     assert at_cap is not None
     assert at_cap.until == oldest + timedelta(hours=24)
     assert at_cap.reason.startswith("X daily post cap: 3 of 3 posts in 24 hours"), at_cap
-    assert asyncio.run(blocked(4, account.name)) is None
-    assert asyncio.run(blocked(3, other.name)) is None
+    assert asyncio.run(blocked(Limits(x_daily_post_cap=4), account.name)) is None
+    assert asyncio.run(blocked(Limits(x_daily_post_cap=3), other.name)) is None
+
+    # The app's cap counts every account's posts: the other account is held by it too.
+    app_cap = Limits(x_daily_post_cap=0, x_app_daily_post_cap=3)
+    held = asyncio.run(blocked(app_cap, other.name))
+    assert held is not None
+    assert held.until == oldest + timedelta(hours=24)
+    assert held.reason.startswith("X app daily post cap (every account): 3 of 3 posts"), held
+    roomier = Limits(x_daily_post_cap=0, x_app_daily_post_cap=4)
+    assert asyncio.run(blocked(roomier, other.name)) is None
 
 
 def test_blocks_survive_redis_going_away_postgresql_is_the_truth(
@@ -311,3 +345,42 @@ def test_server_errors_are_retried_a_bounded_number_of_times_then_fail_with_the_
     assert final.error.startswith("gave up after 5 attempts: X: "), final.error
     assert final.error.endswith("HTTP 503 from the platform"), final.error
     assert _outcomes(publishing, created.name) == ["OUTCOME_TRANSIENT_FAILURE"] * 6
+
+
+def test_sends_cut_off_by_crashes_are_not_failures_but_all_sends_are_bounded(
+    publishing: PublishingServiceStub, fakes: Fakes, backing: Backing
+) -> None:
+    business = new_business(publishing)
+    account = connect(publishing, fakes, business, "x")
+    later = in_future(3600)
+    survivor = publishing.CreateBusinessPost(
+        post_request(business, [account.name], "Cut off seven times", schedule_time=later)
+    )
+    doomed = publishing.CreateBusinessPost(
+        post_request(business, [account.name], "Cut off every time", schedule_time=later)
+    )
+    # As if workers had started that many sends and died in each (lease long run out), the
+    # last one a minute ago: the next claim asks X first, then sends or gives up.
+    with backing.sql() as conn:
+        for post, sends in ((survivor, 7), (doomed, 25)):
+            conn.execute(
+                "UPDATE publishing_targets SET attempt_count = %s, send_time = now() - "
+                "interval '1 minute', due_time = now() WHERE post_id = %s",
+                (sends, int(post.name.rsplit("/", 1)[1])),
+            )
+            conn.execute("SELECT pg_notify('socialhub_publishing', 'due')")
+
+    published = watch_until_final(publishing, survivor.name)[-1].targets[0]
+    failed = watch_until_final(publishing, doomed.name)[-1].targets[0]
+
+    # Seven cut-off sends are more than PUBLISH_MAX_ATTEMPTS (5), yet no failure: published.
+    assert published.state == Target.STATE_PUBLISHED
+    assert published.attempt_count == 8
+    # PUBLISH_MAX_SENDS (25) reached: X was asked (nothing there), and nothing was sent.
+    assert failed.state == Target.STATE_FAILED
+    assert failed.error.startswith("gave up after 25 sends"), failed.error
+    assert [post.text for post in fakes.x.posts(account.platform_account_id)] == [
+        "Cut off seven times"
+    ]
+    assert fakes.x.calls(TWEET) == 1
+    assert fakes.x.calls("GET /2/users/{id}/tweets") >= 2

@@ -80,6 +80,8 @@ class Quota:
     usage_percent: float | None = None
     # The highest of x-app-usage alone: the whole app's budget, shared by every Page.
     app_usage_percent: float | None = None
+    # The whole app has no calls left until then (X's x-app-limit-24hour-* headers).
+    app_exhausted_until: datetime | None = None
 
 
 # Outcomes of a publish. Each carries the quota the platform reported with it, if any.

@@ -276,16 +276,24 @@ def _epoch(value: str | None) -> datetime | None:
 def _quota(response: httpx.Response) -> Quota | None:
     remaining = response.headers.get("x-rate-limit-remaining")
     reset_at = _epoch(response.headers.get("x-rate-limit-reset"))
-    if remaining is None and reset_at is None:
+    app_exhausted_until = None
+    if response.headers.get("x-app-limit-24hour-remaining") == "0":
+        app_exhausted_until = _epoch(response.headers.get("x-app-limit-24hour-reset"))
+    if remaining is None and reset_at is None and app_exhausted_until is None:
         return None
-    return Quota(remaining=int(remaining) if remaining else None, reset_at=reset_at)
+    return Quota(
+        remaining=int(remaining) if remaining else None,
+        reset_at=reset_at,
+        app_exhausted_until=app_exhausted_until,
+    )
 
 
 def _retry_at(response: httpx.Response) -> datetime:
     """The latest reset among the exhausted windows: the 15-minute endpoint window, and the
-    24-hour per-user post limit X reports in x-user-limit-24hour-* on POST /2/tweets."""
+    24-hour post limits X reports on POST /2/tweets, per user (x-user-limit-24hour-*) and per
+    app (x-app-limit-24hour-*)."""
     resets = []
-    for prefix in ("x-rate-limit", "x-user-limit-24hour"):
+    for prefix in ("x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour"):
         reset = _epoch(response.headers.get(f"{prefix}-reset"))
         if reset and response.headers.get(f"{prefix}-remaining", "0") == "0":
             resets.append(reset)
