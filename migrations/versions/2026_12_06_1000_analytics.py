@@ -6,8 +6,8 @@ creator search filters and orders by (server/analytics/tables.py).
 The partitions of the month before this one to three months ahead are made here; from then on
 the partition job (server/analytics/partitions.py) keeps them ahead and drops expired ones.
 
-Revision ID: 0009_analytics
-Revises: 0008_publishing_rate_limits
+Revision ID: 0010_analytics
+Revises: 0009_publishing_x_app_cap
 Create Date: 2026-12-06 10:00:00
 """
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0009_analytics"
-down_revision = "0008_publishing_rate_limits"
+revision = "0010_analytics"
+down_revision = "0009_publishing_x_app_cap"
 branch_labels = None
 depends_on = None
 
