@@ -37,6 +37,7 @@ def _with_key(details: Any, key: str) -> Any:
 class BearerKey(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
 ):
     """Adds the key to every call of a synchronous channel."""
 
@@ -52,6 +53,11 @@ class BearerKey(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
         return continuation(_with_key(details, self.key), request)
+
+    def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+    ) -> Any:
+        return continuation(_with_key(details, self.key), request_iterator)
 
 
 class _WithKey:
@@ -81,6 +87,9 @@ class AioKeyedChannel:
 
     def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
         return _WithKey(self._channel.unary_stream(*args, **kwargs), self._metadata)
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithKey(self._channel.stream_unary(*args, **kwargs), self._metadata)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._channel, name)

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic_settings import BaseSettings
 from sqlalchemy import MetaData
 
+from server.analytics.domain import DOMAIN as ANALYTICS
 from server.core.app import Application
 from server.core.config import Settings
 from server.core.domain import Domain
@@ -19,7 +20,7 @@ from server.feed.domain import DOMAIN as FEED
 from server.profiles.domain import DOMAIN as PROFILES
 from server.publishing.domain import DOMAIN as PUBLISHING
 
-DOMAINS: tuple[Domain, ...] = (PROFILES, FEED, PUBLISHING)
+DOMAINS: tuple[Domain, ...] = (PROFILES, FEED, PUBLISHING, ANALYTICS)
 
 
 def application(

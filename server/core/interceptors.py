@@ -244,10 +244,19 @@ class InstrumentedServer(grpc.aio.Server):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:
+            # Client streaming (bulk imports): one response, so the unary wrapper serves it;
+            # its "request" is the iterator of the client's messages.
+            behavior = _wrap_unary(handler.stream_unary, method, limit, guard, meter)
+            return grpc.stream_unary_rpc_method_handler(
+                self._traced(behavior, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if guard is not None:
             # Fail closed: a method that is not wrapped could not be authenticated.
-            raise TypeError(f"{method}: client- and bidi-streaming methods are not supported")
-        return handler  # client- and bidi-streaming: none of ours; reflection registers directly
+            raise TypeError(f"{method}: bidi-streaming methods are not supported")
+        return handler  # bidi-streaming: none of ours; reflection registers directly
 
     def _traced(self, behavior: Any, method: str) -> Any:
         # Outside the wrapper: the span is current while it logs, and sees its final status.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from socialhub.v1 import profile_pb2, profile_pb2_grpc
 
 from server.core.domain import Domain, DomainContext, Plugin, Service
-from server.profiles.public import ProfileHooks
+from server.profiles.public import DirectoryReader, ProfileHooks
 from server.profiles.seeding import ProfileDemo
 from server.profiles.service import ProfileService
 from server.profiles.servicer import ProfileServicer
@@ -19,13 +19,9 @@ def build(context: DomainContext) -> Plugin:
     # Domains listed after this one fill the hooks while they build, before any call.
     hooks = ProfileHooks()
     context.provide(hooks)
-    service = ProfileService(
-        context.engine,
-        context.cache,
-        context.tokens,
-        context.settings_for(ProfileSettings),
-        hooks,
-    )
+    settings = context.settings_for(ProfileSettings)
+    context.provide(DirectoryReader(context.engine, context.cache, settings.listing_cache_ttl_s))
+    service = ProfileService(context.engine, context.cache, context.tokens, settings, hooks)
     servicer = ProfileServicer(service)
     return Plugin(
         services=[

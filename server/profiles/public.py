@@ -2,9 +2,11 @@
 
 Other domains never touch the profiles table or its cache tags. They ask here whether a
 profile exists (locking it against deletion for the rest of their transaction), list profile
-ids for bulk loads, and plug into ProfileService through two hooks: a deletion hook, called in
-the deleting transaction, and the source of the counters another domain keeps about profiles
-(followers, following, posts), which GetProfile and the profile listings show.
+ids for bulk loads, read counts over the whole directory (a DirectoryReader, which the profiles
+domain provides on the DomainContext: cached, and fresh after every profile write), and plug
+into ProfileService through two hooks: a deletion hook, called in the deleting transaction,
+and the source of the counters another domain keeps about profiles (followers, following,
+posts), which GetProfile and the profile listings show.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.profiles import repository
 from server.profiles.demo import DISTRICTS, TOPICS
+from server.profiles.directory import DirectoryReader, DirectoryStats, GroupCounts, PlatformCounts
 
 __all__ = [
     "DISTRICTS",
     "TOPICS",
     "CounterSource",
     "DeletionHook",
+    "DirectoryReader",
+    "DirectoryStats",
+    "GroupCounts",
+    "PlatformCounts",
     "ProfileCounters",
     "ProfileHooks",
     "all_profile_ids",

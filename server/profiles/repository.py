@@ -26,7 +26,7 @@ from server.core.db import CompiledQuery
 from server.core.errors import InvalidArgument
 from server.core.pagination import KeyValue
 from server.profiles.model import ProfileFilter, ProfileOrder, ProfileValues
-from server.profiles.tables import FILTER_COLUMNS, PROFILE_COLUMNS, profiles
+from server.profiles.tables import FILTER_COLUMNS, PLATFORMS, PROFILE_COLUMNS, profiles
 
 AnySelect = Select[*tuple[Any, ...]]
 SEARCH_CONFIG: ColumnElement[Any] = literal_column("'simple'::regconfig")
@@ -238,3 +238,36 @@ async def lock_existing(conn: AsyncConnection, profile_ids: Sequence[int]) -> se
 
 async def all_ids(conn: AsyncConnection) -> list[int]:
     return [row.id for row in await conn.execute(select(profiles.c.id).order_by(profiles.c.id))]
+
+
+def directory_stats_statement() -> AnySelect:
+    """Profiles in total, per zone and per designation, with every platform's handle counts:
+    one pass over the table (GROUPING SETS, FILTER aggregates)."""
+    zone, designation = profiles.c.zone, profiles.c.designation
+    platform_columns = []
+    for platform in PLATFORMS:
+        has_handle = profiles.c[f"{platform}_handle"].is_not(None)
+        platform_columns += [
+            func.count().filter(has_handle).label(f"{platform}_handles"),
+            func.count()
+            .filter(has_handle & profiles.c[f"{platform}_active"])
+            .label(f"{platform}_active"),
+            func.count()
+            .filter(has_handle & profiles.c[f"{platform}_verified"])
+            .label(f"{platform}_verified"),
+            func.coalesce(func.sum(profiles.c[f"{platform}_followers"]), 0).label(
+                f"{platform}_followers"
+            ),
+        ]
+    return select(
+        func.grouping(zone, designation).label("grouping_id"),
+        zone,
+        designation,
+        func.count().label("profiles"),
+        func.coalesce(func.sum(profiles.c.total_followers), 0).label("total_followers"),
+        *platform_columns,
+    ).group_by(func.grouping_sets(tuple_(), zone, designation))
+
+
+async def directory_stats(conn: AsyncConnection) -> Sequence[Any]:
+    return (await conn.execute(directory_stats_statement())).all()

@@ -98,6 +98,17 @@ ACCESS = {
         "ListPublishAttempts": "read",
         "WatchBusinessPost": "read",
     },
+    "socialhub.v1.AnalyticsService": {
+        "BatchCreateMetricSnapshots": "write",
+        "ImportMetricSnapshots": "write",  # client-streaming, so not "Stream..." (a read verb)
+        "BatchCreateFollowerCounts": "write",
+        "BatchCreateAudienceSnapshots": "write",
+        "GetDirectoryStats": "read",
+        "GetProfileAnalytics": "read",
+        "GetPostAnalytics": "read",
+        "GetAudienceDemographics": "read",
+        "SearchCreators": "read",
+    },
 }
 
 
@@ -156,6 +167,7 @@ def test_every_method_of_every_service_is_read_or_write_by_its_verb(
         "socialhub.v1.ProfileService": "profiles",
         "socialhub.v1.FeedService": "feed",
         "socialhub.v1.PublishingService": "publishing",
+        "socialhub.v1.AnalyticsService": "analytics",
     }
 
 

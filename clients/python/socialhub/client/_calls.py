@@ -67,7 +67,11 @@ class _SyncDetails(grpc.ClientCallDetails):
         self.compression = base.compression
 
 
-class SyncCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+class SyncCalls(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+):
     def __init__(self, defaults: CallDefaults) -> None:
         self.defaults = defaults
 
@@ -105,6 +109,22 @@ class SyncCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercep
         )
         return _DecodedStream(continuation(details, request))
 
+    def intercept_stream_unary(
+        self, continuation: Any, client_call_details: grpc.ClientCallDetails, request_iterator: Any
+    ) -> Any:
+        # A client stream (ImportMetricSnapshots) is sent once: its messages cannot be replayed.
+        timeout = client_call_details.timeout
+        details = _SyncDetails(
+            client_call_details,
+            self.defaults.stream_timeout_s if timeout is None else timeout,
+            self.defaults.metadata(client_call_details.metadata),
+        )
+        outcome = continuation(details, request_iterator)
+        failure = outcome.exception()
+        if isinstance(failure, grpc.RpcError):
+            raise SocialhubError.from_rpc_error(failure) from failure
+        return outcome
+
 
 class _DecodedStream:
     """A server stream of a synchronous channel whose failure raises SocialhubError; every
@@ -128,7 +148,7 @@ class _DecodedStream:
 
 def aio_interceptors(defaults: CallDefaults) -> list[grpc.aio.ClientInterceptor]:
     # One object per kind: grpc.aio files each interceptor under the first kind it is.
-    return [_AioUnary(defaults), _AioStream(defaults)]
+    return [_AioUnary(defaults), _AioStream(defaults), _AioClientStream(defaults)]
 
 
 class _AioCalls:
@@ -178,6 +198,26 @@ class _AioStream(_AioCalls, grpc.aio.UnaryStreamClientInterceptor):
             client_call_details, self.defaults.stream_timeout_s if timeout is None else timeout
         )
         return _decoded(await continuation(details, request))
+
+
+class _AioClientStream(_AioCalls, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(
+        self,
+        continuation: Any,
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        # Sent once, never retried: the client's messages cannot be replayed.
+        timeout = client_call_details.timeout
+        details = self._details(
+            client_call_details, self.defaults.stream_timeout_s if timeout is None else timeout
+        )
+        call = await continuation(details, request_iterator)
+        try:
+            await call
+        except grpc.RpcError as failure:
+            raise SocialhubError.from_rpc_error(failure) from failure
+        return call
 
 
 async def _decoded(call: Any) -> AsyncIterator[Any]:

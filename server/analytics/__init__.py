@@ -1,0 +1,1 @@
+"""AnalyticsService: post metrics, follower counts and audiences, and the reports on them."""

@@ -1,0 +1,63 @@
+"""The analytics domain, as the composition root plugs it in (after profiles, which it reads
+through server.profiles.public)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from socialhub.v1 import analytics_pb2, analytics_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.analytics.cache_tags import profile_tag
+from server.analytics.creators import CreatorSearches
+from server.analytics.ingestion import Ingestion
+from server.analytics.partitions import Partitions
+from server.analytics.reports import Reports
+from server.analytics.servicer import AnalyticsServicer
+from server.analytics.settings import AnalyticsSettings
+from server.analytics.tables import TABLES
+from server.core.domain import Domain, DomainContext, Job, Plugin, Service
+from server.profiles.public import DirectoryReader, ProfileHooks
+
+SERVICE_NAME = analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
+
+
+async def _forget_profiles(conn: AsyncConnection, profile_ids: Sequence[int]) -> list[str]:
+    # Their rows go with them (ON DELETE CASCADE); their cached reports must go too.
+    return [profile_tag(profile_id) for profile_id in profile_ids]
+
+
+def build(context: DomainContext) -> Plugin:
+    settings = context.settings_for(AnalyticsSettings)
+    context.require(ProfileHooks).deletion.append(_forget_profiles)
+    partitions = Partitions(context.engine, settings)
+    ingestion = Ingestion(context.engine, context.cache, partitions)
+    reports = Reports(
+        context.engine,
+        context.cache,
+        context.require(DirectoryReader),
+        settings.analytics_cache_ttl_s,
+    )
+    creators = CreatorSearches(context.engine, context.tokens)
+    servicer = AnalyticsServicer(ingestion, reports, creators, settings)
+    return Plugin(
+        services=[
+            Service(
+                SERVICE_NAME,
+                scope="analytics",
+                register=lambda server: analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(
+                    servicer, server
+                ),
+            )
+        ],
+        jobs=[
+            Job(
+                "analytics-partitions",
+                settings.analytics_partition_interval_s,
+                partitions.maintain,
+            )
+        ],
+    )
+
+
+DOMAIN = Domain(name="analytics", tables=TABLES, build=build, settings=AnalyticsSettings)

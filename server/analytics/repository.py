@@ -1,0 +1,522 @@
+"""Every SQL statement of the analytics domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    Row,
+    and_,
+    bindparam,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.analytics.model import (
+    AudienceValues,
+    CreatorSearch,
+    FollowerCountValues,
+    ReportQuery,
+    Snapshot,
+)
+from server.analytics.tables import (
+    METRICS,
+    analytics_audiences,
+    analytics_creators,
+    analytics_daily,
+    analytics_follower_counts,
+    analytics_metric_snapshots,
+    analytics_posts,
+)
+
+posts = analytics_posts
+snapshots = analytics_metric_snapshots
+daily = analytics_daily
+followers = analytics_follower_counts
+audiences = analytics_audiences
+creators = analytics_creators
+
+POST_COLUMNS = (
+    posts.c.id,
+    posts.c.profile_id,
+    posts.c.platform,
+    posts.c.external_id,
+    posts.c.publish_time,
+    posts.c.observe_time,
+    *(posts.c[m] for m in METRICS),
+    posts.c.engagement,
+)
+
+# --- ingestion -------------------------------------------------------------------------------
+
+
+async def insert_missing_posts(
+    conn: AsyncConnection, new: Sequence[Snapshot], placeholder_time: datetime
+) -> None:
+    """A row for each post not seen before, with no metrics yet (the caller applies its
+    snapshots in the same transaction). Sorted by key, so concurrent batches wait on each
+    other's new keys in one order."""
+    rows = [
+        {
+            "profile_id": s.profile_id,
+            "platform": s.platform,
+            "external_id": s.post_id,
+            "publish_time": s.publish_time,
+            "observe_time": placeholder_time,
+            **dict.fromkeys(METRICS, 0),
+        }
+        for s in sorted(new, key=lambda s: s.post_key)
+    ]
+    await conn.execute(
+        insert(posts)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["profile_id", "platform", "external_id"])
+    )
+
+
+async def lock_posts(conn: AsyncConnection, keys: Sequence[tuple[int, str, str]]) -> list[Row[Any]]:
+    """The posts of `keys`, locked in id order until the transaction ends."""
+    statement = (
+        select(*POST_COLUMNS)
+        .where(tuple_(posts.c.profile_id, posts.c.platform, posts.c.external_id).in_(keys))
+        .order_by(posts.c.id)
+        .with_for_update()
+    )
+    return list(await conn.execute(statement))
+
+
+async def insert_snapshots(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+) -> set[tuple[int, datetime]]:
+    """Insert the snapshots not recorded yet; return the (post_id, observe_time) of those."""
+    result = await conn.execute(
+        insert(snapshots)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=["post_id", "observe_time"])
+        .returning(snapshots.c.post_id, snapshots.c.observe_time)
+    )
+    return {(row.post_id, row.observe_time) for row in result}
+
+
+async def set_latest(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Each post's latest metrics (rows: b_id, observe_time, the metrics)."""
+    await conn.execute(
+        update(posts)
+        .where(posts.c.id == bindparam("b_id"))
+        .values(
+            observe_time=bindparam("b_observe_time"),
+            **{metric: bindparam(f"b_{metric}") for metric in METRICS},
+        ),
+        list(rows),
+    )
+
+
+async def add_to_daily(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add deltas to the daily rollups (rows: profile_id, day, platform, posts, metrics; one
+    row per key). A row is made with zeros first, then the deltas are added: a delta may be
+    negative (a post lost likes), and PostgreSQL checks an INSERT's row against the CHECK
+    constraints before ON CONFLICT could turn it into an update."""
+    keys = ("profile_id", "day", "platform")
+    added = ("posts", *METRICS)
+    await conn.execute(
+        insert(daily)
+        .values([{**{k: row[k] for k in keys}, **dict.fromkeys(added, 0)} for row in rows])
+        .on_conflict_do_nothing(index_elements=list(keys))
+    )
+    await conn.execute(
+        update(daily)
+        .where(*(daily.c[k] == bindparam(f"b_{k}") for k in keys))
+        .values({name: daily.c[name] + bindparam(f"b_{name}") for name in added}),
+        [{f"b_{name}": value for name, value in row.items()} for row in rows],
+    )
+
+
+async def upsert_follower_counts(
+    conn: AsyncConnection, counts: Sequence[FollowerCountValues]
+) -> int:
+    """One row per profile, platform and day; a later observation replaces an earlier one.
+    Returns how many rows were written (new or changed)."""
+    statement = insert(followers).values(
+        [
+            {
+                "profile_id": c.profile_id,
+                "platform": c.platform,
+                "day": c.day,
+                "followers": c.followers,
+                "observe_time": c.observe_time,
+            }
+            for c in counts
+        ]
+    )
+    excluded = statement.excluded
+    result = await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["profile_id", "platform", "day"],
+            set_={"followers": excluded.followers, "observe_time": excluded.observe_time},
+            where=and_(
+                excluded.observe_time >= followers.c.observe_time,
+                tuple_(followers.c.followers, followers.c.observe_time).is_distinct_from(
+                    tuple_(excluded.followers, excluded.observe_time)
+                ),
+            ),
+        ).returning(literal(1))
+    )
+    return len(result.all())
+
+
+async def upsert_audiences(conn: AsyncConnection, values: Sequence[AudienceValues]) -> int:
+    dimensions = ("ages", "genders", "countries", "cities")
+    statement = insert(audiences).values(
+        [
+            {
+                "profile_id": v.profile_id,
+                "platform": v.platform,
+                "day": v.day,
+                "observe_time": v.observe_time,
+                **{name: getattr(v, name) for name in dimensions},
+            }
+            for v in values
+        ]
+    )
+    excluded = statement.excluded
+    result = await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["profile_id", "platform", "day"],
+            set_={name: excluded[name] for name in ("observe_time", *dimensions)},
+            where=excluded.observe_time >= audiences.c.observe_time,
+        ).returning(literal(1))
+    )
+    return len(result.all())
+
+
+async def _ensure_creators(conn: AsyncConnection, keys: Sequence[tuple[int, str]]) -> None:
+    await conn.execute(
+        insert(creators)
+        .values(
+            [
+                {
+                    "profile_id": profile_id,
+                    "platform": platform,
+                    "followers": 0,
+                    "posts": 0,
+                    "engagement": 0,
+                    "countries": {},
+                }
+                for profile_id, platform in sorted(set(keys))
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["profile_id", "platform"])
+    )
+
+
+async def add_to_creators(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add posts and engagement deltas (rows: profile_id, platform, posts, engagement)."""
+    await _ensure_creators(conn, [(row["profile_id"], row["platform"]) for row in rows])
+    await conn.execute(
+        update(creators)
+        .where(
+            creators.c.profile_id == bindparam("b_profile_id"),
+            creators.c.platform == bindparam("b_platform"),
+        )
+        .values(
+            posts=creators.c.posts + bindparam("b_posts"),
+            engagement=creators.c.engagement + bindparam("b_engagement"),
+        ),
+        [{f"b_{name}": value for name, value in row.items()} for row in rows],
+    )
+
+
+def _latest_per_key(table: Any, keys: Sequence[tuple[int, str]], *columns: Any) -> Any:
+    return (
+        select(table.c.profile_id, table.c.platform, *columns)
+        .ext(distinct_on(table.c.profile_id, table.c.platform))
+        .where(tuple_(table.c.profile_id, table.c.platform).in_(sorted(set(keys))))
+        .order_by(table.c.profile_id, table.c.platform, table.c.day.desc())
+        .subquery()
+    )
+
+
+async def refresh_creator_followers(conn: AsyncConnection, keys: Sequence[tuple[int, str]]) -> None:
+    """Each creator's followers: the count of its latest day."""
+    await _ensure_creators(conn, keys)
+    latest = _latest_per_key(followers, keys, followers.c.followers)
+    await conn.execute(
+        update(creators)
+        .where(
+            creators.c.profile_id == latest.c.profile_id,
+            creators.c.platform == latest.c.platform,
+        )
+        .values(followers=latest.c.followers)
+    )
+
+
+async def refresh_creator_countries(conn: AsyncConnection, keys: Sequence[tuple[int, str]]) -> None:
+    """Each creator's audience countries: those of its latest audience snapshot."""
+    await _ensure_creators(conn, keys)
+    latest = _latest_per_key(audiences, keys, audiences.c.countries)
+    await conn.execute(
+        update(creators)
+        .where(
+            creators.c.profile_id == latest.c.profile_id,
+            creators.c.platform == latest.c.platform,
+        )
+        .values(countries=latest.c.countries)
+    )
+
+
+CREATOR_COLUMNS = (
+    creators.c.profile_id,
+    creators.c.platform,
+    creators.c.followers,
+    creators.c.posts,
+    creators.c.engagement,
+    creators.c.engagement_rate,
+    creators.c.countries,
+)
+
+
+def search_creators_statement(
+    search: CreatorSearch, position: Sequence[Any] | None, limit: int
+) -> Any:
+    """Most first by the order's column, then by profile id: one backward range of the
+    (platform, column, profile_id) index, the other filters checked on its rows."""
+    key = creators.c[search.order_column]
+    conditions = [creators.c.platform == search.platform]
+    if search.min_followers:
+        conditions.append(creators.c.followers >= search.min_followers)
+    if search.max_followers:
+        conditions.append(creators.c.followers <= search.max_followers)
+    if search.min_engagement_rate:
+        conditions.append(creators.c.engagement_rate >= search.min_engagement_rate)
+    if search.audience_country:
+        conditions.append(creators.c.countries.has_key(search.audience_country))
+    if position is not None:
+        conditions.append(tuple_(key, creators.c.profile_id) < tuple(position))
+    return (
+        select(*CREATOR_COLUMNS)
+        .where(*conditions)
+        .order_by(key.desc(), creators.c.profile_id.desc())
+        .limit(limit)
+    )
+
+
+async def search_creators(
+    conn: AsyncConnection, search: CreatorSearch, position: Sequence[Any] | None, limit: int
+) -> list[Row[Any]]:
+    return list(await conn.execute(search_creators_statement(search, position, limit)))
+
+
+# --- partitions ------------------------------------------------------------------------------
+
+
+async def create_partition(
+    conn: AsyncConnection, schema: str, name: str, start: date, end: date
+) -> bool:
+    """Make one monthly partition unless it exists; whether it was made. Names and bounds come
+    from server/analytics/partitions.py, never from a request."""
+    # Two batches backfilling the same month (or a batch and the job) make it one at a time:
+    # concurrent CREATE TABLEs of one name collide in the catalog, IF NOT EXISTS or not.
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    exists = await conn.scalar(
+        text("SELECT to_regclass(:qualified) IS NOT NULL"), {"qualified": f"{schema}.{name}"}
+    )
+    if exists:
+        return False
+    # The locks CREATE TABLE ... PARTITION OF takes (the parent, and analytics_posts for the
+    # foreign key), taken up front in the order ingestion takes its own (posts, then the
+    # parent): taken one at a time by CREATE, they deadlocked with a batch inserting there.
+    await conn.execute(text(f"LOCK TABLE {posts.name} IN SHARE ROW EXCLUSIVE MODE"))
+    await conn.execute(text(f"LOCK TABLE {snapshots.name} IN ACCESS EXCLUSIVE MODE"))
+    await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+    await conn.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {schema}.{name} PARTITION OF {snapshots.name} "
+            f"FOR VALUES FROM ('{start.isoformat()}+00') TO ('{end.isoformat()}+00')"
+        )
+    )
+    return True
+
+
+async def partition_names(conn: AsyncConnection, schema: str) -> list[str]:
+    result = await conn.execute(
+        text(
+            "SELECT child.relname FROM pg_inherits"
+            " JOIN pg_class child ON child.oid = pg_inherits.inhrelid"
+            " JOIN pg_namespace ns ON ns.oid = child.relnamespace"
+            " WHERE pg_inherits.inhparent = CAST(:parent AS regclass) AND ns.nspname = :schema"
+            " ORDER BY child.relname"
+        ),
+        {"parent": snapshots.name, "schema": schema},
+    )
+    return [row[0] for row in result]
+
+
+async def drop_partition(conn: AsyncConnection, schema: str, name: str) -> None:
+    # A short wait for the parent's lock: the job tries again next round rather than queueing
+    # every ingestion behind it.
+    await conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+    # In ingestion's order, as create_partition does.
+    await conn.execute(text(f"LOCK TABLE {posts.name} IN SHARE ROW EXCLUSIVE MODE"))
+    await conn.execute(text(f"LOCK TABLE {snapshots.name} IN ACCESS EXCLUSIVE MODE"))
+    await conn.execute(text(f"DROP TABLE IF EXISTS {schema}.{name}"))
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def _day_conditions(query: ReportQuery, table: Any) -> list[Any]:
+    conditions = [
+        table.c.profile_id == query.profile_id,
+        table.c.day >= query.first_day,
+        table.c.day <= query.last_day,
+    ]
+    if query.platform is not None:
+        conditions.append(table.c.platform == query.platform)
+    return conditions
+
+
+def _post_conditions(query: ReportQuery) -> list[Any]:
+    conditions = [
+        posts.c.profile_id == query.profile_id,
+        posts.c.publish_time >= query.start_time,
+        posts.c.publish_time < query.end_time,
+    ]
+    if query.platform is not None:
+        conditions.append(posts.c.platform == query.platform)
+    return conditions
+
+
+def periods_statement(query: ReportQuery) -> Any:
+    period = cast(func.date_trunc(query.granularity, daily.c.day), Date).label("period")
+    return (
+        select(
+            period,
+            daily.c.platform,
+            *(
+                cast(func.sum(daily.c[name]), BigInteger).label(name)
+                for name in ("posts", *METRICS)
+            ),
+        )
+        .where(*_day_conditions(query, daily))
+        .group_by(period, daily.c.platform)
+        .order_by(period, daily.c.platform)
+    )
+
+
+async def periods(conn: AsyncConnection, query: ReportQuery) -> list[Row[Any]]:
+    return list(await conn.execute(periods_statement(query)))
+
+
+async def follower_bounds(conn: AsyncConnection, query: ReportQuery) -> list[Row[Any]]:
+    """Per platform: the count at the start (the latest on or before the first day, else the
+    first in the interval) and at the end (the latest on or before the last day)."""
+    conditions = [followers.c.profile_id == query.profile_id]
+    if query.platform is not None:
+        conditions.append(followers.c.platform == query.platform)
+    before_start = followers.c.day <= query.first_day
+    start = (
+        select(followers.c.platform, followers.c.followers)
+        .ext(distinct_on(followers.c.platform))
+        .where(*conditions, followers.c.day <= query.last_day)
+        .order_by(
+            followers.c.platform,
+            before_start.desc(),
+            case((before_start, followers.c.day)).desc(),
+            followers.c.day,
+        )
+        .subquery()
+    )
+    end = (
+        select(followers.c.platform, followers.c.followers)
+        .ext(distinct_on(followers.c.platform))
+        .where(*conditions, followers.c.day <= query.last_day)
+        .order_by(followers.c.platform, followers.c.day.desc())
+        .subquery()
+    )
+    statement = select(
+        start.c.platform, start.c.followers.label("start"), end.c.followers.label("end")
+    ).join_from(start, end, start.c.platform == end.c.platform)
+    return list(await conn.execute(statement))
+
+
+def slots_statement(query: ReportQuery, field: str) -> Any:
+    """Posts of the interval and their average engagement per hour or ISO weekday (UTC)."""
+    slot = cast(extract(field, func.timezone("UTC", posts.c.publish_time)), Integer).label("slot")
+    return (
+        select(
+            slot,
+            func.count().label("posts"),
+            func.avg(posts.c.engagement).label("average"),
+        )
+        .where(*_post_conditions(query))
+        .group_by(slot)
+    )
+
+
+async def slots(conn: AsyncConnection, query: ReportQuery, field: str) -> list[Row[Any]]:
+    return list(await conn.execute(slots_statement(query, field)))
+
+
+def top_posts_statement(query: ReportQuery, limit: int) -> Any:
+    return (
+        select(*POST_COLUMNS)
+        .where(*_post_conditions(query))
+        .order_by(posts.c.engagement.desc(), posts.c.id)
+        .limit(limit)
+    )
+
+
+async def top_posts(conn: AsyncConnection, query: ReportQuery, limit: int) -> list[Row[Any]]:
+    return list(await conn.execute(top_posts_statement(query, limit)))
+
+
+async def post_by_key(
+    conn: AsyncConnection, profile_id: int, platform: str, external_id: str
+) -> Row[Any] | None:
+    statement = select(*POST_COLUMNS).where(
+        posts.c.profile_id == profile_id,
+        posts.c.platform == platform,
+        posts.c.external_id == external_id,
+    )
+    return (await conn.execute(statement)).first()
+
+
+def series_statement(post_id: int) -> Any:
+    return (
+        select(snapshots.c.observe_time, *(snapshots.c[m] for m in METRICS))
+        .where(snapshots.c.post_id == post_id)
+        .order_by(snapshots.c.observe_time)
+    )
+
+
+async def series(conn: AsyncConnection, post_id: int) -> list[Row[Any]]:
+    return list(await conn.execute(series_statement(post_id)))
+
+
+async def latest_audiences(
+    conn: AsyncConnection, profile_id: int, platform: str | None
+) -> list[Row[Any]]:
+    conditions = [audiences.c.profile_id == profile_id]
+    if platform is not None:
+        conditions.append(audiences.c.platform == platform)
+    statement = (
+        select(audiences)
+        .ext(distinct_on(audiences.c.platform))
+        .where(*conditions)
+        .order_by(audiences.c.platform, audiences.c.day.desc())
+    )
+    return list(await conn.execute(statement))

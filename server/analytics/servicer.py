@@ -1,0 +1,126 @@
+"""AnalyticsService over gRPC: request validation and proto <-> domain mapping only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from socialhub.v1 import analytics_pb2, analytics_pb2_grpc
+
+from server.analytics import validation
+from server.analytics.creators import CreatorSearches
+from server.analytics.ingestion import Ingestion
+from server.analytics.partitions import retention_cutoff
+from server.analytics.reports import Reports
+from server.analytics.settings import AnalyticsSettings
+from server.core.errors import FieldViolation, InvalidArgument
+from server.core.pagination import PageSize, fingerprint
+
+Context = grpc.aio.ServicerContext[Any, Any]
+CREATOR_PAGE_SIZE = PageSize(default=50, maximum=500)
+
+
+class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
+    def __init__(
+        self,
+        ingestion: Ingestion,
+        reports: Reports,
+        creators: CreatorSearches,
+        settings: AnalyticsSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._ingestion = ingestion
+        self._reports = reports
+        self._creators = creators
+        self._settings = settings
+        self._clock = clock
+
+    def _snapshots(self, request: Any) -> list[Any]:
+        now = self._clock()
+        return validation.snapshots(
+            request.metric_snapshots, now, retention_cutoff(self._settings, now)
+        )
+
+    async def BatchCreateMetricSnapshots(
+        self, request: analytics_pb2.BatchCreateMetricSnapshotsRequest, context: Context
+    ) -> analytics_pb2.BatchCreateMetricSnapshotsResponse:
+        result = await self._ingestion.metric_snapshots(self._snapshots(request))
+        return analytics_pb2.BatchCreateMetricSnapshotsResponse(
+            created_count=result.created, unchanged_count=result.unchanged
+        )
+
+    async def ImportMetricSnapshots(
+        self,
+        request_iterator: AsyncIterator[analytics_pb2.ImportMetricSnapshotsRequest],
+        context: Context,
+    ) -> analytics_pb2.ImportMetricSnapshotsResponse:
+        messages = created = unchanged = 0
+        async for message in request_iterator:
+            try:
+                items = self._snapshots(message)
+            except InvalidArgument as error:
+                # The paths are the message's own; the description says which message.
+                raise InvalidArgument(
+                    [
+                        FieldViolation(v.field, f"(message {messages}) {v.description}")
+                        for v in error.violations
+                    ],
+                    reason=error.reason,
+                ) from None
+            result = await self._ingestion.metric_snapshots(items)
+            messages += 1
+            created += result.created
+            unchanged += result.unchanged
+        return analytics_pb2.ImportMetricSnapshotsResponse(
+            message_count=messages, created_count=created, unchanged_count=unchanged
+        )
+
+    async def BatchCreateFollowerCounts(
+        self, request: analytics_pb2.BatchCreateFollowerCountsRequest, context: Context
+    ) -> analytics_pb2.BatchCreateFollowerCountsResponse:
+        items = validation.follower_counts(request.follower_counts, self._clock())
+        recorded = await self._ingestion.follower_counts(items)
+        return analytics_pb2.BatchCreateFollowerCountsResponse(recorded_count=recorded)
+
+    async def BatchCreateAudienceSnapshots(
+        self, request: analytics_pb2.BatchCreateAudienceSnapshotsRequest, context: Context
+    ) -> analytics_pb2.BatchCreateAudienceSnapshotsResponse:
+        items = validation.audiences(request.audience_snapshots, self._clock())
+        recorded = await self._ingestion.audiences(items)
+        return analytics_pb2.BatchCreateAudienceSnapshotsResponse(recorded_count=recorded)
+
+    async def GetDirectoryStats(
+        self, request: analytics_pb2.GetDirectoryStatsRequest, context: Context
+    ) -> analytics_pb2.GetDirectoryStatsResponse:
+        return await self._reports.directory_stats()
+
+    async def GetProfileAnalytics(
+        self, request: analytics_pb2.GetProfileAnalyticsRequest, context: Context
+    ) -> analytics_pb2.GetProfileAnalyticsResponse:
+        return await self._reports.profile_analytics(validation.report_query(request))
+
+    async def GetPostAnalytics(
+        self, request: analytics_pb2.GetPostAnalyticsRequest, context: Context
+    ) -> analytics_pb2.GetPostAnalyticsResponse:
+        return await self._reports.post_analytics(*validation.post_key(request))
+
+    async def GetAudienceDemographics(
+        self, request: analytics_pb2.GetAudienceDemographicsRequest, context: Context
+    ) -> analytics_pb2.GetAudienceDemographicsResponse:
+        return await self._reports.audience(*validation.audience_query(request))
+
+    async def SearchCreators(
+        self, request: analytics_pb2.SearchCreatorsRequest, context: Context
+    ) -> analytics_pb2.SearchCreatorsResponse:
+        search = validation.creator_search(request)
+        page_size = CREATOR_PAGE_SIZE.resolve(request.page_size)
+        # The token is bound to everything but the page fields.
+        bound = analytics_pb2.SearchCreatorsRequest()
+        bound.CopyFrom(request)
+        bound.ClearField("page_size")
+        bound.ClearField("page_token")
+        return await self._creators.search(
+            search, page_size, request.page_token, fingerprint("SearchCreators", bound)
+        )

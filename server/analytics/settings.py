@@ -1,0 +1,19 @@
+"""AnalyticsService's settings, read from environment variables like the core ones."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AnalyticsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Reports of a profile (and GetDirectoryStats): every ingestion for that profile, and every
+    # profile write for the directory, invalidates them, so this only bounds unused entries.
+    analytics_cache_ttl_s: int = 3600
+    # Raw metric snapshots are kept this many whole months before the current one; older
+    # partitions are dropped, and older snapshots refused. Rollups are kept for good.
+    analytics_snapshot_retention_months: int = 24
+    # Monthly partitions made ahead of time by the partition job.
+    analytics_partitions_ahead_months: int = 3
+    analytics_partition_interval_s: float = 3600.0

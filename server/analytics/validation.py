@@ -1,0 +1,335 @@
+"""Request checks of AnalyticsService: every bad field of a batch, named by the item's index."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from socialhub.v1 import analytics_pb2
+
+from server.analytics.mapping import (
+    AGE_BY_ENUM,
+    GENDER_BY_ENUM,
+    GRANULARITY_BY_ENUM,
+    PLATFORM_BY_ENUM,
+    PROFILE_COLLECTION,
+)
+from server.analytics.model import (
+    AudienceValues,
+    CreatorSearch,
+    FollowerCountValues,
+    ReportQuery,
+    Snapshot,
+)
+from server.analytics.tables import METRICS, PLACE_MAX, POST_ID_MAX
+from server.core.errors import InvalidArgument, Violations
+from server.core.names import parse_name
+from server.core.validation import check_text
+
+T = TypeVar("T")
+
+MAX_SNAPSHOTS = 1000
+MAX_FOLLOWER_COUNTS = 1000
+MAX_AUDIENCES = 100
+MAX_PLACES = 50
+# A platform's clock may run a little ahead of ours; further ahead is a bad timestamp.
+MAX_CLOCK_SKEW = timedelta(days=1)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_REPORT_SPAN = timedelta(days=3 * 366)
+ORDER_COLUMNS = {
+    analytics_pb2.CREATOR_SORT_FIELD_UNSPECIFIED: "engagement_rate",
+    analytics_pb2.CREATOR_SORT_FIELD_ENGAGEMENT_RATE: "engagement_rate",
+    analytics_pb2.CREATOR_SORT_FIELD_FOLLOWERS: "followers",
+}
+# Shares of one dimension may add up to a little over 1 from the platforms' rounding.
+SHARE_SUM_TOLERANCE = 1e-6
+
+
+def _profile(violations: Violations, name: str, field: str) -> int:
+    try:
+        return parse_name(name, PROFILE_COLLECTION, field)
+    except InvalidArgument as error:
+        violations.items.extend(error.violations)
+        return 0
+
+
+def profile_id(name: str, field: str = "profile") -> int:
+    return parse_name(name, PROFILE_COLLECTION, field)
+
+
+def _platform(violations: Violations, value: int, field: str, *, optional: bool = False) -> str:
+    if value == 0 and optional:
+        return ""
+    platform = PLATFORM_BY_ENUM.get(value)
+    if platform is None:
+        violations.add(field, "is required" if value == 0 else "is not a known platform")
+        return ""
+    return platform
+
+
+def _time(
+    violations: Violations,
+    message: object,
+    name: str,
+    field: str,
+    *,
+    latest: datetime | None = None,
+    earliest: datetime = EARLIEST,
+) -> datetime:
+    if not message.HasField(name):  # type: ignore[attr-defined]
+        violations.add(field, "is required")
+        return EARLIEST
+    stamp: Timestamp = getattr(message, name)
+    try:
+        value = stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        violations.add(field, "is not a valid timestamp")
+        return EARLIEST
+    if value < earliest:
+        violations.add(field, f"must not be before {earliest.isoformat()}")
+    elif latest is not None and value > latest:
+        violations.add(field, "must not be more than a day ahead of the server's clock")
+    return value
+
+
+def _count(violations: Violations, value: int, field: str) -> None:
+    if value < 0:
+        violations.add(field, "must not be negative")
+
+
+def _items(
+    violations: Violations,
+    items: Sequence[T],
+    field: str,
+    maximum: int,
+    check: Callable[[T, str], object],
+) -> None:
+    if not items:
+        violations.add(field, "is required: give at least one item")
+        return
+    if len(items) > maximum:
+        violations.add(field, f"must hold at most {maximum} items")
+        return
+    for index, item in enumerate(items):
+        check(item, f"{field}[{index}]")
+
+
+def snapshots(
+    items: Sequence[analytics_pb2.MetricSnapshot],
+    now: datetime,
+    retained_from: datetime,
+    field: str = "metric_snapshots",
+) -> list[Snapshot]:
+    violations = Violations()
+    result: list[Snapshot] = []
+    latest = now + MAX_CLOCK_SKEW
+
+    def check(item: analytics_pb2.MetricSnapshot, at: str) -> None:
+        before = len(violations.items)
+        profile = _profile(violations, item.profile, f"{at}.profile")
+        platform = _platform(violations, item.platform, f"{at}.platform")
+        if not item.post_id:
+            violations.add(f"{at}.post_id", "is required")
+        check_text(violations, f"{at}.post_id", item.post_id, POST_ID_MAX)
+        published = _time(violations, item, "publish_time", f"{at}.publish_time", latest=latest)
+        observed = _time(
+            violations,
+            item,
+            "observe_time",
+            f"{at}.observe_time",
+            latest=latest,
+            earliest=max(EARLIEST, retained_from),
+        )
+        if published > observed and item.HasField("observe_time"):
+            violations.add(f"{at}.publish_time", "must not be after observe_time")
+        metrics = tuple(getattr(item, metric) for metric in METRICS)
+        for metric, value in zip(METRICS, metrics, strict=True):
+            _count(violations, value, f"{at}.{metric}")
+        if len(violations.items) == before:
+            result.append(Snapshot(profile, platform, item.post_id, published, observed, metrics))
+
+    _items(violations, items, field, MAX_SNAPSHOTS, check)
+    violations.raise_if_any()
+    return result
+
+
+def follower_counts(
+    items: Sequence[analytics_pb2.FollowerCount], now: datetime
+) -> list[FollowerCountValues]:
+    violations = Violations()
+    result: list[FollowerCountValues] = []
+
+    def check(item: analytics_pb2.FollowerCount, at: str) -> None:
+        before = len(violations.items)
+        profile = _profile(violations, item.profile, f"{at}.profile")
+        platform = _platform(violations, item.platform, f"{at}.platform")
+        observed = _time(
+            violations, item, "observe_time", f"{at}.observe_time", latest=now + MAX_CLOCK_SKEW
+        )
+        _count(violations, item.followers, f"{at}.followers")
+        if len(violations.items) == before:
+            result.append(
+                FollowerCountValues(profile, platform, observed.date(), observed, item.followers)
+            )
+
+    _items(violations, items, "follower_counts", MAX_FOLLOWER_COUNTS, check)
+    violations.raise_if_any()
+    return result
+
+
+def _shares(
+    violations: Violations,
+    entries: Sequence[tuple[str | None, float]],
+    field: str,
+    key_field: str,
+) -> dict[str, float]:
+    shares: dict[str, float] = {}
+    for index, (key, share) in enumerate(entries):
+        at = f"{field}[{index}]"
+        if key is None:
+            violations.add(f"{at}.{key_field}", "is required")
+        elif key in shares:
+            violations.add(f"{at}.{key_field}", "is listed twice")
+        if not 0.0 <= share <= 1.0:  # NaN fails this too
+            violations.add(f"{at}.share", "must be from 0 to 1")
+        if key is not None:
+            shares[key] = share
+    if sum(shares.values()) > 1.0 + SHARE_SUM_TOLERANCE:
+        violations.add(field, "shares must add up to at most 1")
+    return shares
+
+
+def _places(
+    violations: Violations, entries: Sequence[analytics_pb2.PlaceShare], field: str
+) -> dict[str, float]:
+    if len(entries) > MAX_PLACES:
+        violations.add(field, f"must hold at most {MAX_PLACES} places")
+        return {}
+    for index, entry in enumerate(entries):
+        check_text(violations, f"{field}[{index}].place", entry.place, PLACE_MAX)
+    return _shares(
+        violations, [(entry.place or None, entry.share) for entry in entries], field, "place"
+    )
+
+
+def audiences(
+    items: Sequence[analytics_pb2.AudienceSnapshot], now: datetime
+) -> list[AudienceValues]:
+    violations = Violations()
+    result: list[AudienceValues] = []
+
+    def check(item: analytics_pb2.AudienceSnapshot, at: str) -> None:
+        before = len(violations.items)
+        profile = _profile(violations, item.profile, f"{at}.profile")
+        platform = _platform(violations, item.platform, f"{at}.platform")
+        observed = _time(
+            violations, item, "observe_time", f"{at}.observe_time", latest=now + MAX_CLOCK_SKEW
+        )
+        ages = _shares(
+            violations,
+            [(AGE_BY_ENUM.get(e.age_range), e.share) for e in item.age_shares],
+            f"{at}.age_shares",
+            "age_range",
+        )
+        genders = _shares(
+            violations,
+            [(GENDER_BY_ENUM.get(e.gender), e.share) for e in item.gender_shares],
+            f"{at}.gender_shares",
+            "gender",
+        )
+        countries = _places(violations, item.top_countries, f"{at}.top_countries")
+        cities = _places(violations, item.top_cities, f"{at}.top_cities")
+        if len(violations.items) == before:
+            result.append(
+                AudienceValues(
+                    profile, platform, observed.date(), observed, ages, genders, countries, cities
+                )
+            )
+
+    _items(violations, items, "audience_snapshots", MAX_AUDIENCES, check)
+    violations.raise_if_any()
+    return result
+
+
+def report_query(request: analytics_pb2.GetProfileAnalyticsRequest) -> ReportQuery:
+    violations = Violations()
+    profile = _profile(violations, request.profile, "profile")
+    start = _time(violations, request, "start_time", "start_time")
+    end = _time(violations, request, "end_time", "end_time")
+    if request.HasField("start_time") and request.HasField("end_time"):
+        if end <= start:
+            violations.add("end_time", "must be after start_time")
+        elif end - start > MAX_REPORT_SPAN:
+            violations.add("end_time", "must be at most 3 years after start_time")
+    granularity = GRANULARITY_BY_ENUM.get(request.granularity, "")
+    if not granularity:
+        violations.add("granularity", "is required" if request.granularity == 0 else "is not known")
+    platform = _platform(violations, request.platform, "platform", optional=True)
+    violations.raise_if_any()
+    first_day, last_day = start.date(), _last_day(end)
+    return ReportQuery(
+        profile_id=profile,
+        first_day=first_day,
+        last_day=last_day,
+        # Whole UTC days, as the daily rollups count them.
+        start_time=_midnight(first_day),
+        end_time=_midnight(last_day + timedelta(days=1)),
+        granularity=granularity,
+        platform=platform or None,
+    )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _last_day(end: datetime) -> date:
+    """The interval is [start, end): an end at midnight does not take in that day."""
+    at_midnight = end == datetime(end.year, end.month, end.day, tzinfo=UTC)
+    return end.date() - timedelta(days=1) if at_midnight else end.date()
+
+
+def post_key(request: analytics_pb2.GetPostAnalyticsRequest) -> tuple[int, str, str]:
+    violations = Violations()
+    profile = _profile(violations, request.profile, "profile")
+    platform = _platform(violations, request.platform, "platform")
+    if not request.post_id:
+        violations.add("post_id", "is required")
+    check_text(violations, "post_id", request.post_id, POST_ID_MAX)
+    violations.raise_if_any()
+    return profile, platform, request.post_id
+
+
+def audience_query(request: analytics_pb2.GetAudienceDemographicsRequest) -> tuple[int, str | None]:
+    violations = Violations()
+    profile = _profile(violations, request.profile, "profile")
+    platform = _platform(violations, request.platform, "platform", optional=True)
+    violations.raise_if_any()
+    return profile, platform or None
+
+
+def creator_search(request: analytics_pb2.SearchCreatorsRequest) -> CreatorSearch:
+    violations = Violations()
+    platform = _platform(violations, request.platform, "platform")
+    _count(violations, request.min_followers, "min_followers")
+    _count(violations, request.max_followers, "max_followers")
+    if 0 < request.max_followers < request.min_followers:
+        violations.add("max_followers", "must not be less than min_followers")
+    if not 0.0 <= request.min_engagement_rate < math.inf:  # NaN fails this too
+        violations.add("min_engagement_rate", "must be a number, not negative")
+    check_text(violations, "audience_country", request.audience_country, PLACE_MAX)
+    order_column = ORDER_COLUMNS.get(request.order_by, "")
+    if not order_column:
+        violations.add("order_by", "is not a known order")
+    violations.raise_if_any()
+    return CreatorSearch(
+        platform=platform,
+        order_column=order_column,
+        min_followers=request.min_followers,
+        max_followers=request.max_followers,
+        min_engagement_rate=request.min_engagement_rate,
+        audience_country=request.audience_country,
+    )
