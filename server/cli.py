@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -25,7 +26,7 @@ from server.core.embedded import EmbeddedServerMissing
 from server.core.logs import configure_logging
 from server.core.metrics import multiprocess_dir
 from server.core.runtime import Backing, backing_servers
-from server.core.stopping import StopOverran, stop_within
+from server.core.stopping import StopOverran, TeardownWatch, stop_within
 from server.core.workers import STOP_SIGNALS, claim_port, run_workers
 from server.demo_platforms import DemoPlatforms
 
@@ -34,13 +35,20 @@ T = TypeVar("T")
 cli = typer.Typer(help="Socialhub gRPC service.", no_args_is_help=True, add_completion=False)
 
 
-def _run(coroutine: object) -> None:
+def _run(coroutine: object, watch: TeardownWatch | None = None) -> None:
+    """Run the coroutine on uvloop; `watch` (armed by the coroutine when it is done) is
+    disarmed once the loop's teardown is over."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is absent only on Windows
-        asyncio.run(coroutine)  # type: ignore[arg-type]
+        runner: Callable[[Any], Any] = asyncio.run
     else:
-        uvloop.run(coroutine)  # type: ignore[arg-type]
+        runner = uvloop.run
+    try:
+        runner(coroutine)
+    finally:
+        if watch is not None:
+            watch.disarm()
 
 
 def _settings() -> Settings:
@@ -72,8 +80,9 @@ def _should_seed(settings: Settings, backing: Backing) -> bool:
     )
 
 
-async def _serve(app: Application, on_ready: Callable[[int], None]) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+async def _serve(app: Application, on_ready: Callable[[int], None], watch: TeardownWatch) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully; `watch` then bounds the loop's
+    own teardown (server/core/stopping.py)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
@@ -86,7 +95,9 @@ async def _serve(app: Application, on_ready: Callable[[int], None]) -> None:
     try:
         await stop_within(app.stop(), app.settings.stop_deadline_s)
     except StopOverran:
+        watch.arm(exit_code=1)
         raise SystemExit(1) from None
+    watch.arm(exit_code=0)
 
 
 # Under STATE_DIR: the development key of the embedded default, reused by later starts.
@@ -126,14 +137,22 @@ def _development_key(settings: Settings, backing: Backing) -> str | None:
 
 
 def _serve_one_process(
-    settings: Settings, backing: Backing, key: str | None, demo: DemoPlatforms | None
+    settings: Settings,
+    backing: Backing,
+    key: str | None,
+    demo: DemoPlatforms | None,
+    cleanup: Callable[[], None],
 ) -> None:
+    """`cleanup` stops what `serve` started beside the server (embedded servers, the demo's
+    fakes), should the process have to leave without its usual way out."""
+
     def ready(port: int) -> None:
         print(_ready_line(settings, f"{settings.host}:{port}", key=key), flush=True)
         demo_platforms.announce(f"{settings.host}:{port}", key, demo)
 
     app = application(settings, backing.database_url, backing.redis_url)
-    _run(_serve(app, ready))
+    watch = TeardownWatch(before_exit=cleanup)
+    _run(_serve(app, ready, watch), watch)
 
 
 def _serve_worker(
@@ -151,7 +170,9 @@ def _serve_worker(
         # Every worker writes its metrics to the shared directory; worker 0 serves them all.
         serve_metrics=index == 0,
     )
-    _run(_serve(app, lambda _port: ready()))
+    # The parent owns the embedded servers: a worker has nothing of its own to clean up.
+    watch = TeardownWatch()
+    _run(_serve(app, lambda _port: ready(), watch), watch)
 
 
 def _serve_workers(
@@ -198,17 +219,16 @@ def serve(
         raise typer.Exit(2)
     if not settings.auth_enabled:
         log.warning("authentication is off (AUTH_ENABLED=false): every call is served as admin")
-    with (
-        backing_servers(settings) as backing,
-        demo_platforms.platform_fakes(backing.embedded_database) as demo,
-    ):
+    with contextlib.ExitStack() as started:
+        backing = started.enter_context(backing_servers(settings))
+        demo = started.enter_context(demo_platforms.platform_fakes(backing.embedded_database))
         migrations.upgrade(backing.database_url)
         if _should_seed(settings, backing):
             # Not uvloop: libuv keeps its resolver threads, asyncio.run joins its own.
             asyncio.run(_seed_demo(settings, backing))
         key = _development_key(settings, backing)
         if settings.workers == 1:
-            _serve_one_process(settings, backing, key, demo)
+            _serve_one_process(settings, backing, key, demo, started.close)
         elif status := _serve_workers(settings, backing, key, demo):
             raise typer.Exit(status)
 

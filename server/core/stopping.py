@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger("socialhub")
@@ -49,16 +50,66 @@ def pending_work() -> list[str]:
         for task in asyncio.all_tasks()
         if task is not current and not task.done()
     ]
-    names = {thread.ident: thread.name for thread in threading.enumerate()}
-    for ident, frame in sys._current_frames().items():
-        if ident == threading.get_ident():
-            continue
-        stack = traceback.format_stack(frame)[-STACK_FRAMES:]
-        described.append(f"thread {names.get(ident, ident)}:\n{''.join(stack)}")
-    return described
+    return described + pending_threads()
 
 
 def _frames(frames: list[Any]) -> str:
     # Task.get_stack gives the outermost coroutine first, each one frame deep.
     summary = traceback.StackSummary.extract((frame, frame.f_lineno) for frame in frames)
     return "".join(summary.format())
+
+
+# After the stop, the event loop's own teardown (cancelling what is left, joining its
+# threads, gRPC's poller thread) gets this long before the process leaves without it.
+TEARDOWN_S = 5.0
+
+
+class TeardownWatch:
+    """Leaves the process if the event loop's teardown hangs after the stop is over.
+
+    Seen in the compose drill (2 runs of 10, a replica that had served under load): the stop
+    finished and logged "server stopped" in 3 s, then the process did not exit until the
+    orchestrator's SIGKILL. The likely cause, as grpc/grpc#40989 describes it: grpc's AsyncIO
+    poller thread writes a byte per event to a socket pair that the loop stops reading at
+    shutdown; once that socket's buffer is full the thread blocks, and gRPC's shutdown waits
+    for it (the stacks this logs will tell). Nothing is left to do by then,
+    so the process leaves with the stop's exit code, after `before_exit` (the embedded
+    servers' stop, where `serve` runs them) and one log line with every thread's stack.
+    """
+
+    def __init__(self, before_exit: Callable[[], None] = lambda: None) -> None:
+        self._before_exit = before_exit
+        self._timer: threading.Timer | None = None
+
+    def arm(self, exit_code: int, timeout_s: float = TEARDOWN_S) -> None:
+        self._timer = threading.Timer(timeout_s, self._leave, args=(exit_code, timeout_s))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _leave(self, exit_code: int, timeout_s: float) -> None:
+        log.error(
+            "the event loop's teardown hangs after the stop; leaving without it",
+            extra={"after_s": timeout_s, "pending": pending_threads()},
+        )
+        try:
+            self._before_exit()
+        except Exception:
+            log.exception("cleaning up before leaving failed")
+        logging.shutdown()
+        os._exit(exit_code)
+
+
+def pending_threads() -> list[str]:
+    """Every thread but the caller's, with the innermost frames it is in."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    described = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        stack = traceback.format_stack(frame)[-STACK_FRAMES:]
+        described.append(f"thread {names.get(ident, ident)}:\n{''.join(stack)}")
+    return described

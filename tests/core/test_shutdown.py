@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import httpx
@@ -135,3 +139,58 @@ def test_readyz_turns_503_at_sigterm_while_the_drain_still_serves(backing: Backi
 
     assert read.name == created.name
     assert not stopping.is_alive()
+
+
+HANGING_TEARDOWN = """
+import sys, threading, time
+from pathlib import Path
+from server.core.logs import configure_logging
+from server.core.stopping import TeardownWatch
+
+configure_logging("INFO")
+marker = Path(sys.argv[1])
+watch = TeardownWatch(before_exit=lambda: marker.write_text("cleaned up"))
+watch.arm(exit_code=int(sys.argv[2]), timeout_s=0.5)
+if sys.argv[3] == "hang":
+    threading.Event().wait()  # as a teardown stuck in a join
+watch.disarm()
+time.sleep(1.0)  # past the timeout: a disarmed watch does nothing
+print("left normally")
+"""
+
+
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_a_teardown_that_hangs_after_the_stop_is_left_with_the_stops_exit_code(
+    tmp_path: Path, exit_code: int
+) -> None:
+    marker = tmp_path / "cleanup"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", HANGING_TEARDOWN, str(marker), str(exit_code), "hang"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert done.returncode == exit_code, done.stderr
+    assert time.monotonic() - started < 10
+    assert marker.read_text() == "cleaned up"
+    [record] = [json.loads(line) for line in done.stderr.splitlines() if "teardown" in line]
+    assert record["msg"] == "the event loop's teardown hangs after the stop; leaving without it"
+    assert any("in wait" in thread for thread in record["pending"]), record["pending"]
+
+
+def test_a_teardown_that_ends_in_time_disarms_the_watch(tmp_path: Path) -> None:
+    marker = tmp_path / "cleanup"
+    done = subprocess.run(
+        [sys.executable, "-c", HANGING_TEARDOWN, str(marker), "1", "return"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "left normally"
+    assert not marker.exists()
