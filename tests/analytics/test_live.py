@@ -17,15 +17,16 @@ import grpc
 import pytest
 import redis
 from google.protobuf.duration_pb2 import Duration
-from socialhub.v1 import analytics_pb2
+from socialhub.v1 import analytics_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from server.analytics.live import ProfileEvents
+from server.core.metrics_sample import MethodCounts, Sample, quantile, window
 from server.publishing.settings import PublishingSettings
 from tests.analytics.support import at, profile, snapshot
 from tests.fakes import Fakes
-from tests.harness import Backing, ServerThread, publishing_test_settings, test_settings
+from tests.harness import Backing, Isolated, ServerThread, publishing_test_settings, test_settings
 from tests.helpers import error_info
 
 Event = analytics_pb2.WatchProfileMetricsResponse
@@ -388,3 +389,66 @@ def test_socialhub_watch_shows_each_event(
     assert "+150" in shown
     ingest(analytics, snapshot(owner, "launch-video", at(11), likes=130, comments=30))
     shown = _screen_shows(screen, "2 events", "+10")
+
+
+def test_a_redis_outage_loses_live_events_only(isolated: Isolated) -> None:
+    backing, server = isolated.backing, isolated.server
+    analytics = AnalyticsServiceStub(isolated.channel)
+    owner = profile(ProfileServiceStub(isolated.channel), "Outage Creator")
+    watch = Watch(analytics, owner)
+    try:
+        wait_for(lambda: hub(server).watched_profiles == 1, what="the watch to start")
+        ingest(analytics, snapshot(owner, "before", at(10), likes=1))
+        assert watch.next().metrics.post_id == "before"
+        backing.redis.stop()
+        try:
+            # Ingestion commits regardless; only the live event is lost.
+            ingest(analytics, snapshot(owner, "during", at(10), likes=2))
+            post = analytics.GetPostAnalytics(
+                analytics_pb2.GetPostAnalyticsRequest(
+                    profile=owner, platform=profile_pb2.PLATFORM_INSTAGRAM, post_id="during"
+                )
+            )
+            assert post.latest.likes == 2
+            with pytest.raises(grpc.RpcError) as caught:
+                Watch(analytics, owner).next()
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert error_info(caught.value).reason == "LIVE_EVENTS_UNAVAILABLE"
+        finally:
+            backing.redis.start()
+        # The watcher that was open kept waiting, and hears what comes next.
+        deadline = time.monotonic() + 10
+        attempt = 0
+        while True:
+            attempt += 1  # a new observation each time: a resent one would be no event
+            ingest(analytics, snapshot(owner, "after", at(10 + attempt / 60), likes=3))
+            try:
+                event = watch.next(timeout=0.5)
+                break
+            except queue.Empty:
+                assert time.monotonic() < deadline, "the watcher never heard from Redis again"
+        assert event.metrics.post_id == "after"
+    finally:
+        watch.cancel()
+
+
+def test_percentiles_interpolate_in_the_window_s_buckets() -> None:
+    def counts(calls: float, buckets: dict[float, float]) -> MethodCounts:
+        return MethodCounts(calls, 0, tuple(sorted(buckets.items())))
+
+    method = "/socialhub.v1.AnalyticsService/GetDirectoryStats"
+    inf = float("inf")
+    # Before: 100 slow calls (all between 1 and 2.5 s). Then 10 fast ones (0.5 to 1 ms).
+    before = Sample(
+        time=10.0, methods={method: counts(100, {0.0005: 0, 0.001: 0, 2.5: 100, inf: 100})}
+    )
+    after = Sample(
+        time=12.0, methods={method: counts(110, {0.0005: 0, 0.001: 10, 2.5: 110, inf: 110})}
+    )
+    win = window(before, after)
+    assert win.seconds == 2.0
+    assert win.methods[method].calls == 10
+    # The median of the window's 10 calls is halfway through the (0.5 ms, 1 ms] bucket.
+    assert quantile(0.5, win.methods[method].buckets) == pytest.approx(0.00075)
+    assert quantile(0.99, win.methods[method].buckets) == pytest.approx(0.000995)
+    assert quantile(0.5, ()) == 0.0
