@@ -1,7 +1,7 @@
 """WatchServiceMetrics: the process's Prometheus counters, differenced between ticks.
 
 This replica's figures come from its registry (server.core.metrics_sample). For the fleet,
-every replica publishes its cumulative sample to one Redis hash each second (a field per
+every replica publishes its cumulative sample to one Redis hash twice a second (a field per
 replica, with the sample's time: a replica gone quiet for `STALE_S` is ignored and
 removed); the stream differences each replica's samples on their own (counters of a
 restarted replica start again from 0) and sums the windows.
@@ -31,7 +31,8 @@ from server.core.metrics_sample import Sample, Window, merge, quantile, sample, 
 log = logging.getLogger("socialhub.analytics")
 
 FLEET_KEY = "analytics:live:replicas"
-PUBLISH_INTERVAL_S = 1.0
+PUBLISH_INTERVAL_S = 0.5
+FLEET_MIN_INTERVAL_S = 1.0
 STALE_S = 5.0
 DEFAULT_INTERVAL_S = 2.0
 MIN_INTERVAL_S = 0.5
@@ -91,8 +92,10 @@ class ServiceMetrics:
                 reason="SERVICE_METRICS_DISABLED",
             )
         read = self._fleet if fleet else self._own
+        if fleet:
+            # Each replica publishes twice a second: a tick then sees a new sample of each.
+            interval_s = max(interval_s, FLEET_MIN_INTERVAL_S)
         before = await read()
-        last_windows: dict[str, Window] = {}
         while True:
             await asyncio.sleep(interval_s)
             after = await read()
@@ -100,15 +103,12 @@ class ServiceMetrics:
             for replica, now in after.items():
                 then = before.get(replica)
                 if then is None or now.time <= then.time:
-                    # Not republished since (or new): its last window stands in.
-                    if replica in last_windows:
-                        windows[replica] = last_windows[replica]
-                    continue
+                    continue  # new, or not republished since: its calls count next time
                 if any(now.methods.get(m, c).calls < c.calls for m, c in then.methods.items()):
                     continue  # restarted: its counters began again
                 windows[replica] = window(then, now)
+            # A replica missing from this read keeps its last sample to difference from.
             before = {**before, **after}
-            last_windows = windows
             yield _response(windows, interval_s, self.clock(), max(len(after), 1))
 
     async def _own(self) -> dict[str, Sample]:

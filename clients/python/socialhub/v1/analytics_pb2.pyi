@@ -1411,7 +1411,8 @@ class WatchServiceMetricsRequest(_message.Message):
     FLEET_FIELD_NUMBER: _builtins.int
     fleet: _builtins.bool
     """Optional. Every replica's metrics merged (each publishes its own to
-    Redis), instead of only the serving replica's.
+    Redis twice a second), instead of only the serving replica's; the
+    interval is then at least 1 s.
     """
     @_builtins.property
     def interval(self) -> _duration_pb2.Duration:

@@ -1464,7 +1464,8 @@ export type WatchServiceMetricsRequest = Message<"socialhub.v1.WatchServiceMetri
 
   /**
    * Optional. Every replica's metrics merged (each publishes its own to
-   * Redis), instead of only the serving replica's.
+   * Redis twice a second), instead of only the serving replica's; the
+   * interval is then at least 1 s.
    *
    * @generated from field: bool fleet = 2;
    */
