@@ -59,6 +59,13 @@ def _format(event_id: EventId) -> str:
 class _Subscriber:
     queue: asyncio.Queue[tuple[EventId, Event]]
     lagging: bool = False
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            # Wakes a watcher waiting on its queue (a full queue has none waiting).
+            self.queue.put_nowait((ZERO, Event()))
 
     def offer(self, event_id: EventId, event: Event) -> None:
         try:
@@ -89,6 +96,7 @@ class ProfileEvents:
     _subscribers: dict[int, set[_Subscriber]] = field(default_factory=lambda: defaultdict(set))
     _wake: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
+    _stopping: bool = False
 
     # ------------------------------------------------------------------ the worker
 
@@ -97,6 +105,12 @@ class ProfileEvents:
         self._task = asyncio.create_task(self._read(), name="analytics-live-reader")
 
     async def stop(self) -> None:
+        # The replica is going: its watchers end with UNAVAILABLE and resume elsewhere (with
+        # their last event_id) while it drains, instead of hanging until the calls' grace.
+        self._stopping = True
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -147,12 +161,17 @@ class ProfileEvents:
                 f"live events are unavailable ({type(error).__name__}); retry",
                 reason="LIVE_EVENTS_UNAVAILABLE",
             ) from None
-        subscriber = _Subscriber(asyncio.Queue(self.queue_size))
+        subscriber = _Subscriber(asyncio.Queue(self.queue_size), closed=self._stopping)
         self._subscribe(profile_id, subscriber, start)
         last = start
         replay = True
         try:
             while True:
+                if subscriber.closed:
+                    raise Unavailable(
+                        "this replica is shutting down: watch again with resume_event_id",
+                        reason="LIVE_EVENTS_UNAVAILABLE",
+                    )
                 if replay or subscriber.lagging:
                     if subscriber.lagging:
                         subscriber.lagging = False

@@ -452,3 +452,31 @@ def test_percentiles_interpolate_in_the_window_s_buckets() -> None:
     assert quantile(0.5, win.methods[method].buckets) == pytest.approx(0.00075)
     assert quantile(0.99, win.methods[method].buckets) == pytest.approx(0.000995)
     assert quantile(0.5, ()) == 0.0
+
+
+def test_a_stopping_replica_ends_its_watches_and_they_resume_elsewhere(
+    analytics: AnalyticsServiceStub, backing: Backing, fakes: Fakes, owner: str, watch_of: Any
+) -> None:
+    other = second_replica(backing, fakes)
+    stopping = threading.Thread(target=other.stop)
+    try:
+        with backing.channel(other.address) as channel:
+            watch = watch_of(owner, stub=AnalyticsServiceStub(channel))
+            wait_for(lambda: hub(other).watched_profiles == 1, what="the watch to start")
+            ingest(analytics, snapshot(owner, "a", at(10), likes=1))
+            seen = watch.next()
+            started = time.monotonic()
+            stopping.start()
+            with pytest.raises(grpc.RpcError) as caught:
+                watch.next()
+            ended_after = time.monotonic() - started
+    finally:
+        if not stopping.is_alive() and stopping.ident is None:
+            other.stop()
+        stopping.join(30)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_info(caught.value).reason == "LIVE_EVENTS_UNAVAILABLE"
+    assert ended_after < 2.0  # not the calls' shutdown grace
+    ingest(analytics, snapshot(owner, "b", at(10), likes=2))
+    resumed = watch_of(owner, resume=seen.event_id)
+    assert resumed.next().metrics.post_id == "b"

@@ -114,7 +114,8 @@ class AnalyticsServiceStub:
     INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
     OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
     longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
-    reached when the stream starts (later outages only delay events).
+    reached when the stream starts (later outages only delay events) or the
+    replica is shutting down: watch again with resume_event_id.
     """
     WatchServiceMetrics: _grpc.UnaryStreamMultiCallable[_analytics_pb2.WatchServiceMetricsRequest, _analytics_pb2.WatchServiceMetricsResponse]
     """Streams the service's own metrics every interval: calls per second,
@@ -211,7 +212,8 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
     OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
     longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
-    reached when the stream starts (later outages only delay events).
+    reached when the stream starts (later outages only delay events) or the
+    replica is shutting down: watch again with resume_event_id.
     """
     WatchServiceMetrics: _aio.UnaryStreamMultiCallable[_analytics_pb2.WatchServiceMetricsRequest, _analytics_pb2.WatchServiceMetricsResponse]  # type: ignore[assignment]
     """Streams the service's own metrics every interval: calls per second,
@@ -365,7 +367,8 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
         OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
         longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
-        reached when the stream starts (later outages only delay events).
+        reached when the stream starts (later outages only delay events) or the
+        replica is shutting down: watch again with resume_event_id.
         """
 
     @_abc_1.abstractmethod

@@ -1949,7 +1949,8 @@ export const AnalyticsService: GenService<{
    * INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
    * OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
    * longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
-   * reached when the stream starts (later outages only delay events).
+   * reached when the stream starts (later outages only delay events) or the
+   * replica is shutting down: watch again with resume_event_id.
    *
    * @generated from rpc socialhub.v1.AnalyticsService.WatchProfileMetrics
    */
