@@ -1,4 +1,4 @@
-"""The `socialhub` command: serve, migrate, seed, keys, tokens."""
+"""The `socialhub` command: serve, migrate, seed, keys, tokens, top, watch."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import demo_platforms
+from server import demo_platforms, live_cli
 from server.app import DOMAINS, application
 from server.core import apikeys, tls
 from server.core import migrate as migrations
@@ -466,6 +466,10 @@ def rotate_tokens() -> None:
         f"re-encrypted {done.tokens} tokens and {done.verifiers} connection verifiers with the "
         f"first key; {done.current} were already under it"
     )
+
+
+cli.command("top")(live_cli.top)
+cli.command("watch")(live_cli.watch)
 
 
 def main() -> None:

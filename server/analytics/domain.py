@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.analytics.cache_tags import profile_tag
 from server.analytics.creators import CreatorSearches
 from server.analytics.ingestion import Ingestion
+from server.analytics.live import ProfileEvents
 from server.analytics.partitions import Partitions
 from server.analytics.reports import Reports
+from server.analytics.service_metrics import ServiceMetrics
 from server.analytics.servicer import AnalyticsServicer
 from server.analytics.settings import AnalyticsSettings
 from server.analytics.tables import TABLES
@@ -31,7 +33,9 @@ def build(context: DomainContext) -> Plugin:
     settings = context.settings_for(AnalyticsSettings)
     context.require(ProfileHooks).deletion.append(_forget_profiles)
     partitions = Partitions(context.engine, settings)
-    ingestion = Ingestion(context.engine, context.cache, partitions)
+    live = ProfileEvents(context.cache.redis, max_events=settings.analytics_live_max_events)
+    service_metrics = ServiceMetrics(context.metrics, context.cache.redis)
+    ingestion = Ingestion(context.engine, context.cache, partitions, live)
     reports = Reports(
         context.engine,
         context.cache,
@@ -39,7 +43,9 @@ def build(context: DomainContext) -> Plugin:
         settings.analytics_cache_ttl_s,
     )
     creators = CreatorSearches(context.engine, context.tokens)
-    servicer = AnalyticsServicer(ingestion, reports, creators, settings)
+    servicer = AnalyticsServicer(
+        ingestion, reports, creators, settings, live=live, service_metrics=service_metrics
+    )
     return Plugin(
         services=[
             Service(
@@ -57,6 +63,7 @@ def build(context: DomainContext) -> Plugin:
                 partitions.maintain,
             )
         ],
+        workers=[live, service_metrics],
     )
 
 

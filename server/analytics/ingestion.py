@@ -14,11 +14,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
+from socialhub.v1 import analytics_pb2
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.analytics import repository
 from server.analytics.cache_tags import profile_tag
+from server.analytics.live import Event, ProfileEvents
+from server.analytics.mapping import ENUM_BY_PLATFORM, PROFILE_COLLECTION
 from server.analytics.model import AudienceValues, FollowerCountValues, IngestResult, Snapshot
 from server.analytics.partitions import Partitions, month_start
 from server.analytics.tables import ENGAGEMENT, METRICS
@@ -56,27 +59,42 @@ def _no_partition(error: exc.DBAPIError) -> bool:
 
 
 class Ingestion:
-    def __init__(self, engine: AsyncEngine, cache: Cache, partitions: Partitions) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cache: Cache,
+        partitions: Partitions,
+        live: ProfileEvents | None = None,
+    ) -> None:
         self._engine = engine
         self._cache = cache
         self._partitions = partitions
+        self._live = live
 
     async def metric_snapshots(self, items: Sequence[Snapshot]) -> IngestResult:
         # The first of a repeated (post, observe_time) in a batch is the one recorded.
         unique = list({(s.post_key, s.observe_time): s for s in reversed(items)}.values())[::-1]
         try:
-            created = await self._apply_snapshots(unique)
+            events = await self._apply_snapshots(unique)
         except exc.IntegrityError as error:
             if not _no_partition(error):
                 raise
             # A month no partition covers yet (a backfill, or the job has not run): make it and
             # run the batch again; nothing of the failed attempt was committed.
             await self._partitions.ensure(month_start(s.observe_time) for s in unique)
-            created = await self._apply_snapshots(unique)
+            events = await self._apply_snapshots(unique)
         await self._invalidate(s.profile_id for s in unique)
+        if self._live is not None:
+            # Committed: now the watchers may hear of it (best effort, see live.py).
+            stamp = datetime.now(UTC)
+            for _, event in events:
+                event.record_time.FromDatetime(stamp)
+            await self._live.publish(events)
+        created = len(events)
         return IngestResult(created=created, unchanged=len(items) - created)
 
-    async def _apply_snapshots(self, items: Sequence[Snapshot]) -> int:
+    async def _apply_snapshots(self, items: Sequence[Snapshot]) -> list[tuple[int, Event]]:
+        """Apply the batch; return an event per snapshot recorded, in the batch's order."""
         async with self._engine.begin() as conn:
             await lock_existing_profiles(conn, [s.profile_id for s in items])
             first_of_post = {s.post_key: s for s in reversed(items)}
@@ -127,7 +145,7 @@ class Ingestion:
                         )
                     ],
                 )
-        return len(created)
+        return _events(items, posts, created, changes)
 
     async def follower_counts(self, items: Sequence[FollowerCountValues]) -> int:
         # One row per key: of two for the same day, the later observation (then the last sent).
@@ -162,6 +180,44 @@ class Ingestion:
 
     async def _invalidate(self, profile_ids: Any) -> None:
         await self._cache.invalidate(*(profile_tag(i) for i in sorted(set(profile_ids))))
+
+
+def _events(
+    items: Sequence[Snapshot],
+    posts: Mapping[tuple[int, str, str], Any],
+    created: set[tuple[int, datetime]],
+    changes: _Changes,
+) -> list[tuple[int, Event]]:
+    moved = {(c["b_id"], c["b_observe_time"]) for c in changes.latest}
+    events = []
+    for s in items:
+        post = posts[s.post_key]
+        if (post.id, s.observe_time) not in created:
+            continue
+        values = dict(zip(METRICS, s.metrics, strict=True))
+        engagement = sum(values[m] for m in ENGAGEMENT)
+        latest = (post.id, s.observe_time) in moved
+        before = sum(getattr(post, m) for m in ENGAGEMENT)
+        metrics = analytics_pb2.PostMetrics(
+            platform=ENUM_BY_PLATFORM[s.platform],  # type: ignore[arg-type]
+            post_id=s.post_id,
+            engagement=engagement,
+            **values,  # type: ignore[arg-type]
+        )
+        metrics.publish_time.FromDatetime(post.publish_time)
+        metrics.observe_time.FromDatetime(s.observe_time)
+        events.append(
+            (
+                s.profile_id,
+                Event(
+                    profile=format_name(PROFILE_COLLECTION, s.profile_id),
+                    metrics=metrics,
+                    latest=latest,
+                    engagement_change=engagement - before if latest else 0,
+                ),
+            )
+        )
+    return events
 
 
 @dataclass

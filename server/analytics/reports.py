@@ -126,6 +126,10 @@ class Reports:
         payload = await self._cached(query.profile_id, f"report|{query!r}", load)
         return analytics_pb2.GetProfileAnalyticsResponse.FromString(payload)
 
+    async def profile_exists(self, profile_id: int) -> bool:
+        async with self._reads.connect() as conn:
+            return await profile_exists(conn, profile_id)
+
     async def _profile_analytics(
         self, query: ReportQuery
     ) -> analytics_pb2.GetProfileAnalyticsResponse:

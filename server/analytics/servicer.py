@@ -11,9 +11,11 @@ from socialhub.v1 import analytics_pb2, analytics_pb2_grpc
 
 from server.analytics import validation
 from server.analytics.creators import CreatorSearches
-from server.analytics.ingestion import Ingestion
+from server.analytics.ingestion import Ingestion, profile_not_found
+from server.analytics.live import ProfileEvents
 from server.analytics.partitions import retention_cutoff
 from server.analytics.reports import Reports
+from server.analytics.service_metrics import ServiceMetrics, clamp_interval
 from server.analytics.settings import AnalyticsSettings
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.pagination import PageSize, fingerprint
@@ -30,7 +32,12 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         creators: CreatorSearches,
         settings: AnalyticsSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        live: ProfileEvents,
+        service_metrics: ServiceMetrics,
     ) -> None:
+        self._live = live
+        self._service_metrics = service_metrics
         self._ingestion = ingestion
         self._reports = reports
         self._creators = creators
@@ -124,3 +131,19 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         return await self._creators.search(
             search, page_size, request.page_token, fingerprint("SearchCreators", bound)
         )
+
+    async def WatchProfileMetrics(
+        self, request: analytics_pb2.WatchProfileMetricsRequest, context: Context
+    ) -> AsyncIterator[analytics_pb2.WatchProfileMetricsResponse]:
+        profile_id, resume = validation.watch_profile(request)
+        if not await self._reports.profile_exists(profile_id):
+            raise profile_not_found(profile_id)
+        async for event in self._live.watch(profile_id, resume):
+            yield event
+
+    async def WatchServiceMetrics(
+        self, request: analytics_pb2.WatchServiceMetricsRequest, context: Context
+    ) -> AsyncIterator[analytics_pb2.WatchServiceMetricsResponse]:
+        interval = clamp_interval(validation.interval_seconds(request))
+        async for sample in self._service_metrics.watch(interval, fleet=request.fleet):
+            yield sample

@@ -17,3 +17,5 @@ class AnalyticsSettings(BaseSettings):
     # Monthly partitions made ahead of time by the partition job.
     analytics_partitions_ahead_months: int = 3
     analytics_partition_interval_s: float = 3600.0
+    # Live events (WatchProfileMetrics) kept per profile in its Redis stream (MAXLEN ~).
+    analytics_live_max_events: int = 1000

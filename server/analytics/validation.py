@@ -10,6 +10,7 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 from socialhub.v1 import analytics_pb2
 
+from server.analytics.live import parse_event_id
 from server.analytics.mapping import (
     AGE_BY_ENUM,
     GENDER_BY_ENUM,
@@ -333,3 +334,24 @@ def creator_search(request: analytics_pb2.SearchCreatorsRequest) -> CreatorSearc
         min_engagement_rate=request.min_engagement_rate,
         audience_country=request.audience_country,
     )
+
+
+def watch_profile(
+    request: analytics_pb2.WatchProfileMetricsRequest,
+) -> tuple[int, tuple[int, int] | None]:
+    profile = profile_id(request.profile)
+    if not request.resume_event_id:
+        return profile, None
+    resume = parse_event_id(request.resume_event_id)
+    if resume is None:
+        raise InvalidArgument.single(
+            "resume_event_id", "must be an event_id this stream sent (`<ms>-<seq>`)"
+        )
+    return profile, resume
+
+
+def interval_seconds(request: analytics_pb2.WatchServiceMetricsRequest) -> float:
+    seconds = request.interval.seconds + request.interval.nanos / 1e9
+    if seconds < 0:
+        raise InvalidArgument.single("interval", "must not be negative")
+    return seconds

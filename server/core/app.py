@@ -119,6 +119,7 @@ class Application:
             settings,
             domain_settings=self.domain_settings,
             database_url=self.database_url,
+            metrics=self.metrics,
         )
         self.plugins = [domain.build(context) for domain in self.domains]
         services = [service for plugin in self.plugins for service in plugin.services]

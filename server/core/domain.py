@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 from pydantic_settings import BaseSettings
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.core.cache import Cache
 from server.core.config import Settings
 from server.core.pagination import PageTokens
+
+if TYPE_CHECKING:
+    from server.core.metrics import Metrics
 
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
@@ -84,6 +87,9 @@ class DomainContext:
     domain_settings: Mapping[type[BaseSettings], BaseSettings] = field(default_factory=dict)
     # For a domain's own connections outside the pool (a LISTEN connection, say).
     database_url: str = ""
+    # The process's Prometheus metrics (None with METRICS_ENABLED=false), for a domain that
+    # reports them (server.core.metrics_sample reads them back).
+    metrics: Metrics | None = None
     _apis: dict[type[Any], Any] = field(default_factory=dict)
 
     def settings_for(self, kind: type[S]) -> S:

@@ -70,6 +70,10 @@ class Unavailable(DomainError):
     pass
 
 
+class OutOfRange(DomainError):
+    """A position (a cursor, an event id) past what is kept: the client starts over."""
+
+
 class Unauthenticated(DomainError):
     """No credentials, or ones that prove nothing (unknown, expired, revoked); the reason says
     which."""

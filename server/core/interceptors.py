@@ -39,6 +39,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.Aborted: code_pb2.ABORTED,
     errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.OutOfRange: code_pb2.OUT_OF_RANGE,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from google.protobuf.duration_pb2 import Duration
 from socialhub.v1 import analytics_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
@@ -57,5 +58,12 @@ def examples(context: ExampleContext) -> Examples:
         ),
         SERVICE + "SearchCreators": analytics_pb2.SearchCreatorsRequest(
             platform=profile_pb2.PLATFORM_INSTAGRAM, min_followers=1, page_size=5
+        ),
+        # Open-ended streams: the field-behaviour walker reads them for a short while.
+        SERVICE + "WatchProfileMetrics": analytics_pb2.WatchProfileMetricsRequest(
+            profile=owner, resume_event_id="0-0"
+        ),
+        SERVICE + "WatchServiceMetrics": analytics_pb2.WatchServiceMetricsRequest(
+            interval=Duration(nanos=500_000_000)
         ),
     }

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from socialhub.v1 import analytics_pb2
+from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from tests.analytics.support import profile
@@ -18,7 +23,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_analytics_calls_from_the_readme(
-    backing: Backing, server: ServerThread, profiles: ProfileServiceStub
+    backing: Backing,
+    server: ServerThread,
+    profiles: ProfileServiceStub,
+    analytics: AnalyticsServiceStub,
 ) -> None:
     assert profile(profiles) == "profiles/1"  # the tables are emptied with RESTART IDENTITY
     commands = [
@@ -26,7 +34,10 @@ def test_analytics_calls_from_the_readme(
         for line in README.read_text().replace("\\\n", " ").splitlines()
         if line.strip().startswith("grpcurl ") and "socialhub.v1.AnalyticsService/" in line
     ]
+    watches = [command for command in commands if "AnalyticsService/Watch" in command]
+    commands = [command for command in commands if command not in watches]
     assert len(commands) >= 3, commands
+    assert len(watches) == 2, watches
     outputs = []
     for command in commands:
         result = subprocess.run(
@@ -46,3 +57,33 @@ def test_analytics_calls_from_the_readme(
     assert outputs[1]["post_count"] == "1"
     assert outputs[1]["engagement"] == "137"
     assert outputs[2]["profile_count"] == "1"
+
+    # The live ones run until cancelled: what they print in a few seconds.
+    running = [
+        subprocess.Popen(
+            command.replace("grpcurl ", f"{GRPCURL} ", 1).replace(
+                "127.0.0.1:50051", server.address
+            ),
+            shell=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"SOCIALHUB_KEY": backing.admin_key},
+            start_new_session=True,
+        )
+        for command in watches
+    ]
+    # Calls for the metrics stream to count, over more than one of its 1 s intervals.
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        analytics.GetDirectoryStats(analytics_pb2.GetDirectoryStatsRequest())
+        time.sleep(0.05)
+    printed = []
+    for process in running:
+        os.killpg(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+        printed.append(out + err)
+    assert '"post_id": "C1x9"' in printed[0], printed[0]
+    assert '"event_id"' in printed[0], printed[0]
+    assert "socialhub.v1.AnalyticsService/GetDirectoryStats" in printed[1], printed[1]
+    assert '"replica_count"' in printed[1], printed[1]

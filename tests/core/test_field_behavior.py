@@ -38,6 +38,12 @@ from tests.helpers import field_violations
 
 TESTS = Path(__file__).resolve().parents[1]
 CALL_TIMEOUT_S = 10.0
+# Server streams that end only when the client cancels them (live watches).
+OPEN_ENDED_STREAMS = {
+    "/socialhub.v1.AnalyticsService/WatchProfileMetrics",
+    "/socialhub.v1.AnalyticsService/WatchServiceMetrics",
+}
+OPEN_ENDED_STREAM_S = 1.5
 REQUIRED = "REQUIRED"
 OUTPUT_ONLY = "OUTPUT_ONLY"
 # Deep enough for any request of ours, and a stop for recursive message types.
@@ -155,6 +161,18 @@ def _call(channel: grpc.Channel, method: MethodDescriptor, request: Message) -> 
                 iter([request]), timeout=CALL_TIMEOUT_S
             )
         ]
+    if method.server_streaming and name in OPEN_ENDED_STREAMS:
+        # It runs until cancelled: what arrives before a short deadline is the answer.
+        responses: list[Message] = []
+        open_call = channel.unary_stream(name, serialize, deserialize)(
+            request, timeout=OPEN_ENDED_STREAM_S
+        )
+        try:
+            responses.extend(open_call)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+        return responses
     if method.server_streaming:
         return list(
             channel.unary_stream(name, serialize, deserialize)(request, timeout=CALL_TIMEOUT_S)

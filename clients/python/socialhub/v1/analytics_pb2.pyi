@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -1321,3 +1322,218 @@ class SearchCreatorsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchCreatorsResponse: _TypeAlias = SearchCreatorsResponse  # noqa: Y015
+
+@_typing.final
+class WatchProfileMetricsRequest(_message.Message):
+    """Request message for WatchProfileMetrics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_FIELD_NUMBER: _builtins.int
+    RESUME_EVENT_ID_FIELD_NUMBER: _builtins.int
+    profile: _builtins.str
+    """Required. The profile watched."""
+    resume_event_id: _builtins.str
+    """Optional. The event_id of the last event the client received: the stream
+    starts with the events after it. Empty starts with the next event.
+    """
+    def __init__(
+        self,
+        *,
+        profile: _builtins.str = ...,
+        resume_event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "resume_event_id", b"resume_event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchProfileMetricsRequest: _TypeAlias = WatchProfileMetricsRequest  # noqa: Y015
+
+@_typing.final
+class WatchProfileMetricsResponse(_message.Message):
+    """Response message for WatchProfileMetrics: one recorded metric snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    LATEST_FIELD_NUMBER: _builtins.int
+    ENGAGEMENT_CHANGE_FIELD_NUMBER: _builtins.int
+    RECORD_TIME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Output only. The event's id, increasing within the profile's stream: pass
+    the last one received as resume_event_id to resume.
+    """
+    profile: _builtins.str
+    """Output only. The profile."""
+    latest: _builtins.bool
+    """Output only. Whether the snapshot became its post's latest metrics (a
+    late, older snapshot only joins the series).
+    """
+    engagement_change: _builtins.int
+    """Output only. How much the post's engagement moved (0 unless latest)."""
+    @_builtins.property
+    def metrics(self) -> Global___PostMetrics:
+        """Output only. The snapshot's post and metrics."""
+
+    @_builtins.property
+    def record_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the snapshot was committed."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        metrics: Global___PostMetrics | None = ...,
+        latest: _builtins.bool = ...,
+        engagement_change: _builtins.int = ...,
+        record_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "record_time", b"record_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engagement_change", b"engagement_change", "event_id", b"event_id", "latest", b"latest", "metrics", b"metrics", "profile", b"profile", "record_time", b"record_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchProfileMetricsResponse: _TypeAlias = WatchProfileMetricsResponse  # noqa: Y015
+
+@_typing.final
+class WatchServiceMetricsRequest(_message.Message):
+    """Request message for WatchServiceMetrics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    FLEET_FIELD_NUMBER: _builtins.int
+    fleet: _builtins.bool
+    """Optional. Every replica's metrics merged (each publishes its own to
+    Redis twice a second), instead of only the serving replica's; the
+    interval is then at least 1 s.
+    """
+    @_builtins.property
+    def interval(self) -> _duration_pb2.Duration:
+        """Optional. Time between messages: unset or 0 means 2 s; below 0.5 s means
+        0.5 s, above 60 s means 60 s.
+        """
+
+    def __init__(
+        self,
+        *,
+        interval: _duration_pb2.Duration | None = ...,
+        fleet: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fleet", b"fleet", "interval", b"interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchServiceMetricsRequest: _TypeAlias = WatchServiceMetricsRequest  # noqa: Y015
+
+@_typing.final
+class MethodMetrics(_message.Message):
+    """One method's calls over an interval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    CALL_COUNT_FIELD_NUMBER: _builtins.int
+    CALLS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_FIELD_NUMBER: _builtins.int
+    P50_LATENCY_SECONDS_FIELD_NUMBER: _builtins.int
+    P99_LATENCY_SECONDS_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """Output only. The method, `/package.Service/Method`."""
+    call_count: _builtins.int
+    """Output only. Calls finished in the interval."""
+    calls_per_second: _builtins.float
+    """Output only. Calls finished per second."""
+    error_rate: _builtins.float
+    """Output only. The share of those calls that ended with a status other
+    than OK.
+    """
+    p50_latency_seconds: _builtins.float
+    """Output only. Median latency, interpolated in the histogram's bucket."""
+    p99_latency_seconds: _builtins.float
+    """Output only. 99th percentile latency, interpolated likewise."""
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        call_count: _builtins.int = ...,
+        calls_per_second: _builtins.float = ...,
+        error_rate: _builtins.float = ...,
+        p50_latency_seconds: _builtins.float = ...,
+        p99_latency_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_count", b"call_count", "calls_per_second", b"calls_per_second", "error_rate", b"error_rate", "method", b"method", "p50_latency_seconds", b"p50_latency_seconds", "p99_latency_seconds", b"p99_latency_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MethodMetrics: _TypeAlias = MethodMetrics  # noqa: Y015
+
+@_typing.final
+class WatchServiceMetricsResponse(_message.Message):
+    """Response message for WatchServiceMetrics: the interval just past."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLE_TIME_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    REPLICA_COUNT_FIELD_NUMBER: _builtins.int
+    CALLS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_RATIO_FIELD_NUMBER: _builtins.int
+    DB_POOL_IN_USE_FIELD_NUMBER: _builtins.int
+    DB_POOL_CAPACITY_FIELD_NUMBER: _builtins.int
+    METHODS_FIELD_NUMBER: _builtins.int
+    interval_seconds: _builtins.float
+    """Output only. The interval's length in seconds."""
+    replica_count: _builtins.int
+    """Output only. Replicas counted (1 unless fleet)."""
+    calls_per_second: _builtins.float
+    """Output only. Calls finished per second, every method."""
+    error_rate: _builtins.float
+    """Output only. The share of calls that did not end OK."""
+    cache_hit_ratio: _builtins.float
+    """Output only. Cache reads answered by Redis, of all cache reads; 0
+    without reads.
+    """
+    db_pool_in_use: _builtins.int
+    """Output only. Database connections checked out at the interval's end."""
+    db_pool_capacity: _builtins.int
+    """Output only. Connections the pools may open."""
+    @_builtins.property
+    def sample_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the interval ended."""
+
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedCompositeFieldContainer[Global___MethodMetrics]:
+        """Output only. Methods called in the interval, most calls first."""
+
+    def __init__(
+        self,
+        *,
+        sample_time: _timestamp_pb2.Timestamp | None = ...,
+        interval_seconds: _builtins.float = ...,
+        replica_count: _builtins.int = ...,
+        calls_per_second: _builtins.float = ...,
+        error_rate: _builtins.float = ...,
+        cache_hit_ratio: _builtins.float = ...,
+        db_pool_in_use: _builtins.int = ...,
+        db_pool_capacity: _builtins.int = ...,
+        methods: _abc.Iterable[Global___MethodMetrics] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sample_time", b"sample_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit_ratio", b"cache_hit_ratio", "calls_per_second", b"calls_per_second", "db_pool_capacity", b"db_pool_capacity", "db_pool_in_use", b"db_pool_in_use", "error_rate", b"error_rate", "interval_seconds", b"interval_seconds", "methods", b"methods", "replica_count", b"replica_count", "sample_time", b"sample_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchServiceMetricsResponse: _TypeAlias = WatchServiceMetricsResponse  # noqa: Y015

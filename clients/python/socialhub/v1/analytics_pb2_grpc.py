@@ -92,6 +92,16 @@ class AnalyticsServiceStub:
                 request_serializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsResponse.FromString,
                 _registered_method=True)
+        self.WatchProfileMetrics = channel.unary_stream(
+                '/socialhub.v1.AnalyticsService/WatchProfileMetrics',
+                request_serializer=socialhub_dot_v1_dot_analytics__pb2.WatchProfileMetricsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_analytics__pb2.WatchProfileMetricsResponse.FromString,
+                _registered_method=True)
+        self.WatchServiceMetrics = channel.unary_stream(
+                '/socialhub.v1.AnalyticsService/WatchServiceMetrics',
+                request_serializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -204,6 +214,35 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchProfileMetrics(self, request, context):
+        """Streams each metric snapshot recorded for a profile from now on (or from
+        after resume_event_id), whichever replica ingested it, oldest first. The
+        stream stays open until the client cancels it. Events live in Redis for a
+        bounded number per profile: a client that falls further behind re-reads
+        GetProfileAnalytics and watches again without resume_event_id.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist,
+        INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
+        OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
+        longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
+        reached when the stream starts (later outages only delay events) or the
+        replica is shutting down: watch again with resume_event_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchServiceMetrics(self, request, context):
+        """Streams the service's own metrics every interval: calls per second,
+        error rate and p50/p99 latency per method, cache hit ratio and database
+        pool use, of the replica serving the stream or of every replica.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a negative interval,
+        FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
+        metrics (METRICS_ENABLED=false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +290,16 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.SearchCreators,
                     request_deserializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsResponse.SerializeToString,
+            ),
+            'WatchProfileMetrics': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchProfileMetrics,
+                    request_deserializer=socialhub_dot_v1_dot_analytics__pb2.WatchProfileMetricsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_analytics__pb2.WatchProfileMetricsResponse.SerializeToString,
+            ),
+            'WatchServiceMetrics': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchServiceMetrics,
+                    request_deserializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -509,6 +558,60 @@ class AnalyticsService:
             '/socialhub.v1.AnalyticsService/SearchCreators',
             socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsRequest.SerializeToString,
             socialhub_dot_v1_dot_analytics__pb2.SearchCreatorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchProfileMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/socialhub.v1.AnalyticsService/WatchProfileMetrics',
+            socialhub_dot_v1_dot_analytics__pb2.WatchProfileMetricsRequest.SerializeToString,
+            socialhub_dot_v1_dot_analytics__pb2.WatchProfileMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchServiceMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/socialhub.v1.AnalyticsService/WatchServiceMetrics',
+            socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsRequest.SerializeToString,
+            socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -104,6 +104,27 @@ class AnalyticsServiceStub:
     negative page_size, INVALID_ARGUMENT (PAGE_TOKEN_INVALID) for a token not
     issued for this same search.
     """
+    WatchProfileMetrics: _grpc.UnaryStreamMultiCallable[_analytics_pb2.WatchProfileMetricsRequest, _analytics_pb2.WatchProfileMetricsResponse]
+    """Streams each metric snapshot recorded for a profile from now on (or from
+    after resume_event_id), whichever replica ingested it, oldest first. The
+    stream stays open until the client cancels it. Events live in Redis for a
+    bounded number per profile: a client that falls further behind re-reads
+    GetProfileAnalytics and watches again without resume_event_id.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist,
+    INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
+    OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
+    longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
+    reached when the stream starts (later outages only delay events) or the
+    replica is shutting down: watch again with resume_event_id.
+    """
+    WatchServiceMetrics: _grpc.UnaryStreamMultiCallable[_analytics_pb2.WatchServiceMetricsRequest, _analytics_pb2.WatchServiceMetricsResponse]
+    """Streams the service's own metrics every interval: calls per second,
+    error rate and p50/p99 latency per method, cache hit ratio and database
+    pool use, of the replica serving the stream or of every replica.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a negative interval,
+    FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
+    metrics (METRICS_ENABLED=false).
+    """
 
 @_typing.type_check_only
 class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
@@ -180,6 +201,27 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a bad filter or a
     negative page_size, INVALID_ARGUMENT (PAGE_TOKEN_INVALID) for a token not
     issued for this same search.
+    """
+    WatchProfileMetrics: _aio.UnaryStreamMultiCallable[_analytics_pb2.WatchProfileMetricsRequest, _analytics_pb2.WatchProfileMetricsResponse]  # type: ignore[assignment]
+    """Streams each metric snapshot recorded for a profile from now on (or from
+    after resume_event_id), whichever replica ingested it, oldest first. The
+    stream stays open until the client cancels it. Events live in Redis for a
+    bounded number per profile: a client that falls further behind re-reads
+    GetProfileAnalytics and watches again without resume_event_id.
+    Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist,
+    INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
+    OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
+    longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
+    reached when the stream starts (later outages only delay events) or the
+    replica is shutting down: watch again with resume_event_id.
+    """
+    WatchServiceMetrics: _aio.UnaryStreamMultiCallable[_analytics_pb2.WatchServiceMetricsRequest, _analytics_pb2.WatchServiceMetricsResponse]  # type: ignore[assignment]
+    """Streams the service's own metrics every interval: calls per second,
+    error rate and p50/p99 latency per method, cache hit ratio and database
+    pool use, of the replica serving the stream or of every replica.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a negative interval,
+    FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
+    metrics (METRICS_ENABLED=false).
     """
 
 class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -308,6 +350,39 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a bad filter or a
         negative page_size, INVALID_ARGUMENT (PAGE_TOKEN_INVALID) for a token not
         issued for this same search.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchProfileMetrics(
+        self,
+        request: _analytics_pb2.WatchProfileMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_analytics_pb2.WatchProfileMetricsResponse], _abc.AsyncIterator[_analytics_pb2.WatchProfileMetricsResponse]]:
+        """Streams each metric snapshot recorded for a profile from now on (or from
+        after resume_event_id), whichever replica ingested it, oldest first. The
+        stream stays open until the client cancels it. Events live in Redis for a
+        bounded number per profile: a client that falls further behind re-reads
+        GetProfileAnalytics and watches again without resume_event_id.
+        Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist,
+        INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
+        OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
+        longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
+        reached when the stream starts (later outages only delay events) or the
+        replica is shutting down: watch again with resume_event_id.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchServiceMetrics(
+        self,
+        request: _analytics_pb2.WatchServiceMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_analytics_pb2.WatchServiceMetricsResponse], _abc.AsyncIterator[_analytics_pb2.WatchServiceMetricsResponse]]:
+        """Streams the service's own metrics every interval: calls per second,
+        error rate and p50/p99 latency per method, cache hit ratio and database
+        pool use, of the replica serving the stream or of every replica.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a negative interval,
+        FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
+        metrics (METRICS_ENABLED=false).
         """
 
 def add_AnalyticsServiceServicer_to_server(servicer: AnalyticsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

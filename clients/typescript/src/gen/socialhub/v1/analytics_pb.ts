@@ -6,8 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import { file_google_api_resource } from "../../google/api/resource_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Platform } from "./profile_pb.js";
 import { file_socialhub_v1_profile } from "./profile_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file socialhub/v1/analytics.proto.
  */
 export const file_socialhub_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("Chxzb2NpYWxodWIvdjEvYW5hbHl0aWNzLnByb3RvEgxzb2NpYWxodWIudjEi+gIKDk1ldHJpY1NuYXBzaG90Ei8KB3Byb2ZpbGUYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvUHJvZmlsZRIuCghwbGF0Zm9ybRgCIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIVCgdwb3N0X2lkGAMgASgJQgTiQQECEjYKDHB1Ymxpc2hfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhITCgVsaWtlcxgGIAEoA0IE4kEBARIWCghjb21tZW50cxgHIAEoA0IE4kEBARIUCgZzaGFyZXMYCCABKANCBOJBAQESEwoFc2F2ZXMYCSABKANCBOJBAQESEwoFdmlld3MYCiABKANCBOJBAQESEwoFcmVhY2gYCyABKANCBOJBAQEiYQohQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIiYAoiQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXNwb25zZRIbCg1jcmVhdGVkX2NvdW50GAEgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgCIAEoA0IE4kEBAyJcChxJbXBvcnRNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIieAodSW1wb3J0TWV0cmljU25hcHNob3RzUmVzcG9uc2USGwoNbWVzc2FnZV9jb3VudBgBIAEoA0IE4kEBAxIbCg1jcmVhdGVkX2NvdW50GAIgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgDIAEoA0IE4kEBAyLBAQoNRm9sbG93ZXJDb3VudBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIXCglmb2xsb3dlcnMYBCABKANCBOJBAQEiXgogQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1JlcXVlc3QSOgoPZm9sbG93ZXJfY291bnRzGAEgAygLMhsuc29jaWFsaHViLnYxLkZvbGxvd2VyQ291bnRCBOJBAQIiQQohQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1Jlc3BvbnNlEhwKDnJlY29yZGVkX2NvdW50GAEgASgDQgTiQQEDIlAKCEFnZVNoYXJlEi8KCWFnZV9yYW5nZRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5BZ2VSYW5nZUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiJWCgtHZW5kZXJTaGFyZRIyCgZnZW5kZXIYASABKA4yHC5zb2NpYWxodWIudjEuQXVkaWVuY2VHZW5kZXJCBOJBAQISEwoFc2hhcmUYAiABKAFCBOJBAQIiNgoKUGxhY2VTaGFyZRITCgVwbGFjZRgBIAEoCUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiKAAwoQQXVkaWVuY2VTbmFwc2hvdBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphZ2Vfc2hhcmVzGAQgAygLMhYuc29jaWFsaHViLnYxLkFnZVNoYXJlQgTiQQEBEjYKDWdlbmRlcl9zaGFyZXMYBSADKAsyGS5zb2NpYWxodWIudjEuR2VuZGVyU2hhcmVCBOJBAQESNQoNdG9wX2NvdW50cmllcxgGIAMoCzIYLnNvY2lhbGh1Yi52MS5QbGFjZVNoYXJlQgTiQQEBEjIKCnRvcF9jaXRpZXMYByADKAsyGC5zb2NpYWxodWIudjEuUGxhY2VTaGFyZUIE4kEBASJnCiNCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVxdWVzdBJAChJhdWRpZW5jZV9zbmFwc2hvdHMYASADKAsyHi5zb2NpYWxodWIudjEuQXVkaWVuY2VTbmFwc2hvdEIE4kEBAiJECiRCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVzcG9uc2USHAoOcmVjb3JkZWRfY291bnQYASABKANCBOJBAQMiGgoYR2V0RGlyZWN0b3J5U3RhdHNSZXF1ZXN0IrcBChZQbGF0Zm9ybURpcmVjdG9yeVN0YXRzEi4KCHBsYXRmb3JtGAEgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEDEhoKDGhhbmRsZV9jb3VudBgCIAEoA0IE4kEBAxIaCgxhY3RpdmVfY291bnQYAyABKANCBOJBAQMSHAoOdmVyaWZpZWRfY291bnQYBCABKANCBOJBAQMSFwoJZm9sbG93ZXJzGAUgASgDQgTiQQEDImYKE0dyb3VwRGlyZWN0b3J5U3RhdHMSEwoFdmFsdWUYASABKAlCBOJBAQMSGwoNcHJvZmlsZV9jb3VudBgCIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAyABKANCBOJBAQMijQIKGUdldERpcmVjdG9yeVN0YXRzUmVzcG9uc2USGwoNcHJvZmlsZV9jb3VudBgBIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAiABKANCBOJBAQMSPQoJcGxhdGZvcm1zGAMgAygLMiQuc29jaWFsaHViLnYxLlBsYXRmb3JtRGlyZWN0b3J5U3RhdHNCBOJBAQMSNgoFem9uZXMYBCADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAxI9CgxkZXNpZ25hdGlvbnMYBSADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAyKdAgoaR2V0UHJvZmlsZUFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEjQKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhI0CgtncmFudWxhcml0eRgEIAEoDjIZLnNvY2lhbGh1Yi52MS5HcmFudWxhcml0eUIE4kEBAhIuCghwbGF0Zm9ybRgFIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBASKtAQoORm9sbG93ZXJHcm93dGgSLgoIcGxhdGZvcm0YASABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQMSHQoPc3RhcnRfZm9sbG93ZXJzGAIgASgDQgTiQQEDEhsKDWVuZF9mb2xsb3dlcnMYAyABKANCBOJBAQMSFAoGZ3Jvd3RoGAQgASgDQgTiQQEDEhkKC2dyb3d0aF9yYXRlGAUgASgBQgTiQQEDIvIBCg9BbmFseXRpY3NQZXJpb2QSNAoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGAoKcG9zdF9jb3VudBgCIAEoA0IE4kEBAxITCgVsaWtlcxgDIAEoA0IE4kEBAxIWCghjb21tZW50cxgEIAEoA0IE4kEBAxIUCgZzaGFyZXMYBSABKANCBOJBAQMSEwoFdmlld3MYBiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgHIAEoA0IE4kEBAxIdCg9lbmdhZ2VtZW50X3JhdGUYCCABKAFCBOJBAQMiYgoQUG9zdGluZ1Nsb3RTdGF0cxISCgRzbG90GAEgASgFQgTiQQEDEhgKCnBvc3RfY291bnQYAiABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAMgASgBQgTiQQEDIuACCgtQb3N0TWV0cmljcxIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAxIVCgdwb3N0X2lkGAIgASgJQgTiQQEDEjYKDHB1Ymxpc2hfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNgoMb2JzZXJ2ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxITCgVsaWtlcxgFIAEoA0IE4kEBAxIWCghjb21tZW50cxgGIAEoA0IE4kEBAxIUCgZzaGFyZXMYByABKANCBOJBAQMSEwoFc2F2ZXMYCCABKANCBOJBAQMSEwoFdmlld3MYCSABKANCBOJBAQMSEwoFcmVhY2gYCiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgLIAEoA0IE4kEBAyKqAwobR2V0UHJvZmlsZUFuYWx5dGljc1Jlc3BvbnNlEjUKCWZvbGxvd2VycxgBIAMoCzIcLnNvY2lhbGh1Yi52MS5Gb2xsb3dlckdyb3d0aEIE4kEBAxI0CgdwZXJpb2RzGAIgAygLMh0uc29jaWFsaHViLnYxLkFuYWx5dGljc1BlcmlvZEIE4kEBAxIYCgpwb3N0X2NvdW50GAMgASgDQgTiQQEDEhgKCmVuZ2FnZW1lbnQYBCABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAUgASgBQgTiQQEDEh0KD2VuZ2FnZW1lbnRfcmF0ZRgGIAEoAUIE4kEBAxI4CgpiZXN0X2hvdXJzGAcgAygLMh4uc29jaWFsaHViLnYxLlBvc3RpbmdTbG90U3RhdHNCBOJBAQMSOwoNYmVzdF93ZWVrZGF5cxgIIAMoCzIeLnNvY2lhbGh1Yi52MS5Qb3N0aW5nU2xvdFN0YXRzQgTiQQEDEjIKCXRvcF9wb3N0cxgJIAMoCzIZLnNvY2lhbGh1Yi52MS5Qb3N0TWV0cmljc0IE4kEBAyKRAQoXR2V0UG9zdEFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQECEhUKB3Bvc3RfaWQYAyABKAlCBOJBAQIixwEKC01ldHJpY1BvaW50EjYKDG9ic2VydmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSEwoFbGlrZXMYAiABKANCBOJBAQMSFgoIY29tbWVudHMYAyABKANCBOJBAQMSFAoGc2hhcmVzGAQgASgDQgTiQQEDEhMKBXNhdmVzGAUgASgDQgTiQQEDEhMKBXZpZXdzGAYgASgDQgTiQQEDEhMKBXJlYWNoGAcgASgDQgTiQQEDInwKGEdldFBvc3RBbmFseXRpY3NSZXNwb25zZRIvCgZsYXRlc3QYASABKAsyGS5zb2NpYWxodWIudjEuUG9zdE1ldHJpY3NCBOJBAQMSLwoGc2VyaWVzGAIgAygLMhkuc29jaWFsaHViLnYxLk1ldHJpY1BvaW50QgTiQQEDIoEBCh5HZXRBdWRpZW5jZURlbW9ncmFwaGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEBIloKH0dldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVzcG9uc2USNwoJYXVkaWVuY2VzGAEgAygLMh4uc29jaWFsaHViLnYxLkF1ZGllbmNlU25hcHNob3RCBOJBAQMirwIKFVNlYXJjaENyZWF0b3JzUmVxdWVzdBIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIbCg1taW5fZm9sbG93ZXJzGAIgASgDQgTiQQEBEhsKDW1heF9mb2xsb3dlcnMYAyABKANCBOJBAQESIQoTbWluX2VuZ2FnZW1lbnRfcmF0ZRgEIAEoAUIE4kEBARIeChBhdWRpZW5jZV9jb3VudHJ5GAUgASgJQgTiQQEBEjYKCG9yZGVyX2J5GAYgASgOMh4uc29jaWFsaHViLnYxLkNyZWF0b3JTb3J0RmllbGRCBOJBAQESFwoJcGFnZV9zaXplGAcgASgFQgTiQQEBEhgKCnBhZ2VfdG9rZW4YCCABKAlCBOJBAQEi/AEKB0NyZWF0b3ISLwoHcHJvZmlsZRgBIAEoCUIe4kEBA/pBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEDEhcKCWZvbGxvd2VycxgDIAEoA0IE4kEBAxIYCgpwb3N0X2NvdW50GAQgASgDQgTiQQEDEhgKCmVuZ2FnZW1lbnQYBSABKANCBOJBAQMSHQoPZW5nYWdlbWVudF9yYXRlGAYgASgBQgTiQQEDEiQKFmF1ZGllbmNlX2NvdW50cnlfc2hhcmUYByABKAFCBOJBAQMiZgoWU2VhcmNoQ3JlYXRvcnNSZXNwb25zZRItCghjcmVhdG9ycxgBIAMoCzIVLnNvY2lhbGh1Yi52MS5DcmVhdG9yQgTiQQEDEh0KD25leHRfcGFnZV90b2tlbhgCIAEoCUIE4kEBAyq6AQoIQWdlUmFuZ2USGQoVQUdFX1JBTkdFX1VOU1BFQ0lGSUVEEAASEwoPQUdFX1JBTkdFXzEzXzE3EAESEwoPQUdFX1JBTkdFXzE4XzI0EAISEwoPQUdFX1JBTkdFXzI1XzM0EAMSEwoPQUdFX1JBTkdFXzM1XzQ0EAQSEwoPQUdFX1JBTkdFXzQ1XzU0EAUSEwoPQUdFX1JBTkdFXzU1XzY0EAYSFQoRQUdFX1JBTkdFXzY1X1BMVVMQByqCAQoOQXVkaWVuY2VHZW5kZXISHwobQVVESUVOQ0VfR0VOREVSX1VOU1BFQ0lGSUVEEAASGgoWQVVESUVOQ0VfR0VOREVSX0ZFTUFMRRABEhgKFEFVRElFTkNFX0dFTkRFUl9NQUxFEAISGQoVQVVESUVOQ0VfR0VOREVSX09USEVSEAMqbAoLR3JhbnVsYXJpdHkSGwoXR1JBTlVMQVJJVFlfVU5TUEVDSUZJRUQQABITCg9HUkFOVUxBUklUWV9EQVkQARIUChBHUkFOVUxBUklUWV9XRUVLEAISFQoRR1JBTlVMQVJJVFlfTU9OVEgQAyqAAQoQQ3JlYXRvclNvcnRGaWVsZBIiCh5DUkVBVE9SX1NPUlRfRklFTERfVU5TUEVDSUZJRUQQABImCiJDUkVBVE9SX1NPUlRfRklFTERfRU5HQUdFTUVOVF9SQVRFEAESIAocQ1JFQVRPUl9TT1JUX0ZJRUxEX0ZPTExPV0VSUxACMpcIChBBbmFseXRpY3NTZXJ2aWNlEn8KGkJhdGNoQ3JlYXRlTWV0cmljU25hcHNob3RzEi8uc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlTWV0cmljU25hcHNob3RzUmVxdWVzdBowLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZU1ldHJpY1NuYXBzaG90c1Jlc3BvbnNlEnIKFUltcG9ydE1ldHJpY1NuYXBzaG90cxIqLnNvY2lhbGh1Yi52MS5JbXBvcnRNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0Gisuc29jaWFsaHViLnYxLkltcG9ydE1ldHJpY1NuYXBzaG90c1Jlc3BvbnNlKAESfAoZQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50cxIuLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUZvbGxvd2VyQ291bnRzUmVxdWVzdBovLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUZvbGxvd2VyQ291bnRzUmVzcG9uc2UShQEKHEJhdGNoQ3JlYXRlQXVkaWVuY2VTbmFwc2hvdHMSMS5zb2NpYWxodWIudjEuQmF0Y2hDcmVhdGVBdWRpZW5jZVNuYXBzaG90c1JlcXVlc3QaMi5zb2NpYWxodWIudjEuQmF0Y2hDcmVhdGVBdWRpZW5jZVNuYXBzaG90c1Jlc3BvbnNlEmQKEUdldERpcmVjdG9yeVN0YXRzEiYuc29jaWFsaHViLnYxLkdldERpcmVjdG9yeVN0YXRzUmVxdWVzdBonLnNvY2lhbGh1Yi52MS5HZXREaXJlY3RvcnlTdGF0c1Jlc3BvbnNlEmoKE0dldFByb2ZpbGVBbmFseXRpY3MSKC5zb2NpYWxodWIudjEuR2V0UHJvZmlsZUFuYWx5dGljc1JlcXVlc3QaKS5zb2NpYWxodWIudjEuR2V0UHJvZmlsZUFuYWx5dGljc1Jlc3BvbnNlEmEKEEdldFBvc3RBbmFseXRpY3MSJS5zb2NpYWxodWIudjEuR2V0UG9zdEFuYWx5dGljc1JlcXVlc3QaJi5zb2NpYWxodWIudjEuR2V0UG9zdEFuYWx5dGljc1Jlc3BvbnNlEnYKF0dldEF1ZGllbmNlRGVtb2dyYXBoaWNzEiwuc29jaWFsaHViLnYxLkdldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVxdWVzdBotLnNvY2lhbGh1Yi52MS5HZXRBdWRpZW5jZURlbW9ncmFwaGljc1Jlc3BvbnNlElsKDlNlYXJjaENyZWF0b3JzEiMuc29jaWFsaHViLnYxLlNlYXJjaENyZWF0b3JzUmVxdWVzdBokLnNvY2lhbGh1Yi52MS5TZWFyY2hDcmVhdG9yc1Jlc3BvbnNlYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp, file_socialhub_v1_profile]);
+  fileDesc("Chxzb2NpYWxodWIvdjEvYW5hbHl0aWNzLnByb3RvEgxzb2NpYWxodWIudjEi+gIKDk1ldHJpY1NuYXBzaG90Ei8KB3Byb2ZpbGUYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvUHJvZmlsZRIuCghwbGF0Zm9ybRgCIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIVCgdwb3N0X2lkGAMgASgJQgTiQQECEjYKDHB1Ymxpc2hfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhITCgVsaWtlcxgGIAEoA0IE4kEBARIWCghjb21tZW50cxgHIAEoA0IE4kEBARIUCgZzaGFyZXMYCCABKANCBOJBAQESEwoFc2F2ZXMYCSABKANCBOJBAQESEwoFdmlld3MYCiABKANCBOJBAQESEwoFcmVhY2gYCyABKANCBOJBAQEiYQohQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIiYAoiQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXNwb25zZRIbCg1jcmVhdGVkX2NvdW50GAEgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgCIAEoA0IE4kEBAyJcChxJbXBvcnRNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIieAodSW1wb3J0TWV0cmljU25hcHNob3RzUmVzcG9uc2USGwoNbWVzc2FnZV9jb3VudBgBIAEoA0IE4kEBAxIbCg1jcmVhdGVkX2NvdW50GAIgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgDIAEoA0IE4kEBAyLBAQoNRm9sbG93ZXJDb3VudBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIXCglmb2xsb3dlcnMYBCABKANCBOJBAQEiXgogQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1JlcXVlc3QSOgoPZm9sbG93ZXJfY291bnRzGAEgAygLMhsuc29jaWFsaHViLnYxLkZvbGxvd2VyQ291bnRCBOJBAQIiQQohQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1Jlc3BvbnNlEhwKDnJlY29yZGVkX2NvdW50GAEgASgDQgTiQQEDIlAKCEFnZVNoYXJlEi8KCWFnZV9yYW5nZRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5BZ2VSYW5nZUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiJWCgtHZW5kZXJTaGFyZRIyCgZnZW5kZXIYASABKA4yHC5zb2NpYWxodWIudjEuQXVkaWVuY2VHZW5kZXJCBOJBAQISEwoFc2hhcmUYAiABKAFCBOJBAQIiNgoKUGxhY2VTaGFyZRITCgVwbGFjZRgBIAEoCUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiKAAwoQQXVkaWVuY2VTbmFwc2hvdBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphZ2Vfc2hhcmVzGAQgAygLMhYuc29jaWFsaHViLnYxLkFnZVNoYXJlQgTiQQEBEjYKDWdlbmRlcl9zaGFyZXMYBSADKAsyGS5zb2NpYWxodWIudjEuR2VuZGVyU2hhcmVCBOJBAQESNQoNdG9wX2NvdW50cmllcxgGIAMoCzIYLnNvY2lhbGh1Yi52MS5QbGFjZVNoYXJlQgTiQQEBEjIKCnRvcF9jaXRpZXMYByADKAsyGC5zb2NpYWxodWIudjEuUGxhY2VTaGFyZUIE4kEBASJnCiNCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVxdWVzdBJAChJhdWRpZW5jZV9zbmFwc2hvdHMYASADKAsyHi5zb2NpYWxodWIudjEuQXVkaWVuY2VTbmFwc2hvdEIE4kEBAiJECiRCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVzcG9uc2USHAoOcmVjb3JkZWRfY291bnQYASABKANCBOJBAQMiGgoYR2V0RGlyZWN0b3J5U3RhdHNSZXF1ZXN0IrcBChZQbGF0Zm9ybURpcmVjdG9yeVN0YXRzEi4KCHBsYXRmb3JtGAEgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEDEhoKDGhhbmRsZV9jb3VudBgCIAEoA0IE4kEBAxIaCgxhY3RpdmVfY291bnQYAyABKANCBOJBAQMSHAoOdmVyaWZpZWRfY291bnQYBCABKANCBOJBAQMSFwoJZm9sbG93ZXJzGAUgASgDQgTiQQEDImYKE0dyb3VwRGlyZWN0b3J5U3RhdHMSEwoFdmFsdWUYASABKAlCBOJBAQMSGwoNcHJvZmlsZV9jb3VudBgCIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAyABKANCBOJBAQMijQIKGUdldERpcmVjdG9yeVN0YXRzUmVzcG9uc2USGwoNcHJvZmlsZV9jb3VudBgBIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAiABKANCBOJBAQMSPQoJcGxhdGZvcm1zGAMgAygLMiQuc29jaWFsaHViLnYxLlBsYXRmb3JtRGlyZWN0b3J5U3RhdHNCBOJBAQMSNgoFem9uZXMYBCADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAxI9CgxkZXNpZ25hdGlvbnMYBSADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAyKdAgoaR2V0UHJvZmlsZUFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEjQKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhI0CgtncmFudWxhcml0eRgEIAEoDjIZLnNvY2lhbGh1Yi52MS5HcmFudWxhcml0eUIE4kEBAhIuCghwbGF0Zm9ybRgFIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBASKtAQoORm9sbG93ZXJHcm93dGgSLgoIcGxhdGZvcm0YASABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQMSHQoPc3RhcnRfZm9sbG93ZXJzGAIgASgDQgTiQQEDEhsKDWVuZF9mb2xsb3dlcnMYAyABKANCBOJBAQMSFAoGZ3Jvd3RoGAQgASgDQgTiQQEDEhkKC2dyb3d0aF9yYXRlGAUgASgBQgTiQQEDIvIBCg9BbmFseXRpY3NQZXJpb2QSNAoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGAoKcG9zdF9jb3VudBgCIAEoA0IE4kEBAxITCgVsaWtlcxgDIAEoA0IE4kEBAxIWCghjb21tZW50cxgEIAEoA0IE4kEBAxIUCgZzaGFyZXMYBSABKANCBOJBAQMSEwoFdmlld3MYBiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgHIAEoA0IE4kEBAxIdCg9lbmdhZ2VtZW50X3JhdGUYCCABKAFCBOJBAQMiYgoQUG9zdGluZ1Nsb3RTdGF0cxISCgRzbG90GAEgASgFQgTiQQEDEhgKCnBvc3RfY291bnQYAiABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAMgASgBQgTiQQEDIuACCgtQb3N0TWV0cmljcxIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAxIVCgdwb3N0X2lkGAIgASgJQgTiQQEDEjYKDHB1Ymxpc2hfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNgoMb2JzZXJ2ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxITCgVsaWtlcxgFIAEoA0IE4kEBAxIWCghjb21tZW50cxgGIAEoA0IE4kEBAxIUCgZzaGFyZXMYByABKANCBOJBAQMSEwoFc2F2ZXMYCCABKANCBOJBAQMSEwoFdmlld3MYCSABKANCBOJBAQMSEwoFcmVhY2gYCiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgLIAEoA0IE4kEBAyKqAwobR2V0UHJvZmlsZUFuYWx5dGljc1Jlc3BvbnNlEjUKCWZvbGxvd2VycxgBIAMoCzIcLnNvY2lhbGh1Yi52MS5Gb2xsb3dlckdyb3d0aEIE4kEBAxI0CgdwZXJpb2RzGAIgAygLMh0uc29jaWFsaHViLnYxLkFuYWx5dGljc1BlcmlvZEIE4kEBAxIYCgpwb3N0X2NvdW50GAMgASgDQgTiQQEDEhgKCmVuZ2FnZW1lbnQYBCABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAUgASgBQgTiQQEDEh0KD2VuZ2FnZW1lbnRfcmF0ZRgGIAEoAUIE4kEBAxI4CgpiZXN0X2hvdXJzGAcgAygLMh4uc29jaWFsaHViLnYxLlBvc3RpbmdTbG90U3RhdHNCBOJBAQMSOwoNYmVzdF93ZWVrZGF5cxgIIAMoCzIeLnNvY2lhbGh1Yi52MS5Qb3N0aW5nU2xvdFN0YXRzQgTiQQEDEjIKCXRvcF9wb3N0cxgJIAMoCzIZLnNvY2lhbGh1Yi52MS5Qb3N0TWV0cmljc0IE4kEBAyKRAQoXR2V0UG9zdEFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQECEhUKB3Bvc3RfaWQYAyABKAlCBOJBAQIixwEKC01ldHJpY1BvaW50EjYKDG9ic2VydmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSEwoFbGlrZXMYAiABKANCBOJBAQMSFgoIY29tbWVudHMYAyABKANCBOJBAQMSFAoGc2hhcmVzGAQgASgDQgTiQQEDEhMKBXNhdmVzGAUgASgDQgTiQQEDEhMKBXZpZXdzGAYgASgDQgTiQQEDEhMKBXJlYWNoGAcgASgDQgTiQQEDInwKGEdldFBvc3RBbmFseXRpY3NSZXNwb25zZRIvCgZsYXRlc3QYASABKAsyGS5zb2NpYWxodWIudjEuUG9zdE1ldHJpY3NCBOJBAQMSLwoGc2VyaWVzGAIgAygLMhkuc29jaWFsaHViLnYxLk1ldHJpY1BvaW50QgTiQQEDIoEBCh5HZXRBdWRpZW5jZURlbW9ncmFwaGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEBIloKH0dldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVzcG9uc2USNwoJYXVkaWVuY2VzGAEgAygLMh4uc29jaWFsaHViLnYxLkF1ZGllbmNlU25hcHNob3RCBOJBAQMirwIKFVNlYXJjaENyZWF0b3JzUmVxdWVzdBIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIbCg1taW5fZm9sbG93ZXJzGAIgASgDQgTiQQEBEhsKDW1heF9mb2xsb3dlcnMYAyABKANCBOJBAQESIQoTbWluX2VuZ2FnZW1lbnRfcmF0ZRgEIAEoAUIE4kEBARIeChBhdWRpZW5jZV9jb3VudHJ5GAUgASgJQgTiQQEBEjYKCG9yZGVyX2J5GAYgASgOMh4uc29jaWFsaHViLnYxLkNyZWF0b3JTb3J0RmllbGRCBOJBAQESFwoJcGFnZV9zaXplGAcgASgFQgTiQQEBEhgKCnBhZ2VfdG9rZW4YCCABKAlCBOJBAQEi/AEKB0NyZWF0b3ISLwoHcHJvZmlsZRgBIAEoCUIe4kEBA/pBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEDEhcKCWZvbGxvd2VycxgDIAEoA0IE4kEBAxIYCgpwb3N0X2NvdW50GAQgASgDQgTiQQEDEhgKCmVuZ2FnZW1lbnQYBSABKANCBOJBAQMSHQoPZW5nYWdlbWVudF9yYXRlGAYgASgBQgTiQQEDEiQKFmF1ZGllbmNlX2NvdW50cnlfc2hhcmUYByABKAFCBOJBAQMiZgoWU2VhcmNoQ3JlYXRvcnNSZXNwb25zZRItCghjcmVhdG9ycxgBIAMoCzIVLnNvY2lhbGh1Yi52MS5DcmVhdG9yQgTiQQEDEh0KD25leHRfcGFnZV90b2tlbhgCIAEoCUIE4kEBAyJsChpXYXRjaFByb2ZpbGVNZXRyaWNzUmVxdWVzdBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSHQoPcmVzdW1lX2V2ZW50X2lkGAIgASgJQgTiQQEBIoYCChtXYXRjaFByb2ZpbGVNZXRyaWNzUmVzcG9uc2USFgoIZXZlbnRfaWQYASABKAlCBOJBAQMSLwoHcHJvZmlsZRgCIAEoCUIe4kEBA/pBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEjAKB21ldHJpY3MYAyABKAsyGS5zb2NpYWxodWIudjEuUG9zdE1ldHJpY3NCBOJBAQMSFAoGbGF0ZXN0GAQgASgIQgTiQQEDEh8KEWVuZ2FnZW1lbnRfY2hhbmdlGAUgASgDQgTiQQEDEjUKC3JlY29yZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyJkChpXYXRjaFNlcnZpY2VNZXRyaWNzUmVxdWVzdBIxCghpbnRlcnZhbBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIE4kEBARITCgVmbGVldBgCIAEoCEIE4kEBASK/AQoNTWV0aG9kTWV0cmljcxIUCgZtZXRob2QYASABKAlCBOJBAQMSGAoKY2FsbF9jb3VudBgCIAEoA0IE4kEBAxIeChBjYWxsc19wZXJfc2Vjb25kGAMgASgBQgTiQQEDEhgKCmVycm9yX3JhdGUYBCABKAFCBOJBAQMSIQoTcDUwX2xhdGVuY3lfc2Vjb25kcxgFIAEoAUIE4kEBAxIhChNwOTlfbGF0ZW5jeV9zZWNvbmRzGAYgASgBQgTiQQEDItwCChtXYXRjaFNlcnZpY2VNZXRyaWNzUmVzcG9uc2USNQoLc2FtcGxlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEh4KEGludGVydmFsX3NlY29uZHMYAiABKAFCBOJBAQMSGwoNcmVwbGljYV9jb3VudBgDIAEoBUIE4kEBAxIeChBjYWxsc19wZXJfc2Vjb25kGAQgASgBQgTiQQEDEhgKCmVycm9yX3JhdGUYBSABKAFCBOJBAQMSHQoPY2FjaGVfaGl0X3JhdGlvGAYgASgBQgTiQQEDEhwKDmRiX3Bvb2xfaW5fdXNlGAcgASgDQgTiQQEDEh4KEGRiX3Bvb2xfY2FwYWNpdHkYCCABKANCBOJBAQMSMgoHbWV0aG9kcxgJIAMoCzIbLnNvY2lhbGh1Yi52MS5NZXRob2RNZXRyaWNzQgTiQQEDKroBCghBZ2VSYW5nZRIZChVBR0VfUkFOR0VfVU5TUEVDSUZJRUQQABITCg9BR0VfUkFOR0VfMTNfMTcQARITCg9BR0VfUkFOR0VfMThfMjQQAhITCg9BR0VfUkFOR0VfMjVfMzQQAxITCg9BR0VfUkFOR0VfMzVfNDQQBBITCg9BR0VfUkFOR0VfNDVfNTQQBRITCg9BR0VfUkFOR0VfNTVfNjQQBhIVChFBR0VfUkFOR0VfNjVfUExVUxAHKoIBCg5BdWRpZW5jZUdlbmRlchIfChtBVURJRU5DRV9HRU5ERVJfVU5TUEVDSUZJRUQQABIaChZBVURJRU5DRV9HRU5ERVJfRkVNQUxFEAESGAoUQVVESUVOQ0VfR0VOREVSX01BTEUQAhIZChVBVURJRU5DRV9HRU5ERVJfT1RIRVIQAypsCgtHcmFudWxhcml0eRIbChdHUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEhMKD0dSQU5VTEFSSVRZX0RBWRABEhQKEEdSQU5VTEFSSVRZX1dFRUsQAhIVChFHUkFOVUxBUklUWV9NT05USBADKoABChBDcmVhdG9yU29ydEZpZWxkEiIKHkNSRUFUT1JfU09SVF9GSUVMRF9VTlNQRUNJRklFRBAAEiYKIkNSRUFUT1JfU09SVF9GSUVMRF9FTkdBR0VNRU5UX1JBVEUQARIgChxDUkVBVE9SX1NPUlRfRklFTERfRk9MTE9XRVJTEAIy8wkKEEFuYWx5dGljc1NlcnZpY2USfwoaQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHMSLy5zb2NpYWxodWIudjEuQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0GjAuc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlTWV0cmljU25hcHNob3RzUmVzcG9uc2UScgoVSW1wb3J0TWV0cmljU25hcHNob3RzEiouc29jaWFsaHViLnYxLkltcG9ydE1ldHJpY1NuYXBzaG90c1JlcXVlc3QaKy5zb2NpYWxodWIudjEuSW1wb3J0TWV0cmljU25hcHNob3RzUmVzcG9uc2UoARJ8ChlCYXRjaENyZWF0ZUZvbGxvd2VyQ291bnRzEi4uc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlRm9sbG93ZXJDb3VudHNSZXF1ZXN0Gi8uc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlRm9sbG93ZXJDb3VudHNSZXNwb25zZRKFAQocQmF0Y2hDcmVhdGVBdWRpZW5jZVNuYXBzaG90cxIxLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVxdWVzdBoyLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVzcG9uc2USZAoRR2V0RGlyZWN0b3J5U3RhdHMSJi5zb2NpYWxodWIudjEuR2V0RGlyZWN0b3J5U3RhdHNSZXF1ZXN0Gicuc29jaWFsaHViLnYxLkdldERpcmVjdG9yeVN0YXRzUmVzcG9uc2USagoTR2V0UHJvZmlsZUFuYWx5dGljcxIoLnNvY2lhbGh1Yi52MS5HZXRQcm9maWxlQW5hbHl0aWNzUmVxdWVzdBopLnNvY2lhbGh1Yi52MS5HZXRQcm9maWxlQW5hbHl0aWNzUmVzcG9uc2USYQoQR2V0UG9zdEFuYWx5dGljcxIlLnNvY2lhbGh1Yi52MS5HZXRQb3N0QW5hbHl0aWNzUmVxdWVzdBomLnNvY2lhbGh1Yi52MS5HZXRQb3N0QW5hbHl0aWNzUmVzcG9uc2USdgoXR2V0QXVkaWVuY2VEZW1vZ3JhcGhpY3MSLC5zb2NpYWxodWIudjEuR2V0QXVkaWVuY2VEZW1vZ3JhcGhpY3NSZXF1ZXN0Gi0uc29jaWFsaHViLnYxLkdldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVzcG9uc2USWwoOU2VhcmNoQ3JlYXRvcnMSIy5zb2NpYWxodWIudjEuU2VhcmNoQ3JlYXRvcnNSZXF1ZXN0GiQuc29jaWFsaHViLnYxLlNlYXJjaENyZWF0b3JzUmVzcG9uc2USbAoTV2F0Y2hQcm9maWxlTWV0cmljcxIoLnNvY2lhbGh1Yi52MS5XYXRjaFByb2ZpbGVNZXRyaWNzUmVxdWVzdBopLnNvY2lhbGh1Yi52MS5XYXRjaFByb2ZpbGVNZXRyaWNzUmVzcG9uc2UwARJsChNXYXRjaFNlcnZpY2VNZXRyaWNzEiguc29jaWFsaHViLnYxLldhdGNoU2VydmljZU1ldHJpY3NSZXF1ZXN0Gikuc29jaWFsaHViLnYxLldhdGNoU2VydmljZU1ldHJpY3NSZXNwb25zZTABYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_socialhub_v1_profile]);
 
 /**
  * The metrics of a post, counted by its platform at one moment.
@@ -1362,6 +1362,259 @@ export const SearchCreatorsResponseSchema: GenMessage<SearchCreatorsResponse> = 
   messageDesc(file_socialhub_v1_analytics, 31);
 
 /**
+ * Request message for WatchProfileMetrics.
+ *
+ * @generated from message socialhub.v1.WatchProfileMetricsRequest
+ */
+export type WatchProfileMetricsRequest = Message<"socialhub.v1.WatchProfileMetricsRequest"> & {
+  /**
+   * Required. The profile watched.
+   *
+   * @generated from field: string profile = 1;
+   */
+  profile: string;
+
+  /**
+   * Optional. The event_id of the last event the client received: the stream
+   * starts with the events after it. Empty starts with the next event.
+   *
+   * @generated from field: string resume_event_id = 2;
+   */
+  resumeEventId: string;
+};
+
+/**
+ * Describes the message socialhub.v1.WatchProfileMetricsRequest.
+ * Use `create(WatchProfileMetricsRequestSchema)` to create a new message.
+ */
+export const WatchProfileMetricsRequestSchema: GenMessage<WatchProfileMetricsRequest> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 32);
+
+/**
+ * Response message for WatchProfileMetrics: one recorded metric snapshot.
+ *
+ * @generated from message socialhub.v1.WatchProfileMetricsResponse
+ */
+export type WatchProfileMetricsResponse = Message<"socialhub.v1.WatchProfileMetricsResponse"> & {
+  /**
+   * Output only. The event's id, increasing within the profile's stream: pass
+   * the last one received as resume_event_id to resume.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * Output only. The profile.
+   *
+   * @generated from field: string profile = 2;
+   */
+  profile: string;
+
+  /**
+   * Output only. The snapshot's post and metrics.
+   *
+   * @generated from field: socialhub.v1.PostMetrics metrics = 3;
+   */
+  metrics?: PostMetrics | undefined;
+
+  /**
+   * Output only. Whether the snapshot became its post's latest metrics (a
+   * late, older snapshot only joins the series).
+   *
+   * @generated from field: bool latest = 4;
+   */
+  latest: boolean;
+
+  /**
+   * Output only. How much the post's engagement moved (0 unless latest).
+   *
+   * @generated from field: int64 engagement_change = 5;
+   */
+  engagementChange: bigint;
+
+  /**
+   * Output only. When the snapshot was committed.
+   *
+   * @generated from field: google.protobuf.Timestamp record_time = 6;
+   */
+  recordTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message socialhub.v1.WatchProfileMetricsResponse.
+ * Use `create(WatchProfileMetricsResponseSchema)` to create a new message.
+ */
+export const WatchProfileMetricsResponseSchema: GenMessage<WatchProfileMetricsResponse> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 33);
+
+/**
+ * Request message for WatchServiceMetrics.
+ *
+ * @generated from message socialhub.v1.WatchServiceMetricsRequest
+ */
+export type WatchServiceMetricsRequest = Message<"socialhub.v1.WatchServiceMetricsRequest"> & {
+  /**
+   * Optional. Time between messages: unset or 0 means 2 s; below 0.5 s means
+   * 0.5 s, above 60 s means 60 s.
+   *
+   * @generated from field: google.protobuf.Duration interval = 1;
+   */
+  interval?: Duration | undefined;
+
+  /**
+   * Optional. Every replica's metrics merged (each publishes its own to
+   * Redis twice a second), instead of only the serving replica's; the
+   * interval is then at least 1 s.
+   *
+   * @generated from field: bool fleet = 2;
+   */
+  fleet: boolean;
+};
+
+/**
+ * Describes the message socialhub.v1.WatchServiceMetricsRequest.
+ * Use `create(WatchServiceMetricsRequestSchema)` to create a new message.
+ */
+export const WatchServiceMetricsRequestSchema: GenMessage<WatchServiceMetricsRequest> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 34);
+
+/**
+ * One method's calls over an interval.
+ *
+ * @generated from message socialhub.v1.MethodMetrics
+ */
+export type MethodMetrics = Message<"socialhub.v1.MethodMetrics"> & {
+  /**
+   * Output only. The method, `/package.Service/Method`.
+   *
+   * @generated from field: string method = 1;
+   */
+  method: string;
+
+  /**
+   * Output only. Calls finished in the interval.
+   *
+   * @generated from field: int64 call_count = 2;
+   */
+  callCount: bigint;
+
+  /**
+   * Output only. Calls finished per second.
+   *
+   * @generated from field: double calls_per_second = 3;
+   */
+  callsPerSecond: number;
+
+  /**
+   * Output only. The share of those calls that ended with a status other
+   * than OK.
+   *
+   * @generated from field: double error_rate = 4;
+   */
+  errorRate: number;
+
+  /**
+   * Output only. Median latency, interpolated in the histogram's bucket.
+   *
+   * @generated from field: double p50_latency_seconds = 5;
+   */
+  p50LatencySeconds: number;
+
+  /**
+   * Output only. 99th percentile latency, interpolated likewise.
+   *
+   * @generated from field: double p99_latency_seconds = 6;
+   */
+  p99LatencySeconds: number;
+};
+
+/**
+ * Describes the message socialhub.v1.MethodMetrics.
+ * Use `create(MethodMetricsSchema)` to create a new message.
+ */
+export const MethodMetricsSchema: GenMessage<MethodMetrics> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 35);
+
+/**
+ * Response message for WatchServiceMetrics: the interval just past.
+ *
+ * @generated from message socialhub.v1.WatchServiceMetricsResponse
+ */
+export type WatchServiceMetricsResponse = Message<"socialhub.v1.WatchServiceMetricsResponse"> & {
+  /**
+   * Output only. When the interval ended.
+   *
+   * @generated from field: google.protobuf.Timestamp sample_time = 1;
+   */
+  sampleTime?: Timestamp | undefined;
+
+  /**
+   * Output only. The interval's length in seconds.
+   *
+   * @generated from field: double interval_seconds = 2;
+   */
+  intervalSeconds: number;
+
+  /**
+   * Output only. Replicas counted (1 unless fleet).
+   *
+   * @generated from field: int32 replica_count = 3;
+   */
+  replicaCount: number;
+
+  /**
+   * Output only. Calls finished per second, every method.
+   *
+   * @generated from field: double calls_per_second = 4;
+   */
+  callsPerSecond: number;
+
+  /**
+   * Output only. The share of calls that did not end OK.
+   *
+   * @generated from field: double error_rate = 5;
+   */
+  errorRate: number;
+
+  /**
+   * Output only. Cache reads answered by Redis, of all cache reads; 0
+   * without reads.
+   *
+   * @generated from field: double cache_hit_ratio = 6;
+   */
+  cacheHitRatio: number;
+
+  /**
+   * Output only. Database connections checked out at the interval's end.
+   *
+   * @generated from field: int64 db_pool_in_use = 7;
+   */
+  dbPoolInUse: bigint;
+
+  /**
+   * Output only. Connections the pools may open.
+   *
+   * @generated from field: int64 db_pool_capacity = 8;
+   */
+  dbPoolCapacity: bigint;
+
+  /**
+   * Output only. Methods called in the interval, most calls first.
+   *
+   * @generated from field: repeated socialhub.v1.MethodMetrics methods = 9;
+   */
+  methods: MethodMetrics[];
+};
+
+/**
+ * Describes the message socialhub.v1.WatchServiceMetricsResponse.
+ * Use `create(WatchServiceMetricsResponseSchema)` to create a new message.
+ */
+export const WatchServiceMetricsResponseSchema: GenMessage<WatchServiceMetricsResponse> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 36);
+
+/**
  * An age range of an audience.
  *
  * @generated from enum socialhub.v1.AgeRange
@@ -1685,6 +1938,41 @@ export const AnalyticsService: GenService<{
     methodKind: "unary";
     input: typeof SearchCreatorsRequestSchema;
     output: typeof SearchCreatorsResponseSchema;
+  },
+  /**
+   * Streams each metric snapshot recorded for a profile from now on (or from
+   * after resume_event_id), whichever replica ingested it, oldest first. The
+   * stream stays open until the client cancels it. Events live in Redis for a
+   * bounded number per profile: a client that falls further behind re-reads
+   * GetProfileAnalytics and watches again without resume_event_id.
+   * Returns NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist,
+   * INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed resume_event_id,
+   * OUT_OF_RANGE (LIVE_EVENT_EXPIRED) if events after resume_event_id are no
+   * longer kept, UNAVAILABLE (LIVE_EVENTS_UNAVAILABLE) if Redis cannot be
+   * reached when the stream starts (later outages only delay events) or the
+   * replica is shutting down: watch again with resume_event_id.
+   *
+   * @generated from rpc socialhub.v1.AnalyticsService.WatchProfileMetrics
+   */
+  watchProfileMetrics: {
+    methodKind: "server_streaming";
+    input: typeof WatchProfileMetricsRequestSchema;
+    output: typeof WatchProfileMetricsResponseSchema;
+  },
+  /**
+   * Streams the service's own metrics every interval: calls per second,
+   * error rate and p50/p99 latency per method, cache hit ratio and database
+   * pool use, of the replica serving the stream or of every replica.
+   * Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a negative interval,
+   * FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
+   * metrics (METRICS_ENABLED=false).
+   *
+   * @generated from rpc socialhub.v1.AnalyticsService.WatchServiceMetrics
+   */
+  watchServiceMetrics: {
+    methodKind: "server_streaming";
+    input: typeof WatchServiceMetricsRequestSchema;
+    output: typeof WatchServiceMetricsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_socialhub_v1_analytics, 0);

@@ -1,0 +1,283 @@
+"""Live events of profiles' metrics, through one Redis stream per profile.
+
+Ingestion XADDs an event per recorded snapshot after its transaction commits (MAXLEN ~
+trimming bounds each stream); a failure there is logged and the ingestion still succeeds,
+only live watchers miss that event. Each replica runs one reader task that XREADs the
+streams of every profile its clients watch, from its own cursor per profile, and fans each
+entry out to the local subscribers' queues: 1,000 watchers cost one blocking read, not 1,000.
+
+A watcher registers first, then replays (XRANGE) from its resume id to the stream's end;
+what the reader delivers meanwhile is skipped by id, so nothing is lost or repeated. A
+watcher whose queue overflows replays from its last event the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from socialhub.v1 import analytics_pb2
+
+from server.core.cache import REDIS_FAILURES
+from server.core.errors import OutOfRange, Unavailable
+
+log = logging.getLogger("socialhub.analytics")
+
+Event = analytics_pb2.WatchProfileMetricsResponse
+EventId = tuple[int, int]
+ZERO: EventId = (0, 0)
+RETRY_MAX_S = 2.0
+
+
+def stream_key(profile_id: int) -> str:
+    return f"analytics:live:profile:{profile_id}"
+
+
+def parse_event_id(value: str) -> EventId | None:
+    """A Redis stream id, `<ms>-<seq>`; None if it is not one."""
+    ms, dash, seq = value.partition("-")
+    if not dash or not ms.isdigit() or not seq.isdigit() or len(value) > 41:
+        return None
+    return (int(ms), int(seq))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _format(event_id: EventId) -> str:
+    return f"{event_id[0]}-{event_id[1]}"
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    queue: asyncio.Queue[tuple[EventId, Event]]
+    lagging: bool = False
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            # Wakes a watcher waiting on its queue (a full queue has none waiting).
+            self.queue.put_nowait((ZERO, Event()))
+
+    def offer(self, event_id: EventId, event: Event) -> None:
+        try:
+            self.queue.put_nowait((event_id, event))
+        except asyncio.QueueFull:
+            self.lagging = True  # it replays from Redis from its last event
+
+
+def expired(profile_id: int) -> OutOfRange:
+    return OutOfRange(
+        f"the events of profiles/{profile_id} after resume_event_id are no longer kept: "
+        "read GetProfileAnalytics, then watch without resume_event_id",
+        reason="LIVE_EVENT_EXPIRED",
+    )
+
+
+@dataclass
+class ProfileEvents:
+    redis: Redis
+    # Per profile's stream: about this many events are kept (MAXLEN ~).
+    max_events: int = 1000
+    # A stream unwritten this long goes (a deleted profile's, say).
+    idle_ttl_s: int = 7 * 24 * 3600
+    # Short enough for the client's socket timeout (REDIS_TIMEOUT_S); an entry ends it at once.
+    block_ms: int = 100
+    queue_size: int = 256
+    _cursors: dict[int, EventId] = field(default_factory=dict)
+    _subscribers: dict[int, set[_Subscriber]] = field(default_factory=lambda: defaultdict(set))
+    _wake: asyncio.Event | None = None
+    _task: asyncio.Task[None] | None = None
+    _stopping: bool = False
+
+    # ------------------------------------------------------------------ the worker
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._read(), name="analytics-live-reader")
+
+    async def stop(self) -> None:
+        # The replica is going: its watchers end with UNAVAILABLE and resume elsewhere (with
+        # their last event_id) while it drains, instead of hanging until the calls' grace.
+        self._stopping = True
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def watched_profiles(self) -> int:
+        return len(self._cursors)
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, events: Sequence[tuple[int, Event]]) -> None:
+        """XADD the events (already committed): best effort, never raises."""
+        if not events:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for profile_id, event in events:
+                    pipe.xadd(
+                        stream_key(profile_id),
+                        {"e": event.SerializeToString()},
+                        maxlen=self.max_events,
+                        approximate=True,
+                    )
+                for profile_id in {profile_id for profile_id, _ in events}:
+                    pipe.expire(stream_key(profile_id), self.idle_ttl_s)
+                await pipe.execute()
+        except REDIS_FAILURES as error:
+            log.warning(
+                "live analytics events lost (Redis unavailable): %s",
+                error,
+                extra={"events": len(events)},
+            )
+
+    # ------------------------------------------------------------------ watching
+
+    async def watch(self, profile_id: int, resume: EventId | None) -> AsyncIterator[Event]:
+        key = stream_key(profile_id)
+        try:
+            if resume is None:
+                start = await self._last_id(key)
+            else:
+                await self._check_kept(key, profile_id, resume)
+                start = resume
+        except REDIS_FAILURES as error:
+            raise Unavailable(
+                f"live events are unavailable ({type(error).__name__}); retry",
+                reason="LIVE_EVENTS_UNAVAILABLE",
+            ) from None
+        subscriber = _Subscriber(asyncio.Queue(self.queue_size), closed=self._stopping)
+        self._subscribe(profile_id, subscriber, start)
+        last = start
+        replay = True
+        try:
+            while True:
+                if subscriber.closed:
+                    raise Unavailable(
+                        "this replica is shutting down: watch again with resume_event_id",
+                        reason="LIVE_EVENTS_UNAVAILABLE",
+                    )
+                if replay or subscriber.lagging:
+                    if subscriber.lagging:
+                        subscriber.lagging = False
+                        while not subscriber.queue.empty():
+                            subscriber.queue.get_nowait()
+                        await self._check_kept_or_down(key, profile_id, last)
+                    replay = False
+                    for event_id, event in await self._range_or_down(key, last):
+                        yield event
+                        last = event_id
+                    continue
+                event_id, event = await subscriber.queue.get()
+                if event_id <= last:
+                    continue
+                yield event
+                last = event_id
+        finally:
+            self._unsubscribe(profile_id, subscriber)
+
+    async def _last_id(self, key: str) -> EventId:
+        entries: Any = await self.redis.xrevrange(key, count=1)
+        return parse_event_id(_text(entries[0][0])) or ZERO if entries else ZERO
+
+    async def _check_kept(self, key: str, profile_id: int, resume: EventId) -> None:
+        # Trimming removes the oldest entries first: while the client's last event is still
+        # there, everything after it is too.
+        if resume == ZERO:
+            return
+        mark = _format(resume)
+        if not await self.redis.xrange(key, mark, mark, count=1):
+            raise expired(profile_id)
+
+    async def _check_kept_or_down(self, key: str, profile_id: int, last: EventId) -> None:
+        while True:
+            try:
+                await self._check_kept(key, profile_id, last)
+                return
+            except REDIS_FAILURES:
+                await asyncio.sleep(0.5)  # an outage mid-stream: the watcher waits
+
+    async def _range_or_down(self, key: str, after: EventId) -> list[tuple[EventId, Event]]:
+        while True:
+            try:
+                entries: Any = await self.redis.xrange(key, f"({_format(after)}", "+")
+                return [decoded for entry in entries if (decoded := _decode(entry)) is not None]
+            except REDIS_FAILURES:
+                await asyncio.sleep(0.5)
+
+    def _subscribe(self, profile_id: int, subscriber: _Subscriber, start: EventId) -> None:
+        self._subscribers[profile_id].add(subscriber)
+        if profile_id not in self._cursors:
+            self._cursors[profile_id] = start
+            if self._wake is not None:
+                self._wake.set()
+
+    def _unsubscribe(self, profile_id: int, subscriber: _Subscriber) -> None:
+        subscribers = self._subscribers.get(profile_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self._subscribers[profile_id]
+            self._cursors.pop(profile_id, None)
+
+    # ------------------------------------------------------------------ the reader task
+
+    async def _read(self) -> None:
+        assert self._wake is not None
+        delay = 0.1
+        while True:
+            if not self._cursors:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            streams: dict[Any, Any] = {stream_key(p): _format(c) for p, c in self._cursors.items()}
+            try:
+                result: Any = await self.redis.xread(streams, count=1000, block=self.block_ms)
+            except REDIS_FAILURES as error:
+                log.warning("live analytics reader: Redis unavailable (%s); retrying", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            delay = 0.1
+            for key, entries in result or ():
+                profile_id = int(_text(key).rsplit(":", 1)[1])
+                if profile_id not in self._cursors:
+                    continue  # its last watcher left during the read
+                for entry in entries:
+                    decoded = _decode(entry)
+                    if decoded is None:
+                        continue
+                    event_id, event = decoded
+                    if event_id <= self._cursors[profile_id]:
+                        continue
+                    self._cursors[profile_id] = event_id
+                    for subscriber in self._subscribers.get(profile_id, ()):
+                        subscriber.offer(event_id, event)
+
+
+def _decode(entry: Any) -> tuple[EventId, Event] | None:
+    raw_id: Any = entry[0]
+    fields: Any = entry[1]
+    event_id = parse_event_id(_text(raw_id))
+    payload = fields.get(b"e", fields.get("e"))
+    if event_id is None or payload is None:
+        return None
+    event = Event.FromString(payload if isinstance(payload, bytes) else payload.encode())
+    event.event_id = _format(event_id)
+    return event_id, event
