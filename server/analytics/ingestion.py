@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from socialhub.v1 import analytics_pb2
@@ -148,12 +148,7 @@ class Ingestion:
         return _events(items, posts, created, changes)
 
     async def follower_counts(self, items: Sequence[FollowerCountValues]) -> int:
-        # One row per key: of two for the same day, the later observation (then the last sent).
-        latest: dict[tuple[int, str, Any], FollowerCountValues] = {}
-        for item in items:
-            key = (item.profile_id, item.platform, item.day)
-            if key not in latest or item.observe_time >= latest[key].observe_time:
-                latest[key] = item
+        latest = _latest_per_day(items)
         async with self._engine.begin() as conn:
             await lock_existing_profiles(conn, [i.profile_id for i in items])
             recorded = await repository.upsert_follower_counts(
@@ -164,11 +159,7 @@ class Ingestion:
         return recorded
 
     async def audiences(self, items: Sequence[AudienceValues]) -> int:
-        latest: dict[tuple[int, str, Any], AudienceValues] = {}
-        for item in items:
-            key = (item.profile_id, item.platform, item.day)
-            if key not in latest or item.observe_time >= latest[key].observe_time:
-                latest[key] = item
+        latest = _latest_per_day(items)
         async with self._engine.begin() as conn:
             await lock_existing_profiles(conn, [i.profile_id for i in items])
             recorded = await repository.upsert_audiences(
@@ -267,3 +258,17 @@ def _changes(
         creator[0] += is_new
         creator[1] += sum(delta[METRICS.index(metric)] for metric in ENGAGEMENT)
     return changes
+
+
+Daily = TypeVar("Daily", FollowerCountValues, AudienceValues)
+
+
+def _latest_per_day(items: Sequence[Daily]) -> dict[tuple[int, str, date], Daily]:
+    """One item per profile, platform and day: of two for the same day, the later observation
+    (then the last sent)."""
+    latest: dict[tuple[int, str, date], Daily] = {}
+    for item in items:
+        key = (item.profile_id, item.platform, item.day)
+        if key not in latest or item.observe_time >= latest[key].observe_time:
+            latest[key] = item
+    return latest

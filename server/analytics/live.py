@@ -26,6 +26,7 @@ from socialhub.v1 import analytics_pb2
 
 from server.core.cache import REDIS_FAILURES
 from server.core.errors import OutOfRange, Unavailable
+from server.core.tasks import stop_task
 
 log = logging.getLogger("socialhub.analytics")
 
@@ -112,9 +113,7 @@ class ProfileEvents:
             for subscriber in subscribers:
                 subscriber.close()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     @property

@@ -27,6 +27,7 @@ from server.core.cache import REDIS_FAILURES
 from server.core.errors import FailedPrecondition
 from server.core.metrics import Metrics
 from server.core.metrics_sample import Sample, Window, merge, quantile, sample, window
+from server.core.tasks import stop_task
 
 log = logging.getLogger("socialhub.analytics")
 
@@ -63,9 +64,7 @@ class ServiceMetrics:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
             with contextlib.suppress(*REDIS_FAILURES):
                 await self.redis.hdel(FLEET_KEY, self.replica)

@@ -20,7 +20,6 @@ call's path, at most about once a minute per key and replica.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.core import apikeys
 from server.core.db import autocommit_reads
 from server.core.errors import PermissionDenied, Unauthenticated
+from server.core.tasks import stop_task
 
 log = logging.getLogger("socialhub.auth")
 
@@ -359,9 +359,7 @@ class Authenticator:
 
     async def stop(self) -> None:
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await stop_task(self._writer)
             self._writer = None
             await self._flush()
 

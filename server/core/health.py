@@ -8,7 +8,6 @@ serves: a liveness probe on it does not restart every replica during a database 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core.cache import Cache
+from server.core.tasks import stop_task
 
 if TYPE_CHECKING:
     from server.core.metrics import Metrics
@@ -65,9 +65,7 @@ class HealthMonitor:
     async def stop(self) -> None:
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         await self.servicer.enter_graceful_shutdown()
 
     async def _run(self) -> None:

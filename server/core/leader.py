@@ -10,7 +10,6 @@ see in pg_stat_activity which process leads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core.domain import Job
 from server.core.periodic import PeriodicJob
+from server.core.tasks import stop_task
 
 log = logging.getLogger("socialhub.leader")
 
@@ -47,9 +47,7 @@ class JobLeadership:
     async def stop(self) -> None:
         """Stop the jobs, then free the lock at once, so another replica takes over soon."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         await self._step_down(release=True)
 

@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.core import probes
 from server.core.db import CountingPool
+from server.core.tasks import stop_task
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -246,9 +247,7 @@ class Metrics:
 
     async def stop(self) -> None:
         if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
+            await stop_task(self._sampler)
         if self._http is not None:
             # shutdown() waits for the serving thread's next poll (up to half a second).
             await asyncio.to_thread(self._http.shutdown)

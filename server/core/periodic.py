@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from server.core.db import is_database_unavailable
+from server.core.tasks import stop_task
 
 log = logging.getLogger("socialhub.periodic")
 
@@ -26,9 +26,7 @@ class PeriodicJob:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _loop(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from server.core.tasks import stop_task
 from server.publishing.repository import CHANNEL
 
 log = logging.getLogger("socialhub.publishing")
@@ -37,9 +38,7 @@ class Changes:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
 
     @contextlib.contextmanager
     def watching(self, post_id: int) -> Any:

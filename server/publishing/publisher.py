@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.core.tasks import stop_task
 from server.publishing import repository
 from server.publishing.adapters.base import (
     Adapter,
@@ -115,15 +116,10 @@ class Publisher:
         """Stop claiming; give the targets being sent `stop_grace_s` to finish, then cancel
         them: a target cut off while sending is reconciled by whoever claims it next."""
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await stop_task(self._loop_task)
         if self._running:
             await asyncio.wait(self._running, timeout=self.settings.stop_grace_s)
-        for task in list(self._running):
-            task.cancel()
-        if self._running:
-            await asyncio.wait(self._running)
+        await asyncio.gather(*(stop_task(task) for task in list(self._running)))
 
     async def _run(self) -> None:
         while True:
