@@ -69,12 +69,12 @@ class TeardownWatch:
 
     Seen in the compose drill (2 runs of 10, a replica that had served under load): the stop
     finished and logged "server stopped" in 3 s, then the process did not exit until the
-    orchestrator's SIGKILL. The likely cause, as grpc/grpc#40989 describes it: grpc's AsyncIO
-    poller thread writes a byte per event to a socket pair that the loop stops reading at
-    shutdown; once that socket's buffer is full the thread blocks, and gRPC's shutdown waits
-    for it (the stacks this logs will tell). Nothing is left to do by then,
-    so the process leaves with the stop's exit code, after `before_exit` (the embedded
-    servers' stop, where `serve` runs them) and one log line with every thread's stack.
+    orchestrator's SIGKILL. The loop's teardown cancels every task left once and waits for
+    them: a task on Redis can lose that cancellation (redis-py swallows some, see
+    server/core/tasks.py, which our own stops now repeat), and grpc's AsyncIO poller thread
+    can block in its shutdown (grpc/grpc#40989). Nothing is left to do by then, so the
+    process leaves with the stop's exit code, after `before_exit` (the embedded servers' stop,
+    where `serve` runs them) and one log line with every thread's stack.
     """
 
     def __init__(self, before_exit: Callable[[], None] = lambda: None) -> None:
