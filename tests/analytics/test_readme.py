@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 from socialhub.v1 import analytics_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
@@ -17,9 +14,7 @@ from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from tests.analytics.support import profile
 from tests.harness import Backing, ServerThread
-
-GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.readme import as_run_here, readme_commands, run_readme_command
 
 
 def test_analytics_calls_from_the_readme(
@@ -29,28 +24,14 @@ def test_analytics_calls_from_the_readme(
     analytics: AnalyticsServiceStub,
 ) -> None:
     assert profile(profiles) == "profiles/1"  # the tables are emptied with RESTART IDENTITY
-    commands = [
-        line.strip()
-        for line in README.read_text().replace("\\\n", " ").splitlines()
-        if line.strip().startswith("grpcurl ") and "socialhub.v1.AnalyticsService/" in line
-    ]
+    commands = readme_commands("AnalyticsService")
     watches = [command for command in commands if "AnalyticsService/Watch" in command]
     commands = [command for command in commands if command not in watches]
     assert len(commands) >= 3, commands
     assert len(watches) == 2, watches
     outputs = []
     for command in commands:
-        result = subprocess.run(
-            command.replace("grpcurl ", f"{GRPCURL} ", 1).replace(
-                "127.0.0.1:50051", server.address
-            ),
-            shell=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={"SOCIALHUB_KEY": backing.admin_key},
-            check=False,
-        )
+        result = run_readme_command(command, server.address, backing.admin_key)
         assert result.returncode == 0, (command, result.stderr)
         outputs.append(json.loads(result.stdout))
     assert outputs[0] == {"created_count": "1"}
@@ -61,9 +42,7 @@ def test_analytics_calls_from_the_readme(
     # The live ones run until cancelled: what they print in a few seconds.
     running = [
         subprocess.Popen(
-            command.replace("grpcurl ", f"{GRPCURL} ", 1).replace(
-                "127.0.0.1:50051", server.address
-            ),
+            as_run_here(command, server.address),
             shell=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

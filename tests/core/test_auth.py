@@ -34,9 +34,9 @@ from server.core.db import create_engine
 from server.core.embedded import free_port
 from server.core.errors import Unauthenticated
 from server.core.interceptors import InstrumentedServer
-from tests.core.test_grpcurl import GRPCURL
 from tests.harness import Backing, ServerThread, test_settings
 from tests.helpers import error_reason, new_profile, rich_status, stopped_in_time
+from tests.readme import GRPCURL
 
 WHOAMI = "socialhub.test.Whoami"
 

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 from server.demo_platforms import DemoPlatforms, connect_demo_business
 from tests.fakes import Fakes
 from tests.harness import Backing, ServerThread
-
-GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
+from tests.readme import GRPCURL, readme_commands, run_readme_command
 
 
 def grpcurl(
@@ -139,17 +135,6 @@ def test_feed_calls_from_the_readme(backing: Backing, server: ServerThread) -> N
     assert "resume_cursor" in streamed
 
 
-def _readme_commands(service: str) -> list[str]:
-    """The README's grpcurl commands of one service, continuation lines joined."""
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    commands = []
-    for block in text.replace("\\\n", " ").splitlines():
-        line = block.strip()
-        if line.startswith("grpcurl ") and f"socialhub.v1.{service}/" in line:
-            commands.append(line)
-    return commands
-
-
 def test_publishing_calls_from_the_readme(
     backing: Backing, server: ServerThread, fakes: Fakes
 ) -> None:
@@ -171,21 +156,11 @@ def test_publishing_calls_from_the_readme(
     line = connect_demo_business(server.address, backing.admin_key, demo)
     assert "businesses/1 " in line, line
     assert "businesses/1/accounts/4" in line, line
-    commands = _readme_commands("PublishingService")
+    commands = readme_commands("PublishingService")
     assert len(commands) >= 7, commands
     outputs = []
     for command in commands:
-        result = subprocess.run(
-            command.replace("grpcurl ", f"{GRPCURL} ", 1).replace(
-                "127.0.0.1:50051", server.address
-            ),
-            shell=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={"SOCIALHUB_KEY": backing.admin_key},
-            check=False,
-        )
+        result = run_readme_command(command, server.address, backing.admin_key)
         assert result.returncode == 0, (command, result.stderr)
         outputs.append(result.stdout)
     watched = outputs[next(i for i, c in enumerate(commands) if "WatchBusinessPost" in c)]

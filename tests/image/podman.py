@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.readme import GRPCURL
+
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/socialhub:latest")
 SERVICES = "localhost/socialhub-services:bookworm"
-GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 # Not the development value, which `serve` refuses outside the embedded default.
 PAGE_TOKEN_SECRET = "image-test-page-token-secret-not-for-production"
 DATABASE_USER = "socialhub"

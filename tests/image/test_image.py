@@ -19,7 +19,6 @@ import pytest
 from socialhub.v1 import profile_pb2, profile_pb2_grpc
 
 from tests.image.podman import (
-    GRPCURL,
     IMAGE,
     PAGE_TOKEN_SECRET,
     REPO,
@@ -33,6 +32,7 @@ from tests.image.podman import (
     serving,
     wait_for,
 )
+from tests.readme import GRPCURL
 
 NETWORK = "socialhub-image-test"
 DRAIN_S = 1.0
