@@ -35,6 +35,8 @@ log = logging.getLogger("socialhub.cache")
 REDIS_FAILURES = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
 # How long a stopping replica tries to settle a lost invalidation (Cache.aclose).
 WIPE_ON_CLOSE_S = 2.0
+# Tries of an invalidation while Redis is thought up (each bounded by REDIS_TIMEOUT_S).
+INVALIDATE_ATTEMPTS = 3
 
 # One round trip for a read: the tag's version (a new one if the tag is missing), then the
 # entry stored under it.
@@ -173,17 +175,27 @@ class Cache:
         return await asyncio.shield(flight)
 
     async def invalidate(self, *tags: str) -> None:
-        """Give each tag a new version. Call after the write has committed."""
+        """Give each tag a new version. Call after the write has committed.
+
+        A lost invalidation is settled by this replica's next Redis call (a wipe), but until
+        then the other replicas serve the retired entry, and the writer's caller may read
+        from one of them as soon as the write answers (the compose drill saw it under load,
+        with Redis calls timing out). So a failure is tried again, briefly, before the write
+        answers; only when Redis is already known to be down is it given up at once."""
         if not tags:
             return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for tag in tags:
-                    pipe.set(self._tag_key(tag), _new_version(), ex=self._tag_ttl_s)
-                await pipe.execute()
-        except REDIS_FAILURES as error:
-            self._wipe_pending = True
-            self._record_failure("invalidate", error)
+        attempts = 1 if self.degraded else INVALIDATE_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for tag in tags:
+                        pipe.set(self._tag_key(tag), _new_version(), ex=self._tag_ttl_s)
+                    await pipe.execute()
+                return
+            except REDIS_FAILURES as error:
+                if attempt == attempts:
+                    self._wipe_pending = True
+                    self._record_failure("invalidate", error)
 
     async def invalidate_everything(self) -> None:
         """Drop every entry of this namespace (after a bulk load that bypassed the services)."""

@@ -172,6 +172,41 @@ def test_a_replica_that_lost_an_invalidation_settles_it_as_it_stops(
     assert profiles.GetProfile(get).bio == "changed"
 
 
+def test_an_invalidation_that_times_out_once_is_tried_again_before_the_write_answers(
+    backing: Backing, server: ServerThread, profiles: ProfileServiceStub
+) -> None:
+    """Redis stalls just past one command's timeout while another replica writes: the write
+    answers only once its invalidation has gone through, so a read on this replica, right
+    after Redis answers again, is fresh (no wipe of the writer's would come in time)."""
+    created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
+    get = profile_pb2.GetProfileRequest(name=created.name)
+    assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
+    writer = ServerThread(
+        test_settings(), backing.database_url, backing.redis_url, {"run_workers": False}
+    ).start()
+    try:
+        with backing.channel(writer.address) as channel:
+            stub = ProfileServiceStub(channel)
+            stub.GetProfile(get)  # the writer's connections to Redis are open
+            with redis.Redis.from_url(backing.redis_url) as client:
+                client.execute_command("CLIENT", "PAUSE", "400", "ALL")
+            paused = time.monotonic()
+            stub.UpdateProfile(
+                profile_pb2.UpdateProfileRequest(
+                    profile=profile_pb2.Profile(name=created.name, bio="changed"),
+                    update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
+                ),
+                timeout=10,
+            )
+            answered_s = time.monotonic() - paused
+        time.sleep(max(0.0, 0.5 - (time.monotonic() - paused)))  # Redis answers again
+        # Without the second try: the old bio, until the writer's next Redis call wipes.
+        assert profiles.GetProfile(get).bio == "changed"
+        assert answered_s >= 0.25  # it waited for Redis rather than answer first
+    finally:
+        writer.stop()
+
+
 def test_an_evicted_tag_never_brings_back_an_old_entry(
     backing: Backing, server: ServerThread
 ) -> None:
