@@ -95,7 +95,10 @@ class Application:
             health_check_interval=30,
         )
         self.cache = Cache(
-            self.redis, retry_after_s=settings.redis_retry_after_s, enabled=settings.cache_enabled
+            self.redis,
+            retry_after_s=settings.redis_retry_after_s,
+            enabled=settings.cache_enabled,
+            invalidate_timeout_s=settings.redis_invalidate_timeout_s,
         )
         tokens = PageTokens(settings.page_token_secret)
 

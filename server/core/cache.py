@@ -10,8 +10,10 @@ deletes included. Versions are random, never counters: if Redis evicts a tag,
 the next reader starts a new version instead of reusing an old one.
 
 If Redis fails, calls go straight to the database for `retry_after_s` and
-errors are counted; a failed invalidation schedules a wipe of the cache
-namespace for when Redis answers again, so no stale entry survives an outage.
+errors are counted. An invalidation that fails after its tries is remembered: its
+tags get new versions as soon as Redis answers again (a background task keeps
+trying, and this replica's reads skip the cache until then), so no stale entry
+survives an outage.
 """
 
 from __future__ import annotations
@@ -26,17 +28,23 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 
 from server.core.resp import RespClient
+from server.core.tasks import stop_task
 
 log = logging.getLogger("socialhub.cache")
 
 REDIS_FAILURES = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
 # How long a stopping replica tries to settle a lost invalidation (Cache.aclose).
 WIPE_ON_CLOSE_S = 2.0
-# Tries of an invalidation while Redis is thought up (each bounded by REDIS_TIMEOUT_S).
+# Tries of an invalidation before the write answers (each bounded by the invalidation
+# timeout), while no earlier invalidation of this replica is still lost.
 INVALIDATE_ATTEMPTS = 3
+# How often the background task tries again to settle lost invalidations.
+SETTLE_RETRY_S = 0.1
+# Past this many lost tags, settling wipes the namespace instead of re-versioning each.
+MAX_LOST_TAGS = 10_000
 
 # One round trip for a read: the tag's version (a new one if the tag is missing), then the
 # entry stored under it.
@@ -115,8 +123,15 @@ class Cache:
         retry_after_s: float = 1.0,
         tag_ttl_s: int = 7 * 24 * 3600,
         enabled: bool = True,
+        invalidate_timeout_s: float = 1.0,
     ) -> None:
         self._redis = redis
+        # Invalidations get a longer timeout than reads (a separate pool, same connection
+        # settings): a read that times out only costs a database query, an invalidation
+        # that times out lets other replicas serve a retired entry. Under load (the compose
+        # drill on a busy machine) Redis answers a write's SET in 0.25 s most of the time,
+        # not every time. The pool opens nothing until an invalidation runs.
+        self._invalidator = _with_timeout(redis, invalidate_timeout_s)
         self._enabled = enabled
         self._prefix = prefix
         self._retry_after_s = retry_after_s
@@ -124,6 +139,9 @@ class Cache:
         self._tag_ttl_s = tag_ttl_s
         self._down_until = 0.0
         self._wipe_pending = False
+        # Tags whose new version Redis has not taken yet, and the task that keeps trying.
+        self._lost_tags: set[str] = set()
+        self._settling: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[bytes]] = {}
         # The read is the hot path: it always goes through the lean pipelined client, over
         # the same TCP, TLS or Unix socket connection settings, credentials and database as
@@ -148,8 +166,8 @@ class Cache:
         """Return the cached bytes for `key`, or `load()` them once and cache them."""
         if not self._enabled:
             return await load()
-        # The common case (Redis up, nothing to wipe) costs no extra coroutine.
-        if (self.degraded or self._wipe_pending) and not await self._usable():
+        # The common case (Redis up, nothing to settle) costs no extra coroutine.
+        if (self.degraded or self._wipe_pending or self._lost_tags) and not await self._usable():
             self.stats.bypass()
             return await load()
         full_key = f"{self._prefix}:{key}"
@@ -177,43 +195,77 @@ class Cache:
     async def invalidate(self, *tags: str) -> None:
         """Give each tag a new version. Call after the write has committed.
 
-        A lost invalidation is settled by this replica's next Redis call (a wipe), but until
-        then the other replicas serve the retired entry, and the writer's caller may read
-        from one of them as soon as the write answers (the compose drill saw it under load,
-        with Redis calls timing out). So a failure is tried again, briefly, before the write
-        answers; only when Redis is already known to be down is it given up at once."""
+        Until a lost invalidation is settled, the other replicas serve the retired entry,
+        and the writer's caller may read from one of them as soon as the write answers (the
+        compose drill saw it under load, with Redis calls timing out). So the write waits:
+        an invalidation is tried INVALIDATE_ATTEMPTS times, each with the invalidation
+        timeout, before it is given up to the background settling. While an earlier one is
+        still lost (Redis is not taking writes), a write tries once and does not wait more."""
         if not tags:
             return
-        attempts = 1 if self.degraded else INVALIDATE_ATTEMPTS
+        attempts = 1 if self._lost_tags or self._wipe_pending else INVALIDATE_ATTEMPTS
         for attempt in range(1, attempts + 1):
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for tag in tags:
-                        pipe.set(self._tag_key(tag), _new_version(), ex=self._tag_ttl_s)
-                    await pipe.execute()
+                await self._new_versions(tags)
                 return
             except REDIS_FAILURES as error:
                 if attempt == attempts:
-                    self._wipe_pending = True
                     self._record_failure("invalidate", error)
+                    self._lose(tags)
+
+    async def _new_versions(self, tags: Any) -> None:
+        async with self._invalidator.pipeline(transaction=False) as pipe:
+            for tag in tags:
+                pipe.set(self._tag_key(tag), _new_version(), ex=self._tag_ttl_s)
+            await pipe.execute()
+
+    def _lose(self, tags: tuple[str, ...]) -> None:
+        if len(self._lost_tags) + len(tags) > MAX_LOST_TAGS:
+            self._wipe_pending = True
+            self._lost_tags.clear()
+        elif not self._wipe_pending:
+            self._lost_tags.update(tags)
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.create_task(self._settle_soon(), name="cache-settle")
+
+    async def _settle_soon(self) -> None:
+        """Keep trying until the lost invalidations are settled: the replica may make no
+        other Redis call for a while, and the other replicas serve retired entries until
+        then."""
+        while self._lost_tags or self._wipe_pending:
+            try:
+                await self._settle()
+            except REDIS_FAILURES:
+                await asyncio.sleep(SETTLE_RETRY_S)
+
+    async def _settle(self) -> None:
+        """New versions for the lost tags (or a wipe); raises REDIS_FAILURES."""
+        if self._wipe_pending:
+            await self._wipe()
+        if self._lost_tags:
+            tags = tuple(self._lost_tags)
+            await self._new_versions(tags)
+            self._lost_tags.difference_update(tags)
 
     async def invalidate_everything(self) -> None:
         """Drop every entry of this namespace (after a bulk load that bypassed the services)."""
         await self._wipe()
 
     async def aclose(self) -> None:
-        """Close the read path's connections; the redis-py client stays the caller's to close.
+        """Close the cache's own connections; the redis-py client stays the caller's to close.
 
-        A wipe still pending from a lost invalidation is tried first: no later call of this
-        replica would make it, and the other replicas would serve the entries it should have
-        retired until their TTL (seen once in the compose drill, on a replica that stopped
-        while its Redis calls timed out)."""
-        if self._wipe_pending:
+        A lost invalidation still unsettled is tried first: no later call of this replica
+        would make it, and the other replicas would serve the entries it should have retired
+        until their TTL (seen once in the compose drill, on a replica that stopped while its
+        Redis calls timed out)."""
+        await stop_task(self._settling)
+        if self._lost_tags or self._wipe_pending:
             try:
-                await asyncio.wait_for(self._wipe(), timeout=WIPE_ON_CLOSE_S)
+                await asyncio.wait_for(self._settle(), timeout=WIPE_ON_CLOSE_S)
             except REDIS_FAILURES as error:
                 log.error("a lost invalidation could not be settled before stopping: %r", error)
         await self._fast.aclose()
+        await self._invalidator.connection_pool.disconnect()
 
     async def ping(self) -> bool:
         try:
@@ -227,19 +279,20 @@ class Cache:
     async def _usable(self) -> bool:
         if self.degraded:
             return False
-        if self._wipe_pending:
+        if self._wipe_pending or self._lost_tags:
             try:
-                await self._wipe()
+                await self._settle()
             except REDIS_FAILURES as error:
-                self._record_failure("wipe", error)
+                self._record_failure("settle", error)
                 return False
         return True
 
     async def _wipe(self) -> None:
-        """Drop every entry and tag: an invalidation may have been lost while Redis was away."""
+        """Drop every entry and tag: too many invalidations were lost to remember them."""
         async for batch in self._scan_batches(f"{self._prefix}:*"):
             await self._redis.unlink(*batch)
         self._wipe_pending = False
+        self._lost_tags.clear()
         log.warning("cache namespace wiped after a failed invalidation")
 
     async def _scan_batches(self, pattern: str) -> Any:
@@ -276,3 +329,11 @@ class Cache:
                 "redis unavailable; serving from the database",
                 extra={"operation": operation, "error": repr(error), "errors": self.stats.errors},
             )
+
+
+def _with_timeout(redis: Redis, timeout_s: float) -> Redis:
+    """A client of the same server, database, credentials and TLS as `redis`, with its own
+    pool and `timeout_s` as its command timeout."""
+    pool = redis.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": timeout_s}
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))

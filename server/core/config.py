@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = 10_000
 
     redis_timeout_s: float = 0.25
+    # A write waits this long for each try of its cache invalidation (server/core/cache.py).
+    redis_invalidate_timeout_s: float = 1.0
     # After a Redis error, skip Redis for this long instead of paying a timeout per call.
     redis_retry_after_s: float = 1.0
 

@@ -153,7 +153,10 @@ def test_a_replica_that_lost_an_invalidation_settles_it_as_it_stops(
     get = profile_pb2.GetProfileRequest(name=created.name)
     assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
     stopping = ServerThread(
-        test_settings(), backing.database_url, backing.redis_url, {"run_workers": False}
+        test_settings(redis_invalidate_timeout_s=0.1),
+        backing.database_url,
+        backing.redis_url,
+        {"run_workers": False},
     ).start()
     try:
         with backing.channel(stopping.address) as channel:
@@ -182,7 +185,10 @@ def test_an_invalidation_that_times_out_once_is_tried_again_before_the_write_ans
     get = profile_pb2.GetProfileRequest(name=created.name)
     assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
     writer = ServerThread(
-        test_settings(), backing.database_url, backing.redis_url, {"run_workers": False}
+        test_settings(redis_invalidate_timeout_s=0.15),
+        backing.database_url,
+        backing.redis_url,
+        {"run_workers": False},
     ).start()
     try:
         with backing.channel(writer.address) as channel:
@@ -203,6 +209,49 @@ def test_an_invalidation_that_times_out_once_is_tried_again_before_the_write_ans
         # Without the second try: the old bio, until the writer's next Redis call wipes.
         assert profiles.GetProfile(get).bio == "changed"
         assert answered_s >= 0.25  # it waited for Redis rather than answer first
+    finally:
+        writer.stop()
+
+
+def test_a_lost_invalidation_is_settled_as_soon_as_redis_answers_again(
+    backing: Backing, server: ServerThread, profiles: ProfileServiceStub
+) -> None:
+    """Redis stalls past all of a write's tries on another replica, which then makes no
+    Redis call of its own: the invalidation is still made as soon as Redis answers, so the
+    entry this replica cached stops being served without waiting for the writer's next
+    call or its stop."""
+    created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
+    get = profile_pb2.GetProfileRequest(name=created.name)
+    assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
+    writer = ServerThread(
+        test_settings(redis_invalidate_timeout_s=0.1),
+        backing.database_url,
+        backing.redis_url,
+        {"run_workers": False},
+    ).start()
+    try:
+        with backing.channel(writer.address) as channel:
+            stub = ProfileServiceStub(channel)
+            stub.GetProfile(get)  # the writer's connections to Redis are open
+            with redis.Redis.from_url(backing.redis_url) as client:
+                client.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+            paused = time.monotonic()
+            stub.UpdateProfile(
+                profile_pb2.UpdateProfileRequest(
+                    profile=profile_pb2.Profile(name=created.name, bio="changed"),
+                    update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
+                ),
+                timeout=10,
+            )
+            assert time.monotonic() - paused < 0.9  # its tries gave up while Redis stalled
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - paused)))
+            deadline = time.monotonic() + 3.0
+            bio = profiles.GetProfile(get).bio
+            while bio != "changed" and time.monotonic() < deadline:
+                time.sleep(0.05)
+                bio = profiles.GetProfile(get).bio
+            assert bio == "changed"
+            assert not _cache(writer)._lost_tags
     finally:
         writer.stop()
 
