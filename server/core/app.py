@@ -59,6 +59,7 @@ class Application:
     engine: AsyncEngine | None = None
     jobs_engine: AsyncEngine | None = None
     redis: Redis | None = None
+    invalidator: Redis | None = None
     cache: Cache | None = None
     server: InstrumentedServer | None = None
     health: HealthMonitor | None = None
@@ -94,11 +95,17 @@ class Application:
             socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=30,
         )
+        self.invalidator = Redis.from_url(
+            self.redis_url,
+            socket_timeout=settings.redis_invalidate_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            health_check_interval=30,
+        )
         self.cache = Cache(
             self.redis,
             retry_after_s=settings.redis_retry_after_s,
             enabled=settings.cache_enabled,
-            invalidate_timeout_s=settings.redis_invalidate_timeout_s,
+            invalidator=self.invalidator,
         )
         tokens = PageTokens(settings.page_token_secret)
 
@@ -235,6 +242,8 @@ class Application:
             await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.invalidator is not None:
+            await self.invalidator.aclose()
         if self.engine is not None:
             await self.engine.dispose()
         if self.jobs_engine is not None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 
 from server.core.resp import RespClient
 from server.core.tasks import stop_task
@@ -123,15 +123,15 @@ class Cache:
         retry_after_s: float = 1.0,
         tag_ttl_s: int = 7 * 24 * 3600,
         enabled: bool = True,
-        invalidate_timeout_s: float = 1.0,
+        invalidator: Redis | None = None,
     ) -> None:
         self._redis = redis
-        # Invalidations get a longer timeout than reads (a separate pool, same connection
-        # settings): a read that times out only costs a database query, an invalidation
-        # that times out lets other replicas serve a retired entry. Under load (the compose
-        # drill on a busy machine) Redis answers a write's SET in 0.25 s most of the time,
-        # not every time. The pool opens nothing until an invalidation runs.
-        self._invalidator = _with_timeout(redis, invalidate_timeout_s)
+        # Invalidations may go through a client of their own with a longer timeout than
+        # reads (server/core/app.py): a read that times out only costs a database query, an
+        # invalidation that times out lets other replicas serve a retired entry. Under load
+        # (the compose drill on a busy machine) Redis answers a SET within 0.25 s most of
+        # the time, not every time.
+        self._invalidator = invalidator or redis
         self._enabled = enabled
         self._prefix = prefix
         self._retry_after_s = retry_after_s
@@ -232,11 +232,18 @@ class Cache:
         """Keep trying until the lost invalidations are settled: the replica may make no
         other Redis call for a while, and the other replicas serve retired entries until
         then."""
+        failures = 0
         while self._lost_tags or self._wipe_pending:
             try:
                 await self._settle()
-            except REDIS_FAILURES:
+            except REDIS_FAILURES as error:
+                failures += 1
+                if failures == 1:
+                    log.warning("a lost invalidation is not settled yet: %r", error)
+                # Fresh connections for the next try, should one be stuck.
+                await self._invalidator.connection_pool.disconnect()
                 await asyncio.sleep(SETTLE_RETRY_S)
+        log.info("lost invalidations settled", extra={"failed_tries": failures})
 
     async def _settle(self) -> None:
         """New versions for the lost tags (or a wipe); raises REDIS_FAILURES."""
@@ -265,7 +272,6 @@ class Cache:
             except REDIS_FAILURES as error:
                 log.error("a lost invalidation could not be settled before stopping: %r", error)
         await self._fast.aclose()
-        await self._invalidator.connection_pool.disconnect()
 
     async def ping(self) -> bool:
         try:
@@ -329,11 +335,3 @@ class Cache:
                 "redis unavailable; serving from the database",
                 extra={"operation": operation, "error": repr(error), "errors": self.stats.errors},
             )
-
-
-def _with_timeout(redis: Redis, timeout_s: float) -> Redis:
-    """A client of the same server, database, credentials and TLS as `redis`, with its own
-    pool and `timeout_s` as its command timeout."""
-    pool = redis.connection_pool
-    kwargs = {**pool.connection_kwargs, "socket_timeout": timeout_s}
-    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
