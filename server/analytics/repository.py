@@ -472,11 +472,19 @@ async def slots(conn: AsyncConnection, query: ReportQuery, field: str) -> list[R
 
 
 def top_posts_statement(query: ReportQuery, limit: int) -> Any:
-    return (
-        select(*POST_COLUMNS)
+    """The posts with the most engagement: chosen from the (profile_id, publish_time) index,
+    which carries engagement and id, then only those rows read."""
+    top = (
+        select(posts.c.id)
         .where(*_post_conditions(query))
         .order_by(posts.c.engagement.desc(), posts.c.id)
         .limit(limit)
+        .subquery()
+    )
+    return (
+        select(*POST_COLUMNS)
+        .join_from(posts, top, posts.c.id == top.c.id)
+        .order_by(posts.c.engagement.desc(), posts.c.id)
     )
 
 
