@@ -558,8 +558,8 @@ async def explain(database_url: str, profile_id: int, anchor: datetime) -> str:
     )
     statements = {
         "periods": repository.periods_statement(query),
-        "best hours": repository.slots_statement(query, "hour"),
-        "best weekdays": repository.slots_statement(query, "isodow"),
+        "best hours and weekdays": repository.slots_statement(query),
+        "follower bounds": repository.follower_bounds_statement(query),
         "top posts": repository.top_posts_statement(query, 10),
     }
     conn = await asyncpg.connect(_asyncpg_url(database_url))

@@ -138,8 +138,7 @@ class Reports:
                 raise profile_not_found(query.profile_id)
             bounds = await repository.follower_bounds(conn, query)
             period_rows = await repository.periods(conn, query)
-            hours = await repository.slots(conn, query, "hour")
-            weekdays = await repository.slots(conn, query, "isodow")
+            slots = await repository.slots(conn, query)
             top = await repository.top_posts(conn, query, TOP_POSTS)
         response = analytics_pb2.GetProfileAnalyticsResponse()
         end_followers: dict[str, int] = {}
@@ -185,8 +184,10 @@ class Reports:
         response.engagement = total_engagement
         response.average_engagement = total_engagement / total_posts if total_posts else 0.0
         response.engagement_rate = total_rates / total_posts if total_posts else 0.0
-        response.best_hours.extend(_slots(hours))
-        response.best_weekdays.extend(_slots(weekdays))
+        response.best_hours.extend(_slots([(r.hour, r) for r in slots if r.hour is not None]))
+        response.best_weekdays.extend(
+            _slots([(r.weekday, r) for r in slots if r.weekday is not None])
+        )
         response.top_posts.extend(post_metrics(row) for row in top)
         return response
 
@@ -240,13 +241,14 @@ def _group(group: Any) -> analytics_pb2.GroupDirectoryStats:
     )
 
 
-def _slots(rows: Sequence[Any]) -> list[analytics_pb2.PostingSlotStats]:
-    ordered = sorted(rows, key=lambda r: (-float(r.average), r.slot))
+def _slots(rows: Sequence[tuple[int, Any]]) -> list[analytics_pb2.PostingSlotStats]:
+    """(slot, its row) pairs, highest average engagement first."""
+    ordered = sorted(rows, key=lambda pair: (-float(pair[1].average), pair[0]))
     return [
         analytics_pb2.PostingSlotStats(
-            slot=r.slot, post_count=r.posts, average_engagement=float(r.average)
+            slot=slot, post_count=r.posts, average_engagement=float(r.average)
         )
-        for r in ordered
+        for slot, r in ordered
     ]
 
 

@@ -173,7 +173,15 @@ def history(backing: Backing) -> Iterator[Any]:
             " SELECT p.id, current_date - n, 'instagram', 1, n, 0, 0, 0, 0, 0"
             " FROM profiles p, generate_series(1, 60) n"
         )
-        conn.execute("VACUUM ANALYZE analytics_posts, analytics_metric_snapshots, analytics_daily")
+        conn.execute(
+            "INSERT INTO analytics_follower_counts (profile_id, platform, day, followers,"
+            " observe_time) SELECT p.id, 'instagram', current_date - n, 1000 + n, now()"
+            " FROM profiles p, generate_series(1, 60) n"
+        )
+        conn.execute(
+            "VACUUM ANALYZE analytics_posts, analytics_metric_snapshots, analytics_daily,"
+            " analytics_follower_counts"
+        )
         yield conn
 
 
@@ -193,7 +201,8 @@ def test_reports_read_rollups_by_index_and_a_series_reads_one_post(history: Any)
     )
     reports = {
         "periods": repository.periods_statement(query),
-        "best hours": repository.slots_statement(query, "hour"),
+        "best hours and weekdays": repository.slots_statement(query),
+        "follower bounds": repository.follower_bounds_statement(query),
         "top posts": repository.top_posts_statement(query, 10),
     }
     filled = {
@@ -241,8 +250,7 @@ def test_best_slots_and_top_posts_read_a_profile_s_posts_from_the_index_alone(
         platform=None,
     )
     statements = {
-        "best hours": repository.slots_statement(query, "hour"),
-        "best weekdays": repository.slots_statement(query, "isodow"),
+        "best hours and weekdays": repository.slots_statement(query),
         "top posts": repository.top_posts_statement(query, 10),
     }
     problems = []
