@@ -407,6 +407,17 @@ def _post_conditions(query: ReportQuery) -> list[Any]:
 
 
 def periods_statement(query: ReportQuery) -> Any:
+    if query.granularity == "day":
+        # A day is its own period: the rows as the primary key orders them, no grouping.
+        return (
+            select(
+                daily.c.day.label("period"),
+                daily.c.platform,
+                *(daily.c[name] for name in ("posts", *METRICS)),
+            )
+            .where(*_day_conditions(query, daily))
+            .order_by(daily.c.day, daily.c.platform)
+        )
     period = cast(func.date_trunc(query.granularity, daily.c.day), Date).label("period")
     return (
         select(
