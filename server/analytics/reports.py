@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -138,8 +139,7 @@ class Reports:
                 raise profile_not_found(query.profile_id)
             bounds = await repository.follower_bounds(conn, query)
             period_rows = await repository.periods(conn, query)
-            hours = await repository.slots(conn, query, "hour")
-            weekdays = await repository.slots(conn, query, "isodow")
+            slots = await repository.slots(conn, query)
             top = await repository.top_posts(conn, query, TOP_POSTS)
         response = analytics_pb2.GetProfileAnalyticsResponse()
         end_followers: dict[str, int] = {}
@@ -153,40 +153,41 @@ class Reports:
                 growth=growth,
                 growth_rate=growth / row.start if row.start > 0 else 0.0,
             )
-        by_period: dict[date, list[Any]] = {}
+        # One pass over the rows (a period has a row per platform; a year of days of a busy
+        # profile is over a thousand), then one message per period, empty ones included.
+        by_period: dict[date, _PeriodSums] = {}
         for row in period_rows:
-            by_period.setdefault(row.period, []).append(row)
+            sums = by_period.get(row.period)
+            if sums is None:
+                sums = by_period[row.period] = _PeriodSums()
+            sums.add(row, end_followers.get(row.platform, 0))
+        empty = _PeriodSums()
         total_posts = total_engagement = 0
         total_rates = 0.0
         for start in _period_starts(query):
-            rows = by_period.get(start, [])
-            sums = {name: sum(getattr(r, name) for r in rows) for name in ("posts", *METRICS)}
-            engagement = sums["likes"] + sums["comments"] + sums["shares"]
-            # The sum of the period's posts' rates: per platform, its engagement over its
-            # followers (every post of a platform is measured against the same count).
-            rates = sum(
-                _rate(r.likes + r.comments + r.shares, end_followers.get(r.platform, 0))
-                for r in rows
-            )
+            sums = by_period.get(start, empty)
+            engagement = sums.likes + sums.comments + sums.shares
             response.periods.add(
                 start_time=timestamp(_at_midnight(start)),
-                post_count=sums["posts"],
-                likes=sums["likes"],
-                comments=sums["comments"],
-                shares=sums["shares"],
-                views=sums["views"],
+                post_count=sums.posts,
+                likes=sums.likes,
+                comments=sums.comments,
+                shares=sums.shares,
+                views=sums.views,
                 engagement=engagement,
-                engagement_rate=rates / sums["posts"] if sums["posts"] else 0.0,
+                engagement_rate=sums.rates / sums.posts if sums.posts else 0.0,
             )
-            total_posts += sums["posts"]
+            total_posts += sums.posts
             total_engagement += engagement
-            total_rates += rates
+            total_rates += sums.rates
         response.post_count = total_posts
         response.engagement = total_engagement
         response.average_engagement = total_engagement / total_posts if total_posts else 0.0
         response.engagement_rate = total_rates / total_posts if total_posts else 0.0
-        response.best_hours.extend(_slots(hours))
-        response.best_weekdays.extend(_slots(weekdays))
+        response.best_hours.extend(_slots([(r.hour, r) for r in slots if r.hour is not None]))
+        response.best_weekdays.extend(
+            _slots([(r.weekday, r) for r in slots if r.weekday is not None])
+        )
         response.top_posts.extend(post_metrics(row) for row in top)
         return response
 
@@ -234,19 +235,40 @@ class Reports:
         return analytics_pb2.GetAudienceDemographicsResponse.FromString(payload)
 
 
+@dataclass(slots=True)
+class _PeriodSums:
+    posts: int = 0
+    likes: int = 0
+    comments: int = 0
+    shares: int = 0
+    views: int = 0
+    # The sum of the period's posts' engagement rates: per platform, its engagement over its
+    # followers (every post of a platform is measured against the same count).
+    rates: float = 0.0
+
+    def add(self, row: Any, followers: int) -> None:
+        self.posts += row.posts
+        self.likes += row.likes
+        self.comments += row.comments
+        self.shares += row.shares
+        self.views += row.views
+        self.rates += _rate(row.likes + row.comments + row.shares, followers)
+
+
 def _group(group: Any) -> analytics_pb2.GroupDirectoryStats:
     return analytics_pb2.GroupDirectoryStats(
         value=group.value or "", profile_count=group.profiles, total_followers=group.total_followers
     )
 
 
-def _slots(rows: Sequence[Any]) -> list[analytics_pb2.PostingSlotStats]:
-    ordered = sorted(rows, key=lambda r: (-float(r.average), r.slot))
+def _slots(rows: Sequence[tuple[int, Any]]) -> list[analytics_pb2.PostingSlotStats]:
+    """(slot, its row) pairs, highest average engagement first."""
+    ordered = sorted(rows, key=lambda pair: (-float(pair[1].average), pair[0]))
     return [
         analytics_pb2.PostingSlotStats(
-            slot=r.slot, post_count=r.posts, average_engagement=float(r.average)
+            slot=slot, post_count=r.posts, average_engagement=float(r.average)
         )
-        for r in ordered
+        for slot, r in ordered
     ]
 
 

@@ -59,6 +59,10 @@ class JobLeadership:
                 else:
                     # A lock on a dead connection is no lock: check the session is still there.
                     await self._conn.execute(text("SELECT 1"))
+                    # And end the transaction SELECT 1 began: left open, it held back the
+                    # cluster's xmin horizon, so VACUUM marked no page all-visible (no
+                    # index-only scans) and kept every dead row while this replica led.
+                    await self._conn.commit()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
