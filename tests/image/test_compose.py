@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -198,7 +199,8 @@ class Load:
                 assert isinstance(read, profile_pb2.Profile)
                 self.reads_checked += 1
                 if read.bio != bio:
-                    self.stale.append(f"{bio!r} read as {read.bio!r}")
+                    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+                    self.stale.append(f"{stamp} {bio!r} read as {read.bio!r}")
 
 
 def leadership(replica: str) -> list[tuple[str, str]]:
@@ -256,6 +258,11 @@ def test_a_replica_stops_under_load_and_nothing_fails_or_goes_stale(stack: None)
     said = [entry for entry in logs(leader) if entry.get("msg") != "rpc"]
     shutting = [i for i, entry in enumerate(said) if entry.get("msg") == "shutting down"]
     print("\n".join(json.dumps(entry) for entry in said[shutting[-1] if shutting else -40 :]))
+    if load.stale:  # what the replicas said of Redis and the cache, to tell why
+        for replica in REPLICAS:
+            for entry in logs(replica):
+                if entry.get("level") in {"WARNING", "ERROR"} or "cache" in entry.get("logger", ""):
+                    print(replica, json.dumps(entry)[:600])
     assert set(load.calls) <= {"OK", *(code.name for code in RETRIED)}, load.calls
     assert load.stale == []
     assert all(count > 0 for count in served_before.values()), "the balancer skipped a replica"
