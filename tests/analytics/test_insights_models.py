@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,8 +44,7 @@ def test_the_taxonomy_is_fixed_and_documented() -> None:
     )
     assert all(CATEGORY_DESCRIPTIONS[c].strip() for c in CATEGORIES)
     assert set(FROM_TWEETTOPIC.values()) == set(CATEGORIES)
-    with open("docs/ANALYTICS_MODELS.md", encoding="utf-8") as doc:
-        text = doc.read()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ANALYTICS_MODELS.md").read_text("utf-8")
     assert all(f"| {c} |" in text for c in CATEGORIES)
 
 
