@@ -130,6 +130,22 @@ def test_no_words_gives_low_confidence_never_an_error(models: InsightModels, tex
         assert insight == Insight("neutral", 0.0, 0.0, "Other", 0.0, UNDETERMINED, 0.0)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["\ud83d lone surrogate", "literal \\ud83d\\ude00 escape", "\x00\x01", "a\u200b\u200bb"],
+)
+def test_odd_characters_never_raise(models: InsightModels, text: str) -> None:
+    insight = models.analyze(text)
+    assert insight.category in CATEGORIES
+
+
+def test_a_huge_post_is_cut_not_slow(models: InsightModels) -> None:
+    started = time.process_time()
+    insight = models.analyze("I love this phone. " * 100_000)
+    assert time.process_time() - started < 1.0
+    assert insight.sentiment == "positive"
+
+
 def test_one_short_word_is_not_a_confident_language(models: InsightModels) -> None:
     insight = models.analyze("ok")
     assert insight.language_confidence < 0.5

@@ -24,9 +24,16 @@ _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
+def unescape(text: str) -> str:
+    """Literal `\\uXXXX` escapes (as some tweet dumps hold them) decoded; a surrogate that pairs
+    with no other, decoded or not, becomes U+FFFD instead of breaking UTF-8 encoders later."""
+    text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def clean(text: str) -> str:
     """Links and handles become placeholders, runs of one character are cut to two."""
-    text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = unescape(text)
     text = _URL.sub(" httpurl ", text)
     text = _MENTION.sub(" @user ", text)
     text = _REPEAT.sub(r"\1\1", text)
@@ -35,7 +42,7 @@ def clean(text: str) -> str:
 
 def letters_only(text: str) -> str:
     """What language identification reads: no links, handles, hashtag marks, digits or emoji."""
-    text = _URL.sub(" ", _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text))
+    text = _URL.sub(" ", unescape(text))
     text = _MENTION.sub(" ", text).replace("#", " ")
     return " ".join("".join(c if _LETTER.match(c) or c in " '-" else " " for c in text).split())
 

@@ -21,6 +21,9 @@ Sentiment = Literal["positive", "neutral", "negative"]
 _SENTIMENTS: tuple[Sentiment, ...] = ("negative", "neutral", "positive")
 _FALLBACK_CATEGORY = "Other"
 _SYMBOLS = 0x2100  # letterlike symbols, arrows, dingbats, emoji and beyond
+# Posts are read up to this many characters: the answer is settled long before, and the cost
+# of one pasted novel stays bounded.
+MAX_CHARS = 5000
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,11 @@ class InsightModels:
         return self.analyze_many([text])[0]
 
     def analyze_many(self, texts: Sequence[str]) -> list[Insight]:
+        """Insights in input order. CPU-bound (~0.4 ms a post): async callers run it in a
+        worker thread or process. The loaded models are only read, so threads may share them."""
         if not texts:
             return []
+        texts = [text[:MAX_CHARS] for text in texts]
         sentiments = self._sentiment.probabilities(self._sentiment_features.transform(texts))
         categories = self._category.probabilities(self._category_features.transform(texts))
         languages = self._language.identify_many(texts)
