@@ -220,14 +220,23 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     models = InsightModels.load()
     rss_mb = (process.memory_info().rss - before) / 2**20
+    try:
+        report = measure(models, fresh, rss_mb)
+    except data.DataUnavailable as error:
+        sys.exit(str(error))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(report, indent=2, ensure_ascii=False))
 
+
+def measure(models: Any, fresh: dict[str, float], rss_mb: float) -> dict[str, Any]:
     def analyze(texts: Sequence[str]) -> list[Any]:
         return [
             i for s in range(0, len(texts), 512) for i in models.analyze_many(texts[s : s + 512])
         ]
 
     tweets = [t for t, _ in data.tweeteval_sentiment("test")]
-    report = {
+    return {
         "load": {
             **fresh,
             "seconds_load_only": round(models.load_seconds, 2),
@@ -242,9 +251,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             for r in (data.SEMEVAL, data.TWEETEVAL, data.XLMT, data.TOPICXL, data.LINGUA)
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(json.dumps(report, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Data (bench/insights_data.py, all public, pinned by commit):
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,16 +147,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
     parser.add_argument("--only", choices=("sentiment", "category"))
     args = parser.parse_args(argv)
-    held = _held_out()
-    for name, train in (("sentiment", train_sentiment), ("category", train_category)):
-        if args.only not in (None, name):
-            continue
-        started = time.perf_counter()
-        model = train(held)
-        path = args.out / f"{name}.npz"
-        model.save(path)
-        size, took = path.stat().st_size / 1e6, time.perf_counter() - started
-        print(f"{name}: {path} ({size:.1f} MB, {took:.0f} s)")
+    try:
+        held = _held_out()
+        for name, train in (("sentiment", train_sentiment), ("category", train_category)):
+            if args.only not in (None, name):
+                continue
+            started = time.perf_counter()
+            model = train(held)
+            path = args.out / f"{name}.npz"
+            model.save(path)
+            size, took = path.stat().st_size / 1e6, time.perf_counter() - started
+            print(f"{name}: {path} ({size:.1f} MB, {took:.0f} s)")
+    except data.DataUnavailable as error:
+        sys.exit(str(error))
 
 
 if __name__ == "__main__":
