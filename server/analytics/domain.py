@@ -22,6 +22,7 @@ from server.analytics.service_metrics import ServiceMetrics
 from server.analytics.servicer import AnalyticsServicer
 from server.analytics.settings import AnalyticsSettings
 from server.analytics.tables import TABLES
+from server.core.db import create_engine
 from server.core.domain import Domain, DomainContext, Job, Plugin, Service, Worker
 from server.feed.public import FeedHooks
 from server.profiles.public import DirectoryReader, ProfileHooks
@@ -53,15 +54,20 @@ def build(context: DomainContext) -> Plugin:
     insights = InsightReads(context.engine, context.cache, settings.analytics_insights_cache_ttl_s)
     workers: list[Worker] = [live, service_metrics]
     if settings.analytics_insights_worker:
+        # Its own connection: polling the queue never holds one of the calls' pooled ones.
+        one_connection = context.settings.model_copy(
+            update={"db_pool_size": 1, "db_max_overflow": 0}
+        )
         workers.append(
             InsightWorker(
-                context.engine,
+                create_engine(one_connection, context.database_url),
                 context.cache,
                 ingestion,
                 shared_models,
                 model_version(),
                 batch_size=settings.analytics_insights_batch_size,
                 poll_s=settings.analytics_insights_poll_s,
+                owns_engine=True,
             )
         )
     servicer = AnalyticsServicer(

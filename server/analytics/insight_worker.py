@@ -79,8 +79,10 @@ class InsightWorker:
         *,
         batch_size: int,
         poll_s: float,
+        owns_engine: bool = False,
     ) -> None:
         self._engine = engine
+        self._owns_engine = owns_engine
         self._cache = cache
         self._ingestion = ingestion
         self._load_models = models
@@ -100,6 +102,8 @@ class InsightWorker:
     async def stop(self) -> None:
         await stop_task(self._task)
         self._task = None
+        if self._owns_engine:
+            await self._engine.dispose()
 
     async def _run(self) -> None:
         # In a thread: the server answers while the models load.
