@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from socialhub.v1 import analytics_pb2
+from socialhub.v1 import analytics_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
@@ -19,7 +19,7 @@ from tests.analytics.insights_support import (
     profile_insights,
     wait_until,
 )
-from tests.analytics.support import profile
+from tests.analytics.support import at, batch, followers, profile, snapshot
 from tests.harness import Backing
 from tests.helpers import error_info, field_violations
 
@@ -156,3 +156,22 @@ def test_the_quality_score_follows_its_formula(
     assert shares == pytest.approx(1.0)
     assert sum(c.post_count for c in found.categories) == len(bodies)
     assert found.primary_category == found.categories[0].category
+
+
+def test_clients_cannot_ingest_the_platform_the_service_records_itself(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub
+) -> None:
+    author = profile(profiles)
+    with pytest.raises(grpc.RpcError) as caught:
+        analytics.BatchCreateMetricSnapshots(
+            batch(snapshot(author, "p1", at(10), platform=profile_pb2.PLATFORM_SOCIALHUB, likes=1))
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"metric_snapshots[0].platform"}
+    with pytest.raises(grpc.RpcError) as counts:
+        analytics.BatchCreateFollowerCounts(
+            analytics_pb2.BatchCreateFollowerCountsRequest(
+                follower_counts=[followers(author, at(8), 5, profile_pb2.PLATFORM_SOCIALHUB)]
+            )
+        )
+    assert set(field_violations(counts.value)) == {"follower_counts[0].platform"}
