@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from typing import Any
 
 import grpc
 from socialhub.v1 import analytics_pb2
@@ -33,7 +34,7 @@ def test_analytics_calls_from_the_readme(
     commands = [command for command in commands if command not in watches]
     assert len(commands) >= 6, commands
     assert len(watches) == 2, watches
-    outputs = []
+    outputs: list[Any] = []
     for command in commands:
         if "Insights" in command and not any(
             "Insights" in done for done in commands[: len(outputs)]
