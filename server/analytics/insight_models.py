@@ -13,23 +13,34 @@ from __future__ import annotations
 import functools
 import hashlib
 from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from server.analytics.insights import InsightModels
-from server.analytics.insights.models import MODEL_DIR
+if TYPE_CHECKING:
+    from server.analytics.insights import InsightModels
 
+# Not imported from server.analytics.insights.models: importing anything of the package loads
+# numpy, whose OpenBLAS starts threads at import, and `serve --workers N` must fork a process
+# without threads. The package is imported where the models are loaded or used, after the fork.
+MODEL_DIR = Path(__file__).resolve().parent / "insights" / "models"
 # Dependencies whose version changes what the models answer.
 _PACKAGES = ("py3langid", "vaderSentiment")
 
 
 @functools.cache
 def shared_models() -> InsightModels:
+    from server.analytics.insights import InsightModels
+
     return InsightModels.load()
 
 
 @functools.cache
 def model_version() -> str:
     digest = hashlib.sha256()
-    for path in sorted(MODEL_DIR.glob("*.npz")):
+    weights = sorted(MODEL_DIR.glob("*.npz"))
+    if not weights:
+        raise RuntimeError(f"no model weights in {MODEL_DIR}")
+    for path in weights:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     for package in _PACKAGES:

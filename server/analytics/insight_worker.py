@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -31,12 +31,15 @@ from server.analytics import insight_repository as repository
 from server.analytics.cache_tags import post_insights_tag, profile_tag
 from server.analytics.ingestion import Ingestion
 from server.analytics.insight_models import text_hash
-from server.analytics.insights import Insight, InsightModels
 from server.analytics.model import Snapshot
 from server.core.cache import Cache
 from server.core.errors import NotFound
 from server.core.tasks import stop_task
 from server.feed.public import PostChange, PostKind, PostState, posts_by_ids
+
+if TYPE_CHECKING:
+    # Types only: the package loads numpy (see insight_models.py).
+    from server.analytics.insights import Insight, InsightModels
 
 log = logging.getLogger("socialhub.analytics")
 

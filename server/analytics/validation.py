@@ -10,7 +10,6 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 from socialhub.v1 import analytics_pb2
 
-from server.analytics.insights import CATEGORIES, LANGUAGES, UNDETERMINED
 from server.analytics.live import parse_event_id
 from server.analytics.mapping import (
     AGE_BY_ENUM,
@@ -334,6 +333,9 @@ def creator_search(request: analytics_pb2.SearchCreatorsRequest) -> CreatorSearc
     if not 0.0 <= request.min_engagement_rate < math.inf:  # NaN fails this too
         violations.add("min_engagement_rate", "must be a number, not negative")
     check_text(violations, "audience_country", request.audience_country, PLACE_MAX)
+    # Here, not at import: the package loads numpy (see insight_models.py).
+    from server.analytics.insights import CATEGORIES, LANGUAGES, UNDETERMINED
+
     if request.category and request.category not in CATEGORIES:
         violations.add("category", "is not a category of the taxonomy (docs/ANALYTICS_MODELS.md)")
     if request.language_code and request.language_code not in (*LANGUAGES, UNDETERMINED):
