@@ -110,7 +110,13 @@ class InsightWorker:
 
     async def _run(self) -> None:
         # In a thread: the server answers while the models load.
-        self._models = await asyncio.to_thread(self._load_models)
+        try:
+            self._models = await asyncio.to_thread(self._load_models)
+        except Exception:
+            # A broken install, not a passing outage: posts stay queued for another replica,
+            # or for this one once it is fixed and restarted.
+            log.exception("cannot load the insights models; this replica's insights worker stops")
+            return
         while True:
             try:
                 result = await self.run_once()
