@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from socialhub.v1 import analytics_pb2, analytics_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.analytics.cache_tags import profile_tag
+from server.analytics import insight_repository
+from server.analytics.cache_tags import post_insights_tag, profile_tag
 from server.analytics.creators import CreatorSearches
 from server.analytics.ingestion import Ingestion
 from server.analytics.insight_models import model_version, shared_models
@@ -31,8 +32,13 @@ SERVICE_NAME = analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].ful
 
 
 async def _forget_profiles(conn: AsyncConnection, profile_ids: Sequence[int]) -> list[str]:
-    # Their rows go with them (ON DELETE CASCADE); their cached reports must go too.
-    return [profile_tag(profile_id) for profile_id in profile_ids]
+    # Their rows go with them (ON DELETE CASCADE); their cached reports must go too, and the
+    # cached insights of their posts (which feed deletes by cascade, calling no post hook).
+    posts = await insight_repository.post_ids_of(conn, profile_ids)
+    return [
+        *(profile_tag(profile_id) for profile_id in profile_ids),
+        *(post_insights_tag(post_id) for post_id in posts),
+    ]
 
 
 def build(context: DomainContext) -> Plugin:

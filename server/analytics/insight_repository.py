@@ -104,6 +104,12 @@ async def delete_insights(conn: AsyncConnection, post_ids: Sequence[int]) -> Non
         await conn.execute(delete(post_insights).where(post_insights.c.post_id.in_(post_ids)))
 
 
+async def post_ids_of(conn: AsyncConnection, profile_ids: Sequence[int]) -> list[int]:
+    """The posts of `profile_ids` with insights (their profile_id index)."""
+    statement = select(post_insights.c.post_id).where(post_insights.c.profile_id.in_(profile_ids))
+    return list((await conn.execute(statement)).scalars())
+
+
 async def post_insights_row(conn: AsyncConnection, post_id: int) -> Row[Any] | None:
     statement = select(post_insights).where(post_insights.c.post_id == post_id)
     return (await conn.execute(statement)).first()

@@ -175,3 +175,19 @@ def test_clients_cannot_ingest_the_platform_the_service_records_itself(
             )
         )
     assert set(field_violations(counts.value)) == {"follower_counts[0].platform"}
+
+
+def test_deleting_the_author_retires_its_posts_cached_insights(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, feed: FeedServiceStub
+) -> None:
+    author = profile(profiles)
+    written = post(feed, author, "A quiet walk in the park this morning")
+    insights_of(analytics, written.name)
+    post_insights(analytics, written.name)  # cached now
+    profiles.DeleteProfile(profile_pb2.DeleteProfileRequest(name=author))
+    with pytest.raises(grpc.RpcError) as caught:
+        post_insights(analytics, written.name)
+    assert error_info(caught.value).reason == "POST_NOT_FOUND"
+    with pytest.raises(grpc.RpcError) as gone:
+        profile_insights(analytics, author)
+    assert error_info(gone.value).reason == "PROFILE_NOT_FOUND"
