@@ -10,10 +10,13 @@ deleted posts, recomputes the touched profiles' aggregates, removes the queue ro
 commits; then it invalidates the cached insights and analytics of those profiles and posts.
 A write to a post the worker holds waits for the batch to commit, then queues the post again.
 
-Engagement (likes and comments) of created or engaged-with posts is recorded through the
-ingestion use case, as metric snapshots of the platform "socialhub": that is its own
-transaction, committed before the batch's, so a batch that then fails records the same counts
-again with a later observe_time when it is retried, which moves no total.
+Engagement (likes and comments) of created or engaged-with posts, as read in the batch, is
+recorded after it commits through the ingestion use case, as metric snapshots of the platform
+"socialhub" observed when they were read. After, not inside: ingestion locks profiles, and a
+profile deletion waiting on a post whose feed write waits on the batch's queue rows would make
+a cycle PostgreSQL cannot see (it spans two connections). If that ingestion fails, the posts
+are queued again for their metrics; a later change of a post is read (and stamped) later, so
+its snapshot wins whichever lands first.
 """
 
 from __future__ import annotations
@@ -138,14 +141,11 @@ class InsightWorker:
                 return BatchResult(0, 0, 0, 0)
             post_ids = [row.post_id for row in claimed]
             posts = await posts_by_ids(conn, post_ids)
+            observed = datetime.now(UTC)
             stored = await repository.stored_versions(conn, post_ids)
-            snapshots = await self._record_engagement(
-                [
-                    posts[row.post_id]
-                    for row in claimed
-                    if row.needs_metrics and row.post_id in posts
-                ]
-            )
+            engaged = [
+                posts[row.post_id] for row in claimed if row.needs_metrics and row.post_id in posts
+            ]
             todo = [
                 posts[row.post_id]
                 for row in claimed
@@ -170,6 +170,7 @@ class InsightWorker:
             *(post_insights_tag(post.post_id) for post in todo),
             *(post_insights_tag(post_id) for post_id in gone),
         )
+        snapshots = await self._record_engagement(engaged, observed)
         return BatchResult(len(claimed), len(todo), len(gone), snapshots)
 
     def _row(self, post: PostState, insight: Insight) -> dict[str, Any]:
@@ -189,10 +190,9 @@ class InsightWorker:
             "post_update_time": post.updated_at,
         }
 
-    async def _record_engagement(self, posts: Sequence[PostState]) -> int:
+    async def _record_engagement(self, posts: Sequence[PostState], observed: datetime) -> int:
         """Record the posts' likes and comments as snapshots, one ingestion per author (so a
         profile deleted meanwhile costs only its own, already deleted, posts)."""
-        now = datetime.now(UTC)
         by_author: dict[int, list[Snapshot]] = {}
         for post in posts:
             by_author.setdefault(post.author_id, []).append(
@@ -201,7 +201,7 @@ class InsightWorker:
                     platform=SOCIALHUB,
                     post_id=str(post.post_id),
                     publish_time=post.created_at,
-                    observe_time=now,
+                    observe_time=observed,
                     metrics=(post.like_count, post.comment_count, 0, 0, 0, 0),
                 )
             )
@@ -211,5 +211,18 @@ class InsightWorker:
                 result = await self._ingestion.metric_snapshots(by_author[author_id])
             except NotFound:
                 continue  # the author is gone, and its posts with it
+            except Exception:
+                log.exception("recording engagement failed; queueing the posts again")
+                await self._queue_again([int(s.post_id) for s in by_author[author_id]])
+                continue
             recorded += result.created
         return recorded
+
+    async def _queue_again(self, post_ids: Sequence[int]) -> None:
+        rows = [{"post_id": p, "needs_insight": False, "needs_metrics": True} for p in post_ids]
+        try:
+            async with self._engine.begin() as conn:
+                await repository.enqueue(conn, rows)
+        except Exception:
+            # PostgreSQL is gone too: the counts are recorded at the posts' next change.
+            log.exception("queueing posts again for their engagement failed")

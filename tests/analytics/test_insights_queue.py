@@ -204,6 +204,11 @@ async def _two_workers(backing: Backing, engine: AsyncEngine, cache: Cache) -> N
     analysed = [text for recorder in recorders for text in recorder.texts]
     assert len(analysed) == len(set(analysed))
     assert all(recorder.texts for recorder in recorders), "both workers took part"
-    # Every post has its insights (the session server's worker may have done some).
+    # Every post has its insights: the session server's worker may have done some, and may
+    # still be committing its last batch when these two find nothing left to claim.
+    deadline = asyncio.get_running_loop().time() + 20
+    while _count(backing, "SELECT count(*) FROM analytics_feed_queue"):
+        assert asyncio.get_running_loop().time() < deadline, "the queue never emptied"
+        await asyncio.sleep(0.05)
     assert _count(backing, "SELECT count(*) FROM analytics_post_insights") == len(bodies)
     assert _count(backing, "SELECT posts FROM analytics_profile_insights") == len(bodies)
