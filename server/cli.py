@@ -1,4 +1,4 @@
-"""The `socialhub` command: serve, migrate, seed, keys, tokens, top, watch."""
+"""The `socialhub` command: serve, migrate, seed, keys, tokens, insights, top, watch."""
 
 from __future__ import annotations
 
@@ -282,6 +282,56 @@ async def _invalidate_cache(redis_url: str) -> None:
         await Cache(redis).invalidate_everything()
     finally:
         await redis.aclose()
+
+
+insights = typer.Typer(
+    help="Content insights of FeedService posts (docs/ANALYTICS.md, Content insights).",
+    no_args_is_help=True,
+)
+cli.add_typer(insights, name="insights")
+
+
+@insights.command("backfill")
+def backfill_insights(
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=5000, help="Posts read, queued and analysed per batch.")
+    ] = 500,
+) -> None:
+    """Compute insights for every post lacking current-model ones (and record the engagement of
+    posts never seen). Safe while servers run; run it again to resume."""
+    from tqdm import tqdm
+
+    from server.analytics.backfill import run_backfill
+
+    settings = _settings()
+    bar = tqdm(desc="posts", unit="post", disable=None)
+
+    async def run(backing: Backing) -> None:
+        def on_total(total: int) -> None:
+            bar.total = total
+            bar.refresh()
+
+        def advance(done: int) -> None:
+            bar.update(done)
+
+        totals = await run_backfill(
+            settings,
+            backing.database_url,
+            backing.redis_url,
+            batch_size=batch_size,
+            on_total=on_total,
+            progress=advance,
+        )
+        bar.close()
+        typer.echo(
+            f"walked {totals.posts} posts: queued {totals.queued}, analysed {totals.analysed}, "
+            f"removed {totals.removed} insights of deleted posts, recorded "
+            f"{totals.snapshots} engagement snapshots"
+        )
+
+    with backing_servers(settings) as backing:
+        migrations.upgrade(backing.database_url)
+        _run(run(backing))
 
 
 keys = typer.Typer(

@@ -12,7 +12,11 @@ PLATFORM_BY_ENUM: dict[int, str] = {
     profile_pb2.PLATFORM_INSTAGRAM: "instagram",
     profile_pb2.PLATFORM_YOUTUBE: "youtube",
     profile_pb2.PLATFORM_LINKEDIN: "linkedin",
+    # Posts and engagement made through FeedService, which the insights worker records.
+    profile_pb2.PLATFORM_SOCIALHUB: "socialhub",
 }
+# What clients may ingest: every platform but the one the service records itself.
+INGESTED_PLATFORMS = frozenset(PLATFORM_BY_ENUM.values()) - {"socialhub"}
 ENUM_BY_PLATFORM = {name: number for number, name in PLATFORM_BY_ENUM.items()}
 
 AGE_BY_ENUM: dict[int, str] = {

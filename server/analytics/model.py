@@ -67,3 +67,6 @@ class CreatorSearch:
     max_followers: int = 0  # 0: no upper bound
     min_engagement_rate: float = 0.0
     audience_country: str = ""
+    # A primary category / language of the profile's FeedService posts ("": any).
+    category: str = ""
+    language: str = ""

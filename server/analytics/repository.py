@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    exists,
     func,
     literal,
     select,
@@ -26,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.analytics.insight_tables import analytics_profile_insights as profile_insights
 from server.analytics.mapping import PLATFORM_BY_ENUM
 from server.analytics.model import (
     AudienceValues,
@@ -307,6 +309,23 @@ def search_creators_statement(
         conditions.append(creators.c.engagement_rate >= search.min_engagement_rate)
     if search.audience_country:
         conditions.append(creators.c.countries.has_key(search.audience_country))
+    # The content filters probe the profile's aggregates by primary key for each creator of
+    # the order's range (or, for a rare value, read its (primary_*, profile_id) index first).
+    topics = profile_insights.c
+    if search.category:
+        conditions.append(
+            exists().where(
+                topics.profile_id == creators.c.profile_id,
+                topics.primary_category == search.category,
+            )
+        )
+    if search.language:
+        conditions.append(
+            exists().where(
+                topics.profile_id == creators.c.profile_id,
+                topics.primary_language == search.language,
+            )
+        )
     if position is not None:
         conditions.append(tuple_(key, creators.c.profile_id) < tuple(position))
     return (

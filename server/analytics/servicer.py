@@ -12,6 +12,7 @@ from socialhub.v1 import analytics_pb2, analytics_pb2_grpc
 from server.analytics import validation
 from server.analytics.creators import CreatorSearches
 from server.analytics.ingestion import Ingestion, profile_not_found
+from server.analytics.insight_reads import InsightReads
 from server.analytics.live import ProfileEvents
 from server.analytics.partitions import retention_cutoff
 from server.analytics.reports import Reports
@@ -35,7 +36,9 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         *,
         live: ProfileEvents,
         service_metrics: ServiceMetrics,
+        insights: InsightReads,
     ) -> None:
+        self._insights = insights
         self._live = live
         self._service_metrics = service_metrics
         self._ingestion = ingestion
@@ -147,3 +150,14 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         interval = clamp_interval(validation.interval_seconds(request))
         async for sample in self._service_metrics.watch(interval, fleet=request.fleet):
             yield sample
+
+    async def GetPostInsights(
+        self, request: analytics_pb2.GetPostInsightsRequest, context: Context
+    ) -> analytics_pb2.PostInsights:
+        return await self._insights.post_insights(validation.insights_name(request.name, "posts"))
+
+    async def GetProfileInsights(
+        self, request: analytics_pb2.GetProfileInsightsRequest, context: Context
+    ) -> analytics_pb2.ProfileInsights:
+        profile_id = validation.insights_name(request.name, "profiles")
+        return await self._insights.profile_insights(profile_id)

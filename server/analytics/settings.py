@@ -19,3 +19,12 @@ class AnalyticsSettings(BaseSettings):
     analytics_partition_interval_s: float = 3600.0
     # Live events (WatchProfileMetrics) kept per profile in its Redis stream (MAXLEN ~).
     analytics_live_max_events: int = 1000
+    # Content insights (docs/ANALYTICS.md, "Content insights"). Only the insights worker's
+    # writes change them, and it invalidates what it changed, so entries may live for days.
+    analytics_insights_cache_ttl_s: int = 3 * 86400
+    # The insights worker of this replica: off for a replica that should only answer (the
+    # others, or `socialhub insights backfill`, then empty the queue).
+    analytics_insights_worker: bool = True
+    # Queued posts handled per batch (one transaction), and how often an idle worker looks.
+    analytics_insights_batch_size: int = 200
+    analytics_insights_poll_s: float = 0.5

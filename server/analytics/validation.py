@@ -15,6 +15,7 @@ from server.analytics.mapping import (
     AGE_BY_ENUM,
     GENDER_BY_ENUM,
     GRANULARITY_BY_ENUM,
+    INGESTED_PLATFORMS,
     PLATFORM_BY_ENUM,
     PROFILE_COLLECTION,
 )
@@ -61,12 +62,22 @@ def profile_id(name: str, field: str = "profile") -> int:
     return parse_name(name, PROFILE_COLLECTION, field)
 
 
-def _platform(violations: Violations, value: int, field: str, *, optional: bool = False) -> str:
+def _platform(
+    violations: Violations,
+    value: int,
+    field: str,
+    *,
+    optional: bool = False,
+    ingested: bool = False,
+) -> str:
     if value == 0 and optional:
         return ""
     platform = PLATFORM_BY_ENUM.get(value)
     if platform is None:
         violations.add(field, "is required" if value == 0 else "is not a known platform")
+        return ""
+    if ingested and platform not in INGESTED_PLATFORMS:
+        violations.add(field, "is recorded by the service itself (FeedService posts)")
         return ""
     return platform
 
@@ -131,7 +142,7 @@ def snapshots(
     def check(item: analytics_pb2.MetricSnapshot, at: str) -> None:
         before = len(violations.items)
         profile = _profile(violations, item.profile, f"{at}.profile")
-        platform = _platform(violations, item.platform, f"{at}.platform")
+        platform = _platform(violations, item.platform, f"{at}.platform", ingested=True)
         if not item.post_id:
             violations.add(f"{at}.post_id", "is required")
         check_text(violations, f"{at}.post_id", item.post_id, POST_ID_MAX)
@@ -166,7 +177,7 @@ def follower_counts(
     def check(item: analytics_pb2.FollowerCount, at: str) -> None:
         before = len(violations.items)
         profile = _profile(violations, item.profile, f"{at}.profile")
-        platform = _platform(violations, item.platform, f"{at}.platform")
+        platform = _platform(violations, item.platform, f"{at}.platform", ingested=True)
         observed = _time(
             violations, item, "observe_time", f"{at}.observe_time", latest=now + MAX_CLOCK_SKEW
         )
@@ -225,7 +236,7 @@ def audiences(
     def check(item: analytics_pb2.AudienceSnapshot, at: str) -> None:
         before = len(violations.items)
         profile = _profile(violations, item.profile, f"{at}.profile")
-        platform = _platform(violations, item.platform, f"{at}.platform")
+        platform = _platform(violations, item.platform, f"{at}.platform", ingested=True)
         observed = _time(
             violations, item, "observe_time", f"{at}.observe_time", latest=now + MAX_CLOCK_SKEW
         )
@@ -322,6 +333,13 @@ def creator_search(request: analytics_pb2.SearchCreatorsRequest) -> CreatorSearc
     if not 0.0 <= request.min_engagement_rate < math.inf:  # NaN fails this too
         violations.add("min_engagement_rate", "must be a number, not negative")
     check_text(violations, "audience_country", request.audience_country, PLACE_MAX)
+    # Here, not at import: the package loads numpy (see insight_models.py).
+    from server.analytics.insights import CATEGORIES, LANGUAGES, UNDETERMINED
+
+    if request.category and request.category not in CATEGORIES:
+        violations.add("category", "is not a category of the taxonomy (docs/ANALYTICS_MODELS.md)")
+    if request.language_code and request.language_code not in (*LANGUAGES, UNDETERMINED):
+        violations.add("language_code", "is not an ISO 639-1 code the language model knows")
     order_column = ORDER_COLUMNS.get(request.order_by, "")
     if not order_column:
         violations.add("order_by", "is not a known order")
@@ -333,6 +351,8 @@ def creator_search(request: analytics_pb2.SearchCreatorsRequest) -> CreatorSearc
         max_followers=request.max_followers,
         min_engagement_rate=request.min_engagement_rate,
         audience_country=request.audience_country,
+        category=request.category,
+        language=request.language_code,
     )
 
 
@@ -355,3 +375,22 @@ def interval_seconds(request: analytics_pb2.WatchServiceMetricsRequest) -> float
     if seconds < 0:
         raise InvalidArgument.single("interval", "must not be negative")
     return seconds
+
+
+INSIGHTS_SUFFIX = "/insights"
+
+
+def insights_name(name: str, collection: str) -> int:
+    """The id in `<collection>/<id>/insights` (GetPostInsights, GetProfileInsights)."""
+    if not name:
+        raise InvalidArgument.single("name", "is required")
+    if not name.endswith(INSIGHTS_SUFFIX):
+        raise InvalidArgument.single(
+            "name", f"must look like '{collection}/<positive integer>{INSIGHTS_SUFFIX}'"
+        )
+    try:
+        return parse_name(name[: -len(INSIGHTS_SUFFIX)], collection, "name")
+    except InvalidArgument:
+        raise InvalidArgument.single(
+            "name", f"must look like '{collection}/<positive integer>{INSIGHTS_SUFFIX}'"
+        ) from None

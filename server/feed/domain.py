@@ -6,6 +6,7 @@ from socialhub.v1 import feed_pb2, feed_pb2_grpc
 
 from server.core.domain import Domain, DomainContext, Job, Plugin, Service
 from server.feed.counters import CounterReads
+from server.feed.public import FeedHooks
 from server.feed.retention import ActivityRetention
 from server.feed.seeding import FeedDemo
 from server.feed.service import FeedService
@@ -19,7 +20,9 @@ SERVICE_NAME = feed_pb2.DESCRIPTOR.services_by_name["FeedService"].full_name
 
 def build(context: DomainContext) -> Plugin:
     settings = context.settings_for(FeedSettings)
-    feed = FeedService(context.engine, context.cache, context.tokens, settings)
+    hooks = FeedHooks()
+    context.provide(hooks)
+    feed = FeedService(context.engine, context.cache, context.tokens, settings, hooks)
     profile_hooks = context.require(ProfileHooks)
     profile_hooks.deletion.append(feed.release_profiles)
     profile_hooks.counters = CounterReads(

@@ -575,6 +575,15 @@ async def max_post_id(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.coalesce(func.max(posts.c.id), 0)))).scalar_one())
 
 
+async def post_ids_after(conn: AsyncConnection, after_id: int, limit: int) -> list[int]:
+    statement = select(posts.c.id).where(posts.c.id > after_id).order_by(posts.c.id).limit(limit)
+    return list((await conn.execute(statement)).scalars())
+
+
+async def count_posts(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(posts))).scalar_one())
+
+
 async def is_empty(conn: AsyncConnection) -> bool:
     return (await conn.execute(select(posts.c.id).limit(1))).first() is None
 

@@ -44,6 +44,7 @@ from server.feed.mapping import (
     relationship_name,
 )
 from server.feed.model import NewPost, Page, PostChanges, StreamRequest, Verb
+from server.feed.public import FeedHooks, PostChange, PostKind
 from server.feed.settings import FeedSettings
 from server.profiles import public as profiles
 
@@ -101,9 +102,16 @@ def _created_position(row: Any) -> tuple[Any, Any]:
 
 class FeedService:
     def __init__(
-        self, engine: AsyncEngine, cache: Cache, tokens: PageTokens, settings: FeedSettings
+        self,
+        engine: AsyncEngine,
+        cache: Cache,
+        tokens: PageTokens,
+        settings: FeedSettings,
+        hooks: FeedHooks | None = None,
     ) -> None:
         self._engine = engine
+        # Other domains' post-change hooks, run in each writing transaction (feed/public.py).
+        self._hooks = hooks or FeedHooks()
         self._reads = autocommit_reads(engine)
         self._cache = cache
         self._tokens = tokens
@@ -133,6 +141,7 @@ class FeedService:
                 post_name(row.id),
                 {"tags": new.tags},
             )
+            await self._changed(conn, row.id, new.author_id, PostKind.CREATED)
         await self._timeline_changed(new.author_id)
         return post_from_row(row)
 
@@ -167,6 +176,7 @@ class FeedService:
                 post_name(post_id),
                 {"fields": list(changes.fields)},
             )
+            await self._changed(conn, post_id, row.author_id, PostKind.EDITED)
         # Cached timelines hold post names only, so an edit needs no invalidation.
         return post_from_row(row)
 
@@ -179,7 +189,13 @@ class FeedService:
             await repository.append_event(
                 conn, deleted.author_id, Verb.POST_DELETED, post_name(post_id), {}
             )
+            await self._changed(conn, post_id, deleted.author_id, PostKind.DELETED)
         await self._timeline_changed(deleted.author_id)
+
+    async def _changed(
+        self, conn: AsyncConnection, post_id: int, author_id: int, kind: PostKind
+    ) -> None:
+        await self._hooks.posts_changed(conn, [PostChange(post_id, author_id, kind)])
 
     async def _timeline_changed(self, author_id: int) -> None:
         """Bump the timeline tags of the author and its followers; call after commit.
@@ -441,12 +457,14 @@ class FeedService:
     async def create_comment(self, post_id: int, author_id: int, body: str) -> feed_pb2.Comment:
         async with self._engine.begin() as conn:
             # Locking the post first orders us after a concurrent DeletePost of it.
-            if await repository.get_post(conn, post_id, for_update=True) is None:
+            post = await repository.get_post(conn, post_id, for_update=True)
+            if post is None:
                 raise _post_not_found(post_id)
             if not await profiles.profile_exists(conn, author_id, lock=True):
                 raise _profile_not_found(author_id)
             row = await repository.insert_comment(conn, post_id, author_id, body)
             await repository.add_to_post_counter(conn, post_id, "comment_count", 1)
+            await self._changed(conn, post_id, post.author_id, PostKind.ENGAGED)
             await repository.append_event(
                 conn, author_id, Verb.COMMENTED, comment_name(post_id, row.id), {}
             )
@@ -464,12 +482,14 @@ class FeedService:
     async def delete_comment(self, post_id: int, comment_id: int) -> None:
         async with self._engine.begin() as conn:
             # Post before comment: the same lock order as DeletePost, which cascades to comments.
-            if await repository.get_post(conn, post_id, for_update=True) is None:
+            post = await repository.get_post(conn, post_id, for_update=True)
+            if post is None:
                 raise _comment_not_found(post_id, comment_id)
             deleted = await repository.delete_comment(conn, post_id, comment_id)
             if deleted is None:
                 raise _comment_not_found(post_id, comment_id)
             await repository.add_to_post_counter(conn, post_id, "comment_count", -1)
+            await self._changed(conn, post_id, post.author_id, PostKind.ENGAGED)
             await repository.append_event(
                 conn,
                 deleted.author_id,
@@ -482,13 +502,14 @@ class FeedService:
 
     async def like(self, post_id: int, profile_id: int) -> feed_pb2.Like:
         async with self._engine.begin() as conn:
-            await self._lock_post_check_profile(conn, post_id, profile_id)
+            author_id = await self._lock_post_check_profile(conn, post_id, profile_id)
             created_at = await repository.insert_like(conn, post_id, profile_id)
             if created_at is None:
                 existing = await repository.like_time(conn, post_id, profile_id)
                 assert existing is not None  # the post row is locked; nobody can unlike now
                 return like_message(post_id, profile_id, existing)
             await repository.add_to_post_counter(conn, post_id, "like_count", 1)
+            await self._changed(conn, post_id, author_id, PostKind.ENGAGED)
             await repository.append_event(conn, profile_id, Verb.LIKED, post_name(post_id), {})
         return like_message(post_id, profile_id, created_at)
 
@@ -501,21 +522,25 @@ class FeedService:
 
     async def unlike(self, post_id: int, profile_id: int, *, allow_missing: bool) -> None:
         async with self._engine.begin() as conn:
-            await self._lock_post_check_profile(conn, post_id, profile_id)
+            author_id = await self._lock_post_check_profile(conn, post_id, profile_id)
             if not await repository.delete_like(conn, post_id, profile_id):
                 if allow_missing:
                     return
                 raise _like_not_found(post_id, profile_id)
             await repository.add_to_post_counter(conn, post_id, "like_count", -1)
+            await self._changed(conn, post_id, author_id, PostKind.ENGAGED)
             await repository.append_event(conn, profile_id, Verb.UNLIKED, post_name(post_id), {})
 
     async def _lock_post_check_profile(
         self, conn: AsyncConnection, post_id: int, profile_id: int
-    ) -> None:
-        if await repository.get_post(conn, post_id, for_update=True) is None:
+    ) -> int:
+        """Lock the post and check the profile; return the post's author."""
+        post = await repository.get_post(conn, post_id, for_update=True)
+        if post is None:
             raise _post_not_found(post_id)
         if not await profiles.profile_exists(conn, profile_id, lock=True):
             raise _profile_not_found(profile_id)
+        return int(post.author_id)
 
     # --- activity ---
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from google.protobuf.duration_pb2 import Duration
 from socialhub.v1 import analytics_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
+from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
+from tests.analytics.insights_support import insights_of, post
 from tests.analytics.support import NOW, at, followers, profile, snapshot, ts
 from tests.field_behavior_support import ExampleContext, Examples
 
@@ -30,7 +32,16 @@ def examples(context: ExampleContext) -> Examples:
         top_countries=[analytics_pb2.PlaceShare(place="DE", share=0.3)],
         top_cities=[analytics_pb2.PlaceShare(place="Berlin", share=0.1)],
     )
+    # A FeedService post, once the insights worker has analysed it.
+    written = post(FeedServiceStub(context.channel), owner, "What a lovely sunny day at the beach")
+    insights_of(AnalyticsServiceStub(context.channel), written.name)
     return {
+        SERVICE + "GetPostInsights": analytics_pb2.GetPostInsightsRequest(
+            name=f"{written.name}/insights"
+        ),
+        SERVICE + "GetProfileInsights": analytics_pb2.GetProfileInsightsRequest(
+            name=f"{owner}/insights"
+        ),
         SERVICE + "BatchCreateMetricSnapshots": analytics_pb2.BatchCreateMetricSnapshotsRequest(
             metric_snapshots=[snapshot(owner, "example-post", at(13), likes=5)]
         ),

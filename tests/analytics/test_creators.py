@@ -1,4 +1,5 @@
-"""SearchCreators: filters, both orders, keyset pages, page_size rules, freshness."""
+"""SearchCreators: filters (content ones included), both orders, keyset pages, page_size rules,
+freshness."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from socialhub.v1 import analytics_pb2, profile_pb2
+from socialhub.v1 import analytics_pb2, feed_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
+from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
+from tests.analytics.insights_support import wait_until
 from tests.analytics.support import at, batch, followers, profile, snapshot
 from tests.helpers import error_reason, field_violations
 
@@ -152,3 +155,79 @@ def test_search_filters_are_checked(analytics: AnalyticsServiceStub) -> None:
         "min_engagement_rate",
         "order_by",
     }
+
+
+def _write(feed: FeedServiceStub, author: str, body: str) -> None:
+    feed.CreatePost(feed_pb2.CreatePostRequest(post=feed_pb2.Post(author=author, body=body)))
+
+
+def test_content_filters_use_the_primary_category_and_language(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, feed: FeedServiceStub
+) -> None:
+    names = load(analytics, profiles)
+    german = "Das Spiel gestern Abend war fantastisch, unsere Mannschaft hat gewonnen!"
+    english = "The new phone has an excellent camera and the battery lasts for days."
+    french = "Nous avons visité un magnifique village au bord de la mer cet été."
+    for key, body in (("a", german), ("c", german), ("b", english), ("e", french)):
+        _write(feed, names[key], body)
+    topics = {
+        key: wait_until(
+            lambda key=key: analytics.GetProfileInsights(  # type: ignore[misc]
+                analytics_pb2.GetProfileInsightsRequest(name=f"{names[key]}/insights")
+            ),
+            lambda found: found.post_count == 1,
+            f"creator {key}'s post analysed",
+        )
+        for key in ("a", "b", "c", "e")
+    }
+    assert found(analytics, names, language_code="de") == ["a", "c"]
+    assert found(analytics, names, language_code="fr", order_by=BY_FOLLOWERS) == ["e"]
+    assert found(analytics, names, language_code="ja") == []
+    # Whatever category the model files a's post under, the filter finds exactly the creators
+    # with that primary category, in the order asked.
+    category = topics["a"].primary_category
+    expected = [key for key in ("b", "a", "e", "c") if topics[key].primary_category == category]
+    assert found(analytics, names, category=category) == expected
+    assert found(analytics, names, category=category, language_code="fr") == [
+        key for key in expected if key == "e"
+    ]
+    top = analytics.SearchCreators(
+        analytics_pb2.SearchCreatorsRequest(platform=IG, language_code="de")
+    ).creators[0]
+    assert (top.primary_language_code, top.primary_category) == ("de", topics["a"].primary_category)
+    # A creator without analysed posts has neither, and no content filter finds it.
+    (plain,) = [
+        c
+        for c in analytics.SearchCreators(analytics_pb2.SearchCreatorsRequest(platform=IG)).creators
+        if c.profile == names["d"]
+    ]
+    assert (plain.primary_category, plain.primary_language_code) == ("", "")
+
+    # The token is bound to the content filters too.
+    first = analytics.SearchCreators(
+        analytics_pb2.SearchCreatorsRequest(platform=IG, language_code="de", page_size=1)
+    )
+    assert first.next_page_token
+    second = analytics.SearchCreators(
+        analytics_pb2.SearchCreatorsRequest(
+            platform=IG, language_code="de", page_size=1, page_token=first.next_page_token
+        )
+    )
+    assert [c.profile for c in second.creators] == [names["c"]]
+    with pytest.raises(grpc.RpcError) as foreign:
+        analytics.SearchCreators(
+            analytics_pb2.SearchCreatorsRequest(
+                platform=IG, language_code="en", page_size=1, page_token=first.next_page_token
+            )
+        )
+    assert error_reason(foreign.value) == "PAGE_TOKEN_INVALID"
+
+
+def test_content_filters_are_checked(analytics: AnalyticsServiceStub) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        analytics.SearchCreators(
+            analytics_pb2.SearchCreatorsRequest(
+                platform=IG, category="Cooking", language_code="english"
+            )
+        )
+    assert set(field_violations(caught.value)) == {"category", "language_code"}

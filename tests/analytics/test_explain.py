@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.sql import ClauseElement
 
 from server.analytics import repository
+from server.analytics.insights import CATEGORIES
 from server.analytics.model import CreatorSearch, ReportQuery
 from server.analytics.servicer import CREATOR_PAGE_SIZE
 from tests.analytics.support import DAY
@@ -267,4 +268,73 @@ def test_best_slots_and_top_posts_read_a_profile_s_posts_from_the_index_alone(
                 wanted.append(("Index Scan", "pk_analytics_posts"))
             if sorted(reads) != sorted(wanted):
                 problems.append(f"{label} (generic={generic}): {reads}")
+    assert not problems, "\n".join(problems)
+
+
+CONTENT_SEARCHES: dict[str, dict[str, Any]] = {
+    "category": {"category": "Music"},
+    "language": {"language": "de"},
+    "category and language": {"category": "Music", "language": "de"},
+    "category and the rest": {
+        "category": "Sports",
+        "min_followers": 1000,
+        "audience_country": "DE",
+    },
+}
+
+
+@pytest.fixture
+def with_topics(large_table: Any) -> Any:
+    """Every creator's profile with aggregates: 16 categories and 5 languages, evenly."""
+    conn = large_table
+    conn.execute(
+        "INSERT INTO analytics_profile_insights (profile_id, posts, sentiment_sum, positive,"
+        " neutral, negative, confident, primary_category, primary_language)"
+        " SELECT id, 10, 1.0, 4, 4, 2, 7, (%s::text[])[1 + id %% 16],"
+        " (ARRAY['en', 'de', 'fr', 'es', 'it'])[1 + id %% 5] FROM profiles",
+        (list(CATEGORIES),),
+    )
+    conn.execute("VACUUM ANALYZE analytics_profile_insights")
+    return conn
+
+
+def _content_problems(conn: Any, label: str, statement: ClauseElement) -> list[str]:
+    """No Seq Scan. Either the order's index range, its rows' aggregates probed by primary key
+    (no Sort); or, for a narrow combination (a category in one language: 1/80 of creators
+    here), the aggregates' (primary_*, profile_id) indexes first, their creators by primary
+    key, and a Sort of those few."""
+    problems = []
+    for generic, sql in _sql_forms(statement):
+        options = "FORMAT JSON, GENERIC_PLAN" if generic else "FORMAT JSON"
+        (document,) = conn.execute(f"EXPLAIN ({options}) {sql}").fetchone()
+        if isinstance(document, str):
+            document = json.loads(document)
+        nodes = list(_nodes(document[0]["Plan"]))
+        kind = "generic" if generic else "custom"
+        if any(n["Node Type"] == "Seq Scan" for n in nodes):
+            problems.append(f"{label} ({kind}): Seq Scan")
+        scans = {n.get("Index Name") or "" for n in nodes if n["Node Type"] in INDEX_SCANS}
+        by_order = any(name.startswith("ix_analytics_creators_platform_") for name in scans)
+        by_topic = any(name.startswith("ix_analytics_profile_insights_primary_") for name in scans)
+        sorted_ = any(n["Node Type"] in {"Sort", "Incremental Sort"} for n in nodes)
+        if not (by_order and not sorted_) and not by_topic:
+            problems.append(f"{label} ({kind}): neither index-backed plan ({scans})")
+    return problems
+
+
+def test_content_filters_are_index_backed(with_topics: Any) -> None:
+    """The category and language filters are answered from indexes, whatever the order."""
+    conn = with_topics
+    problems: list[str] = []
+    for column in ("engagement_rate", "followers"):
+        later = conn.execute(
+            f"SELECT {column}, profile_id FROM analytics_creators WHERE platform = 'instagram'"
+            f" ORDER BY {column} DESC, profile_id DESC OFFSET %s LIMIT 1",
+            (PROFILES // 3,),
+        ).fetchone()
+        for label, filters in CONTENT_SEARCHES.items():
+            search = CreatorSearch(platform="instagram", order_column=column, **filters)
+            for page, position in (("first", None), ("later", tuple(later))):
+                statement = repository.search_creators_statement(search, position, LIMIT)
+                problems += _content_problems(conn, f"{label} by {column}, {page} page", statement)
     assert not problems, "\n".join(problems)

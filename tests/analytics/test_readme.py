@@ -7,11 +7,15 @@ import os
 import signal
 import subprocess
 import time
+from typing import Any
 
+import grpc
 from socialhub.v1 import analytics_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
+from socialhub.v1.feed_pb2_grpc import FeedServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
+from tests.analytics.insights_support import insights_of, post
 from tests.analytics.support import profile
 from tests.harness import Backing, ServerThread
 from tests.readme import as_run_here, readme_commands, run_readme_command
@@ -19,6 +23,7 @@ from tests.readme import as_run_here, readme_commands, run_readme_command
 
 def test_analytics_calls_from_the_readme(
     backing: Backing,
+    channel: grpc.Channel,
     server: ServerThread,
     profiles: ProfileServiceStub,
     analytics: AnalyticsServiceStub,
@@ -27,10 +32,16 @@ def test_analytics_calls_from_the_readme(
     commands = readme_commands("AnalyticsService")
     watches = [command for command in commands if "AnalyticsService/Watch" in command]
     commands = [command for command in commands if command not in watches]
-    assert len(commands) >= 3, commands
+    assert len(commands) >= 6, commands
     assert len(watches) == 2, watches
-    outputs = []
+    outputs: list[Any] = []
     for command in commands:
+        if "Insights" in command and not any(
+            "Insights" in done for done in commands[: len(outputs)]
+        ):
+            # After the reports (which would count it): posts/1, through FeedService, analysed.
+            written = post(FeedServiceStub(channel), "profiles/1", "Loving the sunny weather today")
+            insights_of(analytics, written.name)
         result = run_readme_command(command, server.address, backing.admin_key)
         assert result.returncode == 0, (command, result.stderr)
         outputs.append(json.loads(result.stdout))
@@ -38,6 +49,11 @@ def test_analytics_calls_from_the_readme(
     assert outputs[1]["post_count"] == "1"
     assert outputs[1]["engagement"] == "137"
     assert outputs[2]["profile_count"] == "1"
+    assert outputs[3]["name"] == "posts/1/insights"
+    assert outputs[3]["language_code"] == "en"
+    assert outputs[4]["post_count"] == "1"
+    assert outputs[4]["primary_language_code"] == "en"
+    assert [c["profile"] for c in outputs[5]["creators"]] == ["profiles/1"]
 
     # The live ones run until cancelled: what they print in a few seconds.
     running = [

@@ -150,6 +150,34 @@ CREATOR_SORT_FIELD_FOLLOWERS: CreatorSortField.ValueType  # 2
 """Followers on the platform (the latest count)."""
 Global___CreatorSortField: _TypeAlias = CreatorSortField  # noqa: Y015
 
+class _Sentiment:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SentimentEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sentiment.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SENTIMENT_UNSPECIFIED: _Sentiment.ValueType  # 0
+    """Not a sentiment."""
+    SENTIMENT_POSITIVE: _Sentiment.ValueType  # 1
+    """Positive."""
+    SENTIMENT_NEUTRAL: _Sentiment.ValueType  # 2
+    """Neutral, mixed, or no text to judge."""
+    SENTIMENT_NEGATIVE: _Sentiment.ValueType  # 3
+    """Negative."""
+
+class Sentiment(_Sentiment, metaclass=_SentimentEnumTypeWrapper):
+    """The overall tone of a post."""
+
+SENTIMENT_UNSPECIFIED: Sentiment.ValueType  # 0
+"""Not a sentiment."""
+SENTIMENT_POSITIVE: Sentiment.ValueType  # 1
+"""Positive."""
+SENTIMENT_NEUTRAL: Sentiment.ValueType  # 2
+"""Neutral, mixed, or no text to judge."""
+SENTIMENT_NEGATIVE: Sentiment.ValueType  # 3
+"""Negative."""
+Global___Sentiment: _TypeAlias = Sentiment  # noqa: Y015
+
 @_typing.final
 class MetricSnapshot(_message.Message):
     """The metrics of a post, counted by its platform at one moment."""
@@ -1203,6 +1231,8 @@ class SearchCreatorsRequest(_message.Message):
     ORDER_BY_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
     platform: _profile_pb2.Platform.ValueType
     """Required. The platform searched."""
     min_followers: _builtins.int
@@ -1225,6 +1255,17 @@ class SearchCreatorsRequest(_message.Message):
     """Optional. A previous page's next_page_token, with the same filters and
     order.
     """
+    category: _builtins.str
+    """Optional. Only creators whose primary category is this one: the
+    category most of their analysed FeedService posts are filed under
+    (ProfileInsights.primary_category), one of the taxonomy's names
+    (docs/ANALYTICS_MODELS.md), "Food & Drink", say.
+    """
+    language_code: _builtins.str
+    """Optional. Only creators whose primary language is this one: the
+    language most of their analysed FeedService posts are written in
+    (ProfileInsights.primary_language_code), ISO 639-1 lowercase, "de".
+    """
     def __init__(
         self,
         *,
@@ -1236,10 +1277,12 @@ class SearchCreatorsRequest(_message.Message):
         order_by: Global___CreatorSortField.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        category: _builtins.str = ...,
+        language_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_country", b"audience_country", "max_followers", b"max_followers", "min_engagement_rate", b"min_engagement_rate", "min_followers", b"min_followers", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "platform", b"platform"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_country", b"audience_country", "category", b"category", "language_code", b"language_code", "max_followers", b"max_followers", "min_engagement_rate", b"min_engagement_rate", "min_followers", b"min_followers", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "platform", b"platform"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1258,6 +1301,8 @@ class Creator(_message.Message):
     ENGAGEMENT_FIELD_NUMBER: _builtins.int
     ENGAGEMENT_RATE_FIELD_NUMBER: _builtins.int
     AUDIENCE_COUNTRY_SHARE_FIELD_NUMBER: _builtins.int
+    PRIMARY_CATEGORY_FIELD_NUMBER: _builtins.int
+    PRIMARY_LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
     profile: _builtins.str
     """Output only. The profile."""
     platform: _profile_pb2.Platform.ValueType
@@ -1276,6 +1321,14 @@ class Creator(_message.Message):
     """Output only. The share of the latest audience in audience_country, when
     the search names one.
     """
+    primary_category: _builtins.str
+    """Output only. The profile's primary category; empty before any of its
+    posts is analysed.
+    """
+    primary_language_code: _builtins.str
+    """Output only. The profile's primary language (ISO 639-1); empty before
+    any of its posts is analysed.
+    """
     def __init__(
         self,
         *,
@@ -1286,10 +1339,12 @@ class Creator(_message.Message):
         engagement: _builtins.int = ...,
         engagement_rate: _builtins.float = ...,
         audience_country_share: _builtins.float = ...,
+        primary_category: _builtins.str = ...,
+        primary_language_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_country_share", b"audience_country_share", "engagement", b"engagement", "engagement_rate", b"engagement_rate", "followers", b"followers", "platform", b"platform", "post_count", b"post_count", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_country_share", b"audience_country_share", "engagement", b"engagement", "engagement_rate", b"engagement_rate", "followers", b"followers", "platform", b"platform", "post_count", b"post_count", "primary_category", b"primary_category", "primary_language_code", b"primary_language_code", "profile", b"profile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1537,3 +1592,299 @@ class WatchServiceMetricsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchServiceMetricsResponse: _TypeAlias = WatchServiceMetricsResponse  # noqa: Y015
+
+@_typing.final
+class GetPostInsightsRequest(_message.Message):
+    """Request message for GetPostInsights."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. Resource name, "posts/{post}/insights"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPostInsightsRequest: _TypeAlias = GetPostInsightsRequest  # noqa: Y015
+
+@_typing.final
+class PostInsights(_message.Message):
+    """What the content models make of one FeedService post. Confidences are
+    from 0 to 1; 0 means no evidence (a post of only links, say).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    SENTIMENT_FIELD_NUMBER: _builtins.int
+    SENTIMENT_SCORE_FIELD_NUMBER: _builtins.int
+    SENTIMENT_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CATEGORY_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    POST_UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ANALYZE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Identifier. Resource name, "posts/{post}/insights"."""
+    profile: _builtins.str
+    """Output only. The post's author."""
+    sentiment: Global___Sentiment.ValueType
+    """Output only. The post's overall tone."""
+    sentiment_score: _builtins.float
+    """Output only. From -1 (negative) to 1 (positive): P(positive) -
+    P(negative).
+    """
+    sentiment_confidence: _builtins.float
+    """Output only. Confidence in sentiment."""
+    category: _builtins.str
+    """Output only. The post's category, one of the fixed taxonomy's 16 names
+    (docs/ANALYTICS_MODELS.md), "Other" when none fits.
+    """
+    category_confidence: _builtins.float
+    """Output only. Confidence in category."""
+    language_code: _builtins.str
+    """Output only. The post's language, ISO 639-1 ("en"), or "und" when it
+    cannot be told.
+    """
+    language_confidence: _builtins.float
+    """Output only. Confidence in language_code."""
+    model_version: _builtins.str
+    """Output only. The version of the models that computed these."""
+    @_builtins.property
+    def post_update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. The post's update_time of the text analysed."""
+
+    @_builtins.property
+    def analyze_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the worker computed these."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        sentiment: Global___Sentiment.ValueType = ...,
+        sentiment_score: _builtins.float = ...,
+        sentiment_confidence: _builtins.float = ...,
+        category: _builtins.str = ...,
+        category_confidence: _builtins.float = ...,
+        language_code: _builtins.str = ...,
+        language_confidence: _builtins.float = ...,
+        model_version: _builtins.str = ...,
+        post_update_time: _timestamp_pb2.Timestamp | None = ...,
+        analyze_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["analyze_time", b"analyze_time", "post_update_time", b"post_update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyze_time", b"analyze_time", "category", b"category", "category_confidence", b"category_confidence", "language_code", b"language_code", "language_confidence", b"language_confidence", "model_version", b"model_version", "name", b"name", "post_update_time", b"post_update_time", "profile", b"profile", "sentiment", b"sentiment", "sentiment_confidence", b"sentiment_confidence", "sentiment_score", b"sentiment_score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostInsights: _TypeAlias = PostInsights  # noqa: Y015
+
+@_typing.final
+class GetProfileInsightsRequest(_message.Message):
+    """Request message for GetProfileInsights."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. Resource name, "profiles/{profile}/insights"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProfileInsightsRequest: _TypeAlias = GetProfileInsightsRequest  # noqa: Y015
+
+@_typing.final
+class CategoryShare(_message.Message):
+    """The posts of a profile in one category."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    POST_COUNT_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    category: _builtins.str
+    """Output only. The category."""
+    post_count: _builtins.int
+    """Output only. The profile's analysed posts filed under it."""
+    share: _builtins.float
+    """Output only. post_count over all the profile's analysed posts."""
+    def __init__(
+        self,
+        *,
+        category: _builtins.str = ...,
+        post_count: _builtins.int = ...,
+        share: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "post_count", b"post_count", "share", b"share"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CategoryShare: _TypeAlias = CategoryShare  # noqa: Y015
+
+@_typing.final
+class LanguageShare(_message.Message):
+    """The posts of a profile in one language."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
+    POST_COUNT_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    language_code: _builtins.str
+    """Output only. The language, ISO 639-1, or "und"."""
+    post_count: _builtins.int
+    """Output only. The profile's analysed posts in it."""
+    share: _builtins.float
+    """Output only. post_count over all the profile's analysed posts."""
+    def __init__(
+        self,
+        *,
+        language_code: _builtins.str = ...,
+        post_count: _builtins.int = ...,
+        share: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language_code", b"language_code", "post_count", b"post_count", "share", b"share"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LanguageShare: _TypeAlias = LanguageShare  # noqa: Y015
+
+@_typing.final
+class ContentQuality(_message.Message):
+    """The content-quality score and its parts (docs/ANALYTICS.md, "Content
+    quality score"). Each part is from 0 to 1.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORE_FIELD_NUMBER: _builtins.int
+    ENGAGEMENT_FIELD_NUMBER: _builtins.int
+    SENTIMENT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    CLARITY_FIELD_NUMBER: _builtins.int
+    score: _builtins.int
+    """Output only. From 0 to 100: round(100 * (0.35 engagement + 0.25
+    sentiment + 0.20 consistency + 0.20 clarity)); 0 without posts.
+    """
+    engagement: _builtins.float
+    """Output only. The share of creators on the profile's best platform
+    whose engagement rate is below the profile's.
+    """
+    sentiment: _builtins.float
+    """Output only. (average_sentiment_score + 1) / 2."""
+    consistency: _builtins.float
+    """Output only. The share of the last 12 weeks with at least one post."""
+    clarity: _builtins.float
+    """Output only. The share of analysed posts whose category confidence is
+    at least 0.5.
+    """
+    def __init__(
+        self,
+        *,
+        score: _builtins.int = ...,
+        engagement: _builtins.float = ...,
+        sentiment: _builtins.float = ...,
+        consistency: _builtins.float = ...,
+        clarity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clarity", b"clarity", "consistency", b"consistency", "engagement", b"engagement", "score", b"score", "sentiment", b"sentiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContentQuality: _TypeAlias = ContentQuality  # noqa: Y015
+
+@_typing.final
+class ProfileInsights(_message.Message):
+    """A profile's content insights over its analysed FeedService posts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    POST_COUNT_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    PRIMARY_CATEGORY_FIELD_NUMBER: _builtins.int
+    PRIMARY_LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
+    AVERAGE_SENTIMENT_SCORE_FIELD_NUMBER: _builtins.int
+    POSITIVE_SHARE_FIELD_NUMBER: _builtins.int
+    NEUTRAL_SHARE_FIELD_NUMBER: _builtins.int
+    NEGATIVE_SHARE_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Identifier. Resource name, "profiles/{profile}/insights"."""
+    post_count: _builtins.int
+    """Output only. The profile's posts with insights."""
+    primary_category: _builtins.str
+    """Output only. The first of categories; empty without posts."""
+    primary_language_code: _builtins.str
+    """Output only. The first of languages; empty without posts."""
+    average_sentiment_score: _builtins.float
+    """Output only. The mean sentiment_score of the posts, from -1 to 1."""
+    positive_share: _builtins.float
+    """Output only. The share of posts that are positive."""
+    neutral_share: _builtins.float
+    """Output only. The share of posts that are neutral."""
+    negative_share: _builtins.float
+    """Output only. The share of posts that are negative."""
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___CategoryShare]:
+        """Output only. Posts per category, most first (ties by name)."""
+
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedCompositeFieldContainer[Global___LanguageShare]:
+        """Output only. Posts per language, most first (ties by code)."""
+
+    @_builtins.property
+    def quality(self) -> Global___ContentQuality:
+        """Output only. The content-quality score."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        post_count: _builtins.int = ...,
+        categories: _abc.Iterable[Global___CategoryShare] | None = ...,
+        languages: _abc.Iterable[Global___LanguageShare] | None = ...,
+        primary_category: _builtins.str = ...,
+        primary_language_code: _builtins.str = ...,
+        average_sentiment_score: _builtins.float = ...,
+        positive_share: _builtins.float = ...,
+        neutral_share: _builtins.float = ...,
+        negative_share: _builtins.float = ...,
+        quality: Global___ContentQuality | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quality", b"quality"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_sentiment_score", b"average_sentiment_score", "categories", b"categories", "languages", b"languages", "name", b"name", "negative_share", b"negative_share", "neutral_share", b"neutral_share", "positive_share", b"positive_share", "post_count", b"post_count", "primary_category", b"primary_category", "primary_language_code", b"primary_language_code", "quality", b"quality"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProfileInsights: _TypeAlias = ProfileInsights  # noqa: Y015

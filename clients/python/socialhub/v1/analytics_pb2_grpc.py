@@ -102,6 +102,16 @@ class AnalyticsServiceStub:
                 request_serializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsRequest.SerializeToString,
                 response_deserializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsResponse.FromString,
                 _registered_method=True)
+        self.GetPostInsights = channel.unary_unary(
+                '/socialhub.v1.AnalyticsService/GetPostInsights',
+                request_serializer=socialhub_dot_v1_dot_analytics__pb2.GetPostInsightsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_analytics__pb2.PostInsights.FromString,
+                _registered_method=True)
+        self.GetProfileInsights = channel.unary_unary(
+                '/socialhub.v1.AnalyticsService/GetProfileInsights',
+                request_serializer=socialhub_dot_v1_dot_analytics__pb2.GetProfileInsightsRequest.SerializeToString,
+                response_deserializer=socialhub_dot_v1_dot_analytics__pb2.ProfileInsights.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -243,6 +253,38 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPostInsights(self, request, context):
+        """Gets the content insights of one FeedService post: its sentiment,
+        category and language, each with a confidence. The insights worker
+        computes them off the request path after every create or edit of the
+        post, usually within a second; until then the previous text's insights
+        (after an edit) or none (after a create) are served.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+        NOT_FOUND (POST_NOT_FOUND) if the post does not exist, NOT_FOUND
+        (INSIGHTS_NOT_READY) if it exists but has no insights yet: ask again
+        shortly.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProfileInsights(self, request, context):
+        """Gets a profile's content insights over its FeedService posts: category
+        and language distributions, average sentiment and the content-quality
+        score (docs/ANALYTICS.md, "Content insights"). Fresh after every write of
+        the insights worker for the profile. A profile without analysed posts
+        has post_count 0.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+        NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +342,16 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.WatchServiceMetrics,
                     request_deserializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsRequest.FromString,
                     response_serializer=socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsResponse.SerializeToString,
+            ),
+            'GetPostInsights': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPostInsights,
+                    request_deserializer=socialhub_dot_v1_dot_analytics__pb2.GetPostInsightsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_analytics__pb2.PostInsights.SerializeToString,
+            ),
+            'GetProfileInsights': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProfileInsights,
+                    request_deserializer=socialhub_dot_v1_dot_analytics__pb2.GetProfileInsightsRequest.FromString,
+                    response_serializer=socialhub_dot_v1_dot_analytics__pb2.ProfileInsights.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -612,6 +664,60 @@ class AnalyticsService:
             '/socialhub.v1.AnalyticsService/WatchServiceMetrics',
             socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsRequest.SerializeToString,
             socialhub_dot_v1_dot_analytics__pb2.WatchServiceMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPostInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.AnalyticsService/GetPostInsights',
+            socialhub_dot_v1_dot_analytics__pb2.GetPostInsightsRequest.SerializeToString,
+            socialhub_dot_v1_dot_analytics__pb2.PostInsights.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProfileInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialhub.v1.AnalyticsService/GetProfileInsights',
+            socialhub_dot_v1_dot_analytics__pb2.GetProfileInsightsRequest.SerializeToString,
+            socialhub_dot_v1_dot_analytics__pb2.ProfileInsights.FromString,
             options,
             channel_credentials,
             insecure,

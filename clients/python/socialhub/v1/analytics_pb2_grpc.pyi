@@ -125,6 +125,30 @@ class AnalyticsServiceStub:
     FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
     metrics (METRICS_ENABLED=false).
     """
+    GetPostInsights: _grpc.UnaryUnaryMultiCallable[_analytics_pb2.GetPostInsightsRequest, _analytics_pb2.PostInsights]
+    """Gets the content insights of one FeedService post: its sentiment,
+    category and language, each with a confidence. The insights worker
+    computes them off the request path after every create or edit of the
+    post, usually within a second; until then the previous text's insights
+    (after an edit) or none (after a create) are served.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+    NOT_FOUND (POST_NOT_FOUND) if the post does not exist, NOT_FOUND
+    (INSIGHTS_NOT_READY) if it exists but has no insights yet: ask again
+    shortly.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    GetProfileInsights: _grpc.UnaryUnaryMultiCallable[_analytics_pb2.GetProfileInsightsRequest, _analytics_pb2.ProfileInsights]
+    """Gets a profile's content insights over its FeedService posts: category
+    and language distributions, average sentiment and the content-quality
+    score (docs/ANALYTICS.md, "Content insights"). Fresh after every write of
+    the insights worker for the profile. A profile without analysed posts
+    has post_count 0.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+    NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
 
 @_typing.type_check_only
 class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
@@ -222,6 +246,30 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a negative interval,
     FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
     metrics (METRICS_ENABLED=false).
+    """
+    GetPostInsights: _aio.UnaryUnaryMultiCallable[_analytics_pb2.GetPostInsightsRequest, _analytics_pb2.PostInsights]  # type: ignore[assignment]
+    """Gets the content insights of one FeedService post: its sentiment,
+    category and language, each with a confidence. The insights worker
+    computes them off the request path after every create or edit of the
+    post, usually within a second; until then the previous text's insights
+    (after an edit) or none (after a create) are served.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+    NOT_FOUND (POST_NOT_FOUND) if the post does not exist, NOT_FOUND
+    (INSIGHTS_NOT_READY) if it exists but has no insights yet: ask again
+    shortly.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    GetProfileInsights: _aio.UnaryUnaryMultiCallable[_analytics_pb2.GetProfileInsightsRequest, _analytics_pb2.ProfileInsights]  # type: ignore[assignment]
+    """Gets a profile's content insights over its FeedService posts: category
+    and language distributions, average sentiment and the content-quality
+    score (docs/ANALYTICS.md, "Content insights"). Fresh after every write of
+    the insights worker for the profile. A profile without analysed posts
+    has post_count 0.
+    Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+    NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
 
 class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -383,6 +431,42 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a negative interval,
         FAILED_PRECONDITION (SERVICE_METRICS_DISABLED) if the replica keeps no
         metrics (METRICS_ENABLED=false).
+        """
+
+    @_abc_1.abstractmethod
+    def GetPostInsights(
+        self,
+        request: _analytics_pb2.GetPostInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_pb2.PostInsights, _abc.Awaitable[_analytics_pb2.PostInsights]]:
+        """Gets the content insights of one FeedService post: its sentiment,
+        category and language, each with a confidence. The insights worker
+        computes them off the request path after every create or edit of the
+        post, usually within a second; until then the previous text's insights
+        (after an edit) or none (after a create) are served.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+        NOT_FOUND (POST_NOT_FOUND) if the post does not exist, NOT_FOUND
+        (INSIGHTS_NOT_READY) if it exists but has no insights yet: ask again
+        shortly.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def GetProfileInsights(
+        self,
+        request: _analytics_pb2.GetProfileInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_pb2.ProfileInsights, _abc.Awaitable[_analytics_pb2.ProfileInsights]]:
+        """Gets a profile's content insights over its FeedService posts: category
+        and language distributions, average sentiment and the content-quality
+        score (docs/ANALYTICS.md, "Content insights"). Fresh after every write of
+        the insights worker for the profile. A profile without analysed posts
+        has post_count 0.
+        Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+        NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
 def add_AnalyticsServiceServicer_to_server(servicer: AnalyticsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -39,6 +39,13 @@ class _PlatformEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Platform.Val
     """YouTube."""
     PLATFORM_LINKEDIN: _Platform.ValueType  # 5
     """LinkedIn."""
+    PLATFORM_SOCIALHUB: _Platform.ValueType  # 6
+    """Socialhub itself: posts and engagement made through FeedService, which
+    AnalyticsService records on its own (docs/ANALYTICS.md, "Content
+    insights"). Not a platform a profile has a handle on, nor one clients
+    ingest or publish to: ProfileService, PublishingService and the
+    ingestion methods reject it.
+    """
 
 class Platform(_Platform, metaclass=_PlatformEnumTypeWrapper):
     """A social platform."""
@@ -55,6 +62,13 @@ PLATFORM_YOUTUBE: Platform.ValueType  # 4
 """YouTube."""
 PLATFORM_LINKEDIN: Platform.ValueType  # 5
 """LinkedIn."""
+PLATFORM_SOCIALHUB: Platform.ValueType  # 6
+"""Socialhub itself: posts and engagement made through FeedService, which
+AnalyticsService records on its own (docs/ANALYTICS.md, "Content
+insights"). Not a platform a profile has a handle on, nor one clients
+ingest or publish to: ProfileService, PublishingService and the
+ingestion methods reject it.
+"""
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
 class _ProfileSortField:

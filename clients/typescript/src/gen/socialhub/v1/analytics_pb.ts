@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file socialhub/v1/analytics.proto.
  */
 export const file_socialhub_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("Chxzb2NpYWxodWIvdjEvYW5hbHl0aWNzLnByb3RvEgxzb2NpYWxodWIudjEi+gIKDk1ldHJpY1NuYXBzaG90Ei8KB3Byb2ZpbGUYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvUHJvZmlsZRIuCghwbGF0Zm9ybRgCIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIVCgdwb3N0X2lkGAMgASgJQgTiQQECEjYKDHB1Ymxpc2hfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhITCgVsaWtlcxgGIAEoA0IE4kEBARIWCghjb21tZW50cxgHIAEoA0IE4kEBARIUCgZzaGFyZXMYCCABKANCBOJBAQESEwoFc2F2ZXMYCSABKANCBOJBAQESEwoFdmlld3MYCiABKANCBOJBAQESEwoFcmVhY2gYCyABKANCBOJBAQEiYQohQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIiYAoiQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXNwb25zZRIbCg1jcmVhdGVkX2NvdW50GAEgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgCIAEoA0IE4kEBAyJcChxJbXBvcnRNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIieAodSW1wb3J0TWV0cmljU25hcHNob3RzUmVzcG9uc2USGwoNbWVzc2FnZV9jb3VudBgBIAEoA0IE4kEBAxIbCg1jcmVhdGVkX2NvdW50GAIgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgDIAEoA0IE4kEBAyLBAQoNRm9sbG93ZXJDb3VudBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIXCglmb2xsb3dlcnMYBCABKANCBOJBAQEiXgogQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1JlcXVlc3QSOgoPZm9sbG93ZXJfY291bnRzGAEgAygLMhsuc29jaWFsaHViLnYxLkZvbGxvd2VyQ291bnRCBOJBAQIiQQohQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1Jlc3BvbnNlEhwKDnJlY29yZGVkX2NvdW50GAEgASgDQgTiQQEDIlAKCEFnZVNoYXJlEi8KCWFnZV9yYW5nZRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5BZ2VSYW5nZUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiJWCgtHZW5kZXJTaGFyZRIyCgZnZW5kZXIYASABKA4yHC5zb2NpYWxodWIudjEuQXVkaWVuY2VHZW5kZXJCBOJBAQISEwoFc2hhcmUYAiABKAFCBOJBAQIiNgoKUGxhY2VTaGFyZRITCgVwbGFjZRgBIAEoCUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiKAAwoQQXVkaWVuY2VTbmFwc2hvdBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphZ2Vfc2hhcmVzGAQgAygLMhYuc29jaWFsaHViLnYxLkFnZVNoYXJlQgTiQQEBEjYKDWdlbmRlcl9zaGFyZXMYBSADKAsyGS5zb2NpYWxodWIudjEuR2VuZGVyU2hhcmVCBOJBAQESNQoNdG9wX2NvdW50cmllcxgGIAMoCzIYLnNvY2lhbGh1Yi52MS5QbGFjZVNoYXJlQgTiQQEBEjIKCnRvcF9jaXRpZXMYByADKAsyGC5zb2NpYWxodWIudjEuUGxhY2VTaGFyZUIE4kEBASJnCiNCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVxdWVzdBJAChJhdWRpZW5jZV9zbmFwc2hvdHMYASADKAsyHi5zb2NpYWxodWIudjEuQXVkaWVuY2VTbmFwc2hvdEIE4kEBAiJECiRCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVzcG9uc2USHAoOcmVjb3JkZWRfY291bnQYASABKANCBOJBAQMiGgoYR2V0RGlyZWN0b3J5U3RhdHNSZXF1ZXN0IrcBChZQbGF0Zm9ybURpcmVjdG9yeVN0YXRzEi4KCHBsYXRmb3JtGAEgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEDEhoKDGhhbmRsZV9jb3VudBgCIAEoA0IE4kEBAxIaCgxhY3RpdmVfY291bnQYAyABKANCBOJBAQMSHAoOdmVyaWZpZWRfY291bnQYBCABKANCBOJBAQMSFwoJZm9sbG93ZXJzGAUgASgDQgTiQQEDImYKE0dyb3VwRGlyZWN0b3J5U3RhdHMSEwoFdmFsdWUYASABKAlCBOJBAQMSGwoNcHJvZmlsZV9jb3VudBgCIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAyABKANCBOJBAQMijQIKGUdldERpcmVjdG9yeVN0YXRzUmVzcG9uc2USGwoNcHJvZmlsZV9jb3VudBgBIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAiABKANCBOJBAQMSPQoJcGxhdGZvcm1zGAMgAygLMiQuc29jaWFsaHViLnYxLlBsYXRmb3JtRGlyZWN0b3J5U3RhdHNCBOJBAQMSNgoFem9uZXMYBCADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAxI9CgxkZXNpZ25hdGlvbnMYBSADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAyKdAgoaR2V0UHJvZmlsZUFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEjQKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhI0CgtncmFudWxhcml0eRgEIAEoDjIZLnNvY2lhbGh1Yi52MS5HcmFudWxhcml0eUIE4kEBAhIuCghwbGF0Zm9ybRgFIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBASKtAQoORm9sbG93ZXJHcm93dGgSLgoIcGxhdGZvcm0YASABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQMSHQoPc3RhcnRfZm9sbG93ZXJzGAIgASgDQgTiQQEDEhsKDWVuZF9mb2xsb3dlcnMYAyABKANCBOJBAQMSFAoGZ3Jvd3RoGAQgASgDQgTiQQEDEhkKC2dyb3d0aF9yYXRlGAUgASgBQgTiQQEDIvIBCg9BbmFseXRpY3NQZXJpb2QSNAoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGAoKcG9zdF9jb3VudBgCIAEoA0IE4kEBAxITCgVsaWtlcxgDIAEoA0IE4kEBAxIWCghjb21tZW50cxgEIAEoA0IE4kEBAxIUCgZzaGFyZXMYBSABKANCBOJBAQMSEwoFdmlld3MYBiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgHIAEoA0IE4kEBAxIdCg9lbmdhZ2VtZW50X3JhdGUYCCABKAFCBOJBAQMiYgoQUG9zdGluZ1Nsb3RTdGF0cxISCgRzbG90GAEgASgFQgTiQQEDEhgKCnBvc3RfY291bnQYAiABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAMgASgBQgTiQQEDIuACCgtQb3N0TWV0cmljcxIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAxIVCgdwb3N0X2lkGAIgASgJQgTiQQEDEjYKDHB1Ymxpc2hfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNgoMb2JzZXJ2ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxITCgVsaWtlcxgFIAEoA0IE4kEBAxIWCghjb21tZW50cxgGIAEoA0IE4kEBAxIUCgZzaGFyZXMYByABKANCBOJBAQMSEwoFc2F2ZXMYCCABKANCBOJBAQMSEwoFdmlld3MYCSABKANCBOJBAQMSEwoFcmVhY2gYCiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgLIAEoA0IE4kEBAyKqAwobR2V0UHJvZmlsZUFuYWx5dGljc1Jlc3BvbnNlEjUKCWZvbGxvd2VycxgBIAMoCzIcLnNvY2lhbGh1Yi52MS5Gb2xsb3dlckdyb3d0aEIE4kEBAxI0CgdwZXJpb2RzGAIgAygLMh0uc29jaWFsaHViLnYxLkFuYWx5dGljc1BlcmlvZEIE4kEBAxIYCgpwb3N0X2NvdW50GAMgASgDQgTiQQEDEhgKCmVuZ2FnZW1lbnQYBCABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAUgASgBQgTiQQEDEh0KD2VuZ2FnZW1lbnRfcmF0ZRgGIAEoAUIE4kEBAxI4CgpiZXN0X2hvdXJzGAcgAygLMh4uc29jaWFsaHViLnYxLlBvc3RpbmdTbG90U3RhdHNCBOJBAQMSOwoNYmVzdF93ZWVrZGF5cxgIIAMoCzIeLnNvY2lhbGh1Yi52MS5Qb3N0aW5nU2xvdFN0YXRzQgTiQQEDEjIKCXRvcF9wb3N0cxgJIAMoCzIZLnNvY2lhbGh1Yi52MS5Qb3N0TWV0cmljc0IE4kEBAyKRAQoXR2V0UG9zdEFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQECEhUKB3Bvc3RfaWQYAyABKAlCBOJBAQIixwEKC01ldHJpY1BvaW50EjYKDG9ic2VydmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSEwoFbGlrZXMYAiABKANCBOJBAQMSFgoIY29tbWVudHMYAyABKANCBOJBAQMSFAoGc2hhcmVzGAQgASgDQgTiQQEDEhMKBXNhdmVzGAUgASgDQgTiQQEDEhMKBXZpZXdzGAYgASgDQgTiQQEDEhMKBXJlYWNoGAcgASgDQgTiQQEDInwKGEdldFBvc3RBbmFseXRpY3NSZXNwb25zZRIvCgZsYXRlc3QYASABKAsyGS5zb2NpYWxodWIudjEuUG9zdE1ldHJpY3NCBOJBAQMSLwoGc2VyaWVzGAIgAygLMhkuc29jaWFsaHViLnYxLk1ldHJpY1BvaW50QgTiQQEDIoEBCh5HZXRBdWRpZW5jZURlbW9ncmFwaGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEBIloKH0dldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVzcG9uc2USNwoJYXVkaWVuY2VzGAEgAygLMh4uc29jaWFsaHViLnYxLkF1ZGllbmNlU25hcHNob3RCBOJBAQMirwIKFVNlYXJjaENyZWF0b3JzUmVxdWVzdBIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIbCg1taW5fZm9sbG93ZXJzGAIgASgDQgTiQQEBEhsKDW1heF9mb2xsb3dlcnMYAyABKANCBOJBAQESIQoTbWluX2VuZ2FnZW1lbnRfcmF0ZRgEIAEoAUIE4kEBARIeChBhdWRpZW5jZV9jb3VudHJ5GAUgASgJQgTiQQEBEjYKCG9yZGVyX2J5GAYgASgOMh4uc29jaWFsaHViLnYxLkNyZWF0b3JTb3J0RmllbGRCBOJBAQESFwoJcGFnZV9zaXplGAcgASgFQgTiQQEBEhgKCnBhZ2VfdG9rZW4YCCABKAlCBOJBAQEi/AEKB0NyZWF0b3ISLwoHcHJvZmlsZRgBIAEoCUIe4kEBA/pBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEDEhcKCWZvbGxvd2VycxgDIAEoA0IE4kEBAxIYCgpwb3N0X2NvdW50GAQgASgDQgTiQQEDEhgKCmVuZ2FnZW1lbnQYBSABKANCBOJBAQMSHQoPZW5nYWdlbWVudF9yYXRlGAYgASgBQgTiQQEDEiQKFmF1ZGllbmNlX2NvdW50cnlfc2hhcmUYByABKAFCBOJBAQMiZgoWU2VhcmNoQ3JlYXRvcnNSZXNwb25zZRItCghjcmVhdG9ycxgBIAMoCzIVLnNvY2lhbGh1Yi52MS5DcmVhdG9yQgTiQQEDEh0KD25leHRfcGFnZV90b2tlbhgCIAEoCUIE4kEBAyJsChpXYXRjaFByb2ZpbGVNZXRyaWNzUmVxdWVzdBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSHQoPcmVzdW1lX2V2ZW50X2lkGAIgASgJQgTiQQEBIoYCChtXYXRjaFByb2ZpbGVNZXRyaWNzUmVzcG9uc2USFgoIZXZlbnRfaWQYASABKAlCBOJBAQMSLwoHcHJvZmlsZRgCIAEoCUIe4kEBA/pBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEjAKB21ldHJpY3MYAyABKAsyGS5zb2NpYWxodWIudjEuUG9zdE1ldHJpY3NCBOJBAQMSFAoGbGF0ZXN0GAQgASgIQgTiQQEDEh8KEWVuZ2FnZW1lbnRfY2hhbmdlGAUgASgDQgTiQQEDEjUKC3JlY29yZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyJkChpXYXRjaFNlcnZpY2VNZXRyaWNzUmVxdWVzdBIxCghpbnRlcnZhbBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIE4kEBARITCgVmbGVldBgCIAEoCEIE4kEBASK/AQoNTWV0aG9kTWV0cmljcxIUCgZtZXRob2QYASABKAlCBOJBAQMSGAoKY2FsbF9jb3VudBgCIAEoA0IE4kEBAxIeChBjYWxsc19wZXJfc2Vjb25kGAMgASgBQgTiQQEDEhgKCmVycm9yX3JhdGUYBCABKAFCBOJBAQMSIQoTcDUwX2xhdGVuY3lfc2Vjb25kcxgFIAEoAUIE4kEBAxIhChNwOTlfbGF0ZW5jeV9zZWNvbmRzGAYgASgBQgTiQQEDItwCChtXYXRjaFNlcnZpY2VNZXRyaWNzUmVzcG9uc2USNQoLc2FtcGxlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEh4KEGludGVydmFsX3NlY29uZHMYAiABKAFCBOJBAQMSGwoNcmVwbGljYV9jb3VudBgDIAEoBUIE4kEBAxIeChBjYWxsc19wZXJfc2Vjb25kGAQgASgBQgTiQQEDEhgKCmVycm9yX3JhdGUYBSABKAFCBOJBAQMSHQoPY2FjaGVfaGl0X3JhdGlvGAYgASgBQgTiQQEDEhwKDmRiX3Bvb2xfaW5fdXNlGAcgASgDQgTiQQEDEh4KEGRiX3Bvb2xfY2FwYWNpdHkYCCABKANCBOJBAQMSMgoHbWV0aG9kcxgJIAMoCzIbLnNvY2lhbGh1Yi52MS5NZXRob2RNZXRyaWNzQgTiQQEDKroBCghBZ2VSYW5nZRIZChVBR0VfUkFOR0VfVU5TUEVDSUZJRUQQABITCg9BR0VfUkFOR0VfMTNfMTcQARITCg9BR0VfUkFOR0VfMThfMjQQAhITCg9BR0VfUkFOR0VfMjVfMzQQAxITCg9BR0VfUkFOR0VfMzVfNDQQBBITCg9BR0VfUkFOR0VfNDVfNTQQBRITCg9BR0VfUkFOR0VfNTVfNjQQBhIVChFBR0VfUkFOR0VfNjVfUExVUxAHKoIBCg5BdWRpZW5jZUdlbmRlchIfChtBVURJRU5DRV9HRU5ERVJfVU5TUEVDSUZJRUQQABIaChZBVURJRU5DRV9HRU5ERVJfRkVNQUxFEAESGAoUQVVESUVOQ0VfR0VOREVSX01BTEUQAhIZChVBVURJRU5DRV9HRU5ERVJfT1RIRVIQAypsCgtHcmFudWxhcml0eRIbChdHUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEhMKD0dSQU5VTEFSSVRZX0RBWRABEhQKEEdSQU5VTEFSSVRZX1dFRUsQAhIVChFHUkFOVUxBUklUWV9NT05USBADKoABChBDcmVhdG9yU29ydEZpZWxkEiIKHkNSRUFUT1JfU09SVF9GSUVMRF9VTlNQRUNJRklFRBAAEiYKIkNSRUFUT1JfU09SVF9GSUVMRF9FTkdBR0VNRU5UX1JBVEUQARIgChxDUkVBVE9SX1NPUlRfRklFTERfRk9MTE9XRVJTEAIy8wkKEEFuYWx5dGljc1NlcnZpY2USfwoaQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHMSLy5zb2NpYWxodWIudjEuQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0GjAuc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlTWV0cmljU25hcHNob3RzUmVzcG9uc2UScgoVSW1wb3J0TWV0cmljU25hcHNob3RzEiouc29jaWFsaHViLnYxLkltcG9ydE1ldHJpY1NuYXBzaG90c1JlcXVlc3QaKy5zb2NpYWxodWIudjEuSW1wb3J0TWV0cmljU25hcHNob3RzUmVzcG9uc2UoARJ8ChlCYXRjaENyZWF0ZUZvbGxvd2VyQ291bnRzEi4uc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlRm9sbG93ZXJDb3VudHNSZXF1ZXN0Gi8uc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlRm9sbG93ZXJDb3VudHNSZXNwb25zZRKFAQocQmF0Y2hDcmVhdGVBdWRpZW5jZVNuYXBzaG90cxIxLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVxdWVzdBoyLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVzcG9uc2USZAoRR2V0RGlyZWN0b3J5U3RhdHMSJi5zb2NpYWxodWIudjEuR2V0RGlyZWN0b3J5U3RhdHNSZXF1ZXN0Gicuc29jaWFsaHViLnYxLkdldERpcmVjdG9yeVN0YXRzUmVzcG9uc2USagoTR2V0UHJvZmlsZUFuYWx5dGljcxIoLnNvY2lhbGh1Yi52MS5HZXRQcm9maWxlQW5hbHl0aWNzUmVxdWVzdBopLnNvY2lhbGh1Yi52MS5HZXRQcm9maWxlQW5hbHl0aWNzUmVzcG9uc2USYQoQR2V0UG9zdEFuYWx5dGljcxIlLnNvY2lhbGh1Yi52MS5HZXRQb3N0QW5hbHl0aWNzUmVxdWVzdBomLnNvY2lhbGh1Yi52MS5HZXRQb3N0QW5hbHl0aWNzUmVzcG9uc2USdgoXR2V0QXVkaWVuY2VEZW1vZ3JhcGhpY3MSLC5zb2NpYWxodWIudjEuR2V0QXVkaWVuY2VEZW1vZ3JhcGhpY3NSZXF1ZXN0Gi0uc29jaWFsaHViLnYxLkdldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVzcG9uc2USWwoOU2VhcmNoQ3JlYXRvcnMSIy5zb2NpYWxodWIudjEuU2VhcmNoQ3JlYXRvcnNSZXF1ZXN0GiQuc29jaWFsaHViLnYxLlNlYXJjaENyZWF0b3JzUmVzcG9uc2USbAoTV2F0Y2hQcm9maWxlTWV0cmljcxIoLnNvY2lhbGh1Yi52MS5XYXRjaFByb2ZpbGVNZXRyaWNzUmVxdWVzdBopLnNvY2lhbGh1Yi52MS5XYXRjaFByb2ZpbGVNZXRyaWNzUmVzcG9uc2UwARJsChNXYXRjaFNlcnZpY2VNZXRyaWNzEiguc29jaWFsaHViLnYxLldhdGNoU2VydmljZU1ldHJpY3NSZXF1ZXN0Gikuc29jaWFsaHViLnYxLldhdGNoU2VydmljZU1ldHJpY3NSZXNwb25zZTABYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_socialhub_v1_profile]);
+  fileDesc("Chxzb2NpYWxodWIvdjEvYW5hbHl0aWNzLnByb3RvEgxzb2NpYWxodWIudjEi+gIKDk1ldHJpY1NuYXBzaG90Ei8KB3Byb2ZpbGUYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvUHJvZmlsZRIuCghwbGF0Zm9ybRgCIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIVCgdwb3N0X2lkGAMgASgJQgTiQQECEjYKDHB1Ymxpc2hfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhITCgVsaWtlcxgGIAEoA0IE4kEBARIWCghjb21tZW50cxgHIAEoA0IE4kEBARIUCgZzaGFyZXMYCCABKANCBOJBAQESEwoFc2F2ZXMYCSABKANCBOJBAQESEwoFdmlld3MYCiABKANCBOJBAQESEwoFcmVhY2gYCyABKANCBOJBAQEiYQohQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIiYAoiQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXNwb25zZRIbCg1jcmVhdGVkX2NvdW50GAEgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgCIAEoA0IE4kEBAyJcChxJbXBvcnRNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0EjwKEG1ldHJpY19zbmFwc2hvdHMYASADKAsyHC5zb2NpYWxodWIudjEuTWV0cmljU25hcHNob3RCBOJBAQIieAodSW1wb3J0TWV0cmljU25hcHNob3RzUmVzcG9uc2USGwoNbWVzc2FnZV9jb3VudBgBIAEoA0IE4kEBAxIbCg1jcmVhdGVkX2NvdW50GAIgASgDQgTiQQEDEh0KD3VuY2hhbmdlZF9jb3VudBgDIAEoA0IE4kEBAyLBAQoNRm9sbG93ZXJDb3VudBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIXCglmb2xsb3dlcnMYBCABKANCBOJBAQEiXgogQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1JlcXVlc3QSOgoPZm9sbG93ZXJfY291bnRzGAEgAygLMhsuc29jaWFsaHViLnYxLkZvbGxvd2VyQ291bnRCBOJBAQIiQQohQmF0Y2hDcmVhdGVGb2xsb3dlckNvdW50c1Jlc3BvbnNlEhwKDnJlY29yZGVkX2NvdW50GAEgASgDQgTiQQEDIlAKCEFnZVNoYXJlEi8KCWFnZV9yYW5nZRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5BZ2VSYW5nZUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiJWCgtHZW5kZXJTaGFyZRIyCgZnZW5kZXIYASABKA4yHC5zb2NpYWxodWIudjEuQXVkaWVuY2VHZW5kZXJCBOJBAQISEwoFc2hhcmUYAiABKAFCBOJBAQIiNgoKUGxhY2VTaGFyZRITCgVwbGFjZRgBIAEoCUIE4kEBAhITCgVzaGFyZRgCIAEoAUIE4kEBAiKAAwoQQXVkaWVuY2VTbmFwc2hvdBIvCgdwcm9maWxlGAEgASgJQh7iQQEC+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQISNgoMb2JzZXJ2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCgphZ2Vfc2hhcmVzGAQgAygLMhYuc29jaWFsaHViLnYxLkFnZVNoYXJlQgTiQQEBEjYKDWdlbmRlcl9zaGFyZXMYBSADKAsyGS5zb2NpYWxodWIudjEuR2VuZGVyU2hhcmVCBOJBAQESNQoNdG9wX2NvdW50cmllcxgGIAMoCzIYLnNvY2lhbGh1Yi52MS5QbGFjZVNoYXJlQgTiQQEBEjIKCnRvcF9jaXRpZXMYByADKAsyGC5zb2NpYWxodWIudjEuUGxhY2VTaGFyZUIE4kEBASJnCiNCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVxdWVzdBJAChJhdWRpZW5jZV9zbmFwc2hvdHMYASADKAsyHi5zb2NpYWxodWIudjEuQXVkaWVuY2VTbmFwc2hvdEIE4kEBAiJECiRCYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVzcG9uc2USHAoOcmVjb3JkZWRfY291bnQYASABKANCBOJBAQMiGgoYR2V0RGlyZWN0b3J5U3RhdHNSZXF1ZXN0IrcBChZQbGF0Zm9ybURpcmVjdG9yeVN0YXRzEi4KCHBsYXRmb3JtGAEgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEDEhoKDGhhbmRsZV9jb3VudBgCIAEoA0IE4kEBAxIaCgxhY3RpdmVfY291bnQYAyABKANCBOJBAQMSHAoOdmVyaWZpZWRfY291bnQYBCABKANCBOJBAQMSFwoJZm9sbG93ZXJzGAUgASgDQgTiQQEDImYKE0dyb3VwRGlyZWN0b3J5U3RhdHMSEwoFdmFsdWUYASABKAlCBOJBAQMSGwoNcHJvZmlsZV9jb3VudBgCIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAyABKANCBOJBAQMijQIKGUdldERpcmVjdG9yeVN0YXRzUmVzcG9uc2USGwoNcHJvZmlsZV9jb3VudBgBIAEoA0IE4kEBAxIdCg90b3RhbF9mb2xsb3dlcnMYAiABKANCBOJBAQMSPQoJcGxhdGZvcm1zGAMgAygLMiQuc29jaWFsaHViLnYxLlBsYXRmb3JtRGlyZWN0b3J5U3RhdHNCBOJBAQMSNgoFem9uZXMYBCADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAxI9CgxkZXNpZ25hdGlvbnMYBSADKAsyIS5zb2NpYWxodWIudjEuR3JvdXBEaXJlY3RvcnlTdGF0c0IE4kEBAyKdAgoaR2V0UHJvZmlsZUFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEjQKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhI0CgtncmFudWxhcml0eRgEIAEoDjIZLnNvY2lhbGh1Yi52MS5HcmFudWxhcml0eUIE4kEBAhIuCghwbGF0Zm9ybRgFIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBASKtAQoORm9sbG93ZXJHcm93dGgSLgoIcGxhdGZvcm0YASABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQMSHQoPc3RhcnRfZm9sbG93ZXJzGAIgASgDQgTiQQEDEhsKDWVuZF9mb2xsb3dlcnMYAyABKANCBOJBAQMSFAoGZ3Jvd3RoGAQgASgDQgTiQQEDEhkKC2dyb3d0aF9yYXRlGAUgASgBQgTiQQEDIvIBCg9BbmFseXRpY3NQZXJpb2QSNAoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGAoKcG9zdF9jb3VudBgCIAEoA0IE4kEBAxITCgVsaWtlcxgDIAEoA0IE4kEBAxIWCghjb21tZW50cxgEIAEoA0IE4kEBAxIUCgZzaGFyZXMYBSABKANCBOJBAQMSEwoFdmlld3MYBiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgHIAEoA0IE4kEBAxIdCg9lbmdhZ2VtZW50X3JhdGUYCCABKAFCBOJBAQMiYgoQUG9zdGluZ1Nsb3RTdGF0cxISCgRzbG90GAEgASgFQgTiQQEDEhgKCnBvc3RfY291bnQYAiABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAMgASgBQgTiQQEDIuACCgtQb3N0TWV0cmljcxIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAxIVCgdwb3N0X2lkGAIgASgJQgTiQQEDEjYKDHB1Ymxpc2hfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNgoMb2JzZXJ2ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxITCgVsaWtlcxgFIAEoA0IE4kEBAxIWCghjb21tZW50cxgGIAEoA0IE4kEBAxIUCgZzaGFyZXMYByABKANCBOJBAQMSEwoFc2F2ZXMYCCABKANCBOJBAQMSEwoFdmlld3MYCSABKANCBOJBAQMSEwoFcmVhY2gYCiABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgLIAEoA0IE4kEBAyKqAwobR2V0UHJvZmlsZUFuYWx5dGljc1Jlc3BvbnNlEjUKCWZvbGxvd2VycxgBIAMoCzIcLnNvY2lhbGh1Yi52MS5Gb2xsb3dlckdyb3d0aEIE4kEBAxI0CgdwZXJpb2RzGAIgAygLMh0uc29jaWFsaHViLnYxLkFuYWx5dGljc1BlcmlvZEIE4kEBAxIYCgpwb3N0X2NvdW50GAMgASgDQgTiQQEDEhgKCmVuZ2FnZW1lbnQYBCABKANCBOJBAQMSIAoSYXZlcmFnZV9lbmdhZ2VtZW50GAUgASgBQgTiQQEDEh0KD2VuZ2FnZW1lbnRfcmF0ZRgGIAEoAUIE4kEBAxI4CgpiZXN0X2hvdXJzGAcgAygLMh4uc29jaWFsaHViLnYxLlBvc3RpbmdTbG90U3RhdHNCBOJBAQMSOwoNYmVzdF93ZWVrZGF5cxgIIAMoCzIeLnNvY2lhbGh1Yi52MS5Qb3N0aW5nU2xvdFN0YXRzQgTiQQEDEjIKCXRvcF9wb3N0cxgJIAMoCzIZLnNvY2lhbGh1Yi52MS5Qb3N0TWV0cmljc0IE4kEBAyKRAQoXR2V0UG9zdEFuYWx5dGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQECEhUKB3Bvc3RfaWQYAyABKAlCBOJBAQIixwEKC01ldHJpY1BvaW50EjYKDG9ic2VydmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSEwoFbGlrZXMYAiABKANCBOJBAQMSFgoIY29tbWVudHMYAyABKANCBOJBAQMSFAoGc2hhcmVzGAQgASgDQgTiQQEDEhMKBXNhdmVzGAUgASgDQgTiQQEDEhMKBXZpZXdzGAYgASgDQgTiQQEDEhMKBXJlYWNoGAcgASgDQgTiQQEDInwKGEdldFBvc3RBbmFseXRpY3NSZXNwb25zZRIvCgZsYXRlc3QYASABKAsyGS5zb2NpYWxodWIudjEuUG9zdE1ldHJpY3NCBOJBAQMSLwoGc2VyaWVzGAIgAygLMhkuc29jaWFsaHViLnYxLk1ldHJpY1BvaW50QgTiQQEDIoEBCh5HZXRBdWRpZW5jZURlbW9ncmFwaGljc1JlcXVlc3QSLwoHcHJvZmlsZRgBIAEoCUIe4kEBAvpBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEi4KCHBsYXRmb3JtGAIgASgOMhYuc29jaWFsaHViLnYxLlBsYXRmb3JtQgTiQQEBIloKH0dldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVzcG9uc2USNwoJYXVkaWVuY2VzGAEgAygLMh4uc29jaWFsaHViLnYxLkF1ZGllbmNlU25hcHNob3RCBOJBAQMi5AIKFVNlYXJjaENyZWF0b3JzUmVxdWVzdBIuCghwbGF0Zm9ybRgBIAEoDjIWLnNvY2lhbGh1Yi52MS5QbGF0Zm9ybUIE4kEBAhIbCg1taW5fZm9sbG93ZXJzGAIgASgDQgTiQQEBEhsKDW1heF9mb2xsb3dlcnMYAyABKANCBOJBAQESIQoTbWluX2VuZ2FnZW1lbnRfcmF0ZRgEIAEoAUIE4kEBARIeChBhdWRpZW5jZV9jb3VudHJ5GAUgASgJQgTiQQEBEjYKCG9yZGVyX2J5GAYgASgOMh4uc29jaWFsaHViLnYxLkNyZWF0b3JTb3J0RmllbGRCBOJBAQESFwoJcGFnZV9zaXplGAcgASgFQgTiQQEBEhgKCnBhZ2VfdG9rZW4YCCABKAlCBOJBAQESFgoIY2F0ZWdvcnkYCSABKAlCBOJBAQESGwoNbGFuZ3VhZ2VfY29kZRgKIAEoCUIE4kEBASLBAgoHQ3JlYXRvchIvCgdwcm9maWxlGAEgASgJQh7iQQED+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSLgoIcGxhdGZvcm0YAiABKA4yFi5zb2NpYWxodWIudjEuUGxhdGZvcm1CBOJBAQMSFwoJZm9sbG93ZXJzGAMgASgDQgTiQQEDEhgKCnBvc3RfY291bnQYBCABKANCBOJBAQMSGAoKZW5nYWdlbWVudBgFIAEoA0IE4kEBAxIdCg9lbmdhZ2VtZW50X3JhdGUYBiABKAFCBOJBAQMSJAoWYXVkaWVuY2VfY291bnRyeV9zaGFyZRgHIAEoAUIE4kEBAxIeChBwcmltYXJ5X2NhdGVnb3J5GAggASgJQgTiQQEDEiMKFXByaW1hcnlfbGFuZ3VhZ2VfY29kZRgJIAEoCUIE4kEBAyJmChZTZWFyY2hDcmVhdG9yc1Jlc3BvbnNlEi0KCGNyZWF0b3JzGAEgAygLMhUuc29jaWFsaHViLnYxLkNyZWF0b3JCBOJBAQMSHQoPbmV4dF9wYWdlX3Rva2VuGAIgASgJQgTiQQEDImwKGldhdGNoUHJvZmlsZU1ldHJpY3NSZXF1ZXN0Ei8KB3Byb2ZpbGUYASABKAlCHuJBAQL6QRcKFXNvY2lhbGh1Yi5kZXYvUHJvZmlsZRIdCg9yZXN1bWVfZXZlbnRfaWQYAiABKAlCBOJBAQEihgIKG1dhdGNoUHJvZmlsZU1ldHJpY3NSZXNwb25zZRIWCghldmVudF9pZBgBIAEoCUIE4kEBAxIvCgdwcm9maWxlGAIgASgJQh7iQQED+kEXChVzb2NpYWxodWIuZGV2L1Byb2ZpbGUSMAoHbWV0cmljcxgDIAEoCzIZLnNvY2lhbGh1Yi52MS5Qb3N0TWV0cmljc0IE4kEBAxIUCgZsYXRlc3QYBCABKAhCBOJBAQMSHwoRZW5nYWdlbWVudF9jaGFuZ2UYBSABKANCBOJBAQMSNQoLcmVjb3JkX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDImQKGldhdGNoU2VydmljZU1ldHJpY3NSZXF1ZXN0EjEKCGludGVydmFsGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgTiQQEBEhMKBWZsZWV0GAIgASgIQgTiQQEBIr8BCg1NZXRob2RNZXRyaWNzEhQKBm1ldGhvZBgBIAEoCUIE4kEBAxIYCgpjYWxsX2NvdW50GAIgASgDQgTiQQEDEh4KEGNhbGxzX3Blcl9zZWNvbmQYAyABKAFCBOJBAQMSGAoKZXJyb3JfcmF0ZRgEIAEoAUIE4kEBAxIhChNwNTBfbGF0ZW5jeV9zZWNvbmRzGAUgASgBQgTiQQEDEiEKE3A5OV9sYXRlbmN5X3NlY29uZHMYBiABKAFCBOJBAQMi3AIKG1dhdGNoU2VydmljZU1ldHJpY3NSZXNwb25zZRI1CgtzYW1wbGVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSHgoQaW50ZXJ2YWxfc2Vjb25kcxgCIAEoAUIE4kEBAxIbCg1yZXBsaWNhX2NvdW50GAMgASgFQgTiQQEDEh4KEGNhbGxzX3Blcl9zZWNvbmQYBCABKAFCBOJBAQMSGAoKZXJyb3JfcmF0ZRgFIAEoAUIE4kEBAxIdCg9jYWNoZV9oaXRfcmF0aW8YBiABKAFCBOJBAQMSHAoOZGJfcG9vbF9pbl91c2UYByABKANCBOJBAQMSHgoQZGJfcG9vbF9jYXBhY2l0eRgIIAEoA0IE4kEBAxIyCgdtZXRob2RzGAkgAygLMhsuc29jaWFsaHViLnYxLk1ldGhvZE1ldHJpY3NCBOJBAQMiSwoWR2V0UG9zdEluc2lnaHRzUmVxdWVzdBIxCgRuYW1lGAEgASgJQiPiQQEC+kEcChpzb2NpYWxodWIuZGV2L1Bvc3RJbnNpZ2h0cyKoBAoMUG9zdEluc2lnaHRzEhIKBG5hbWUYASABKAlCBOJBAQgSLwoHcHJvZmlsZRgCIAEoCUIe4kEBA/pBFwoVc29jaWFsaHViLmRldi9Qcm9maWxlEjAKCXNlbnRpbWVudBgDIAEoDjIXLnNvY2lhbGh1Yi52MS5TZW50aW1lbnRCBOJBAQMSHQoPc2VudGltZW50X3Njb3JlGAQgASgBQgTiQQEDEiIKFHNlbnRpbWVudF9jb25maWRlbmNlGAUgASgBQgTiQQEDEhYKCGNhdGVnb3J5GAYgASgJQgTiQQEDEiEKE2NhdGVnb3J5X2NvbmZpZGVuY2UYByABKAFCBOJBAQMSGwoNbGFuZ3VhZ2VfY29kZRgIIAEoCUIE4kEBAxIhChNsYW5ndWFnZV9jb25maWRlbmNlGAkgASgBQgTiQQEDEhsKDW1vZGVsX3ZlcnNpb24YCiABKAlCBOJBAQMSOgoQcG9zdF91cGRhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNgoMYW5hbHl6ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAzpS6kFPChpzb2NpYWxodWIuZGV2L1Bvc3RJbnNpZ2h0cxIVcG9zdHMve3Bvc3R9L2luc2lnaHRzKgxwb3N0SW5zaWdodHMyDHBvc3RJbnNpZ2h0cyJRChlHZXRQcm9maWxlSW5zaWdodHNSZXF1ZXN0EjQKBG5hbWUYASABKAlCJuJBAQL6QR8KHXNvY2lhbGh1Yi5kZXYvUHJvZmlsZUluc2lnaHRzIlYKDUNhdGVnb3J5U2hhcmUSFgoIY2F0ZWdvcnkYASABKAlCBOJBAQMSGAoKcG9zdF9jb3VudBgCIAEoA0IE4kEBAxITCgVzaGFyZRgDIAEoAUIE4kEBAyJbCg1MYW5ndWFnZVNoYXJlEhsKDWxhbmd1YWdlX2NvZGUYASABKAlCBOJBAQMSGAoKcG9zdF9jb3VudBgCIAEoA0IE4kEBAxITCgVzaGFyZRgDIAEoAUIE4kEBAyKKAQoOQ29udGVudFF1YWxpdHkSEwoFc2NvcmUYASABKAVCBOJBAQMSGAoKZW5nYWdlbWVudBgCIAEoAUIE4kEBAxIXCglzZW50aW1lbnQYAyABKAFCBOJBAQMSGQoLY29uc2lzdGVuY3kYBCABKAFCBOJBAQMSFQoHY2xhcml0eRgFIAEoAUIE4kEBAyKJBAoPUHJvZmlsZUluc2lnaHRzEhIKBG5hbWUYASABKAlCBOJBAQgSGAoKcG9zdF9jb3VudBgCIAEoA0IE4kEBAxI1CgpjYXRlZ29yaWVzGAMgAygLMhsuc29jaWFsaHViLnYxLkNhdGVnb3J5U2hhcmVCBOJBAQMSNAoJbGFuZ3VhZ2VzGAQgAygLMhsuc29jaWFsaHViLnYxLkxhbmd1YWdlU2hhcmVCBOJBAQMSHgoQcHJpbWFyeV9jYXRlZ29yeRgFIAEoCUIE4kEBAxIjChVwcmltYXJ5X2xhbmd1YWdlX2NvZGUYBiABKAlCBOJBAQMSJQoXYXZlcmFnZV9zZW50aW1lbnRfc2NvcmUYByABKAFCBOJBAQMSHAoOcG9zaXRpdmVfc2hhcmUYCCABKAFCBOJBAQMSGwoNbmV1dHJhbF9zaGFyZRgJIAEoAUIE4kEBAxIcCg5uZWdhdGl2ZV9zaGFyZRgKIAEoAUIE4kEBAxIzCgdxdWFsaXR5GAsgASgLMhwuc29jaWFsaHViLnYxLkNvbnRlbnRRdWFsaXR5QgTiQQEDOmHqQV4KHXNvY2lhbGh1Yi5kZXYvUHJvZmlsZUluc2lnaHRzEhtwcm9maWxlcy97cHJvZmlsZX0vaW5zaWdodHMqD3Byb2ZpbGVJbnNpZ2h0czIPcHJvZmlsZUluc2lnaHRzKroBCghBZ2VSYW5nZRIZChVBR0VfUkFOR0VfVU5TUEVDSUZJRUQQABITCg9BR0VfUkFOR0VfMTNfMTcQARITCg9BR0VfUkFOR0VfMThfMjQQAhITCg9BR0VfUkFOR0VfMjVfMzQQAxITCg9BR0VfUkFOR0VfMzVfNDQQBBITCg9BR0VfUkFOR0VfNDVfNTQQBRITCg9BR0VfUkFOR0VfNTVfNjQQBhIVChFBR0VfUkFOR0VfNjVfUExVUxAHKoIBCg5BdWRpZW5jZUdlbmRlchIfChtBVURJRU5DRV9HRU5ERVJfVU5TUEVDSUZJRUQQABIaChZBVURJRU5DRV9HRU5ERVJfRkVNQUxFEAESGAoUQVVESUVOQ0VfR0VOREVSX01BTEUQAhIZChVBVURJRU5DRV9HRU5ERVJfT1RIRVIQAypsCgtHcmFudWxhcml0eRIbChdHUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEhMKD0dSQU5VTEFSSVRZX0RBWRABEhQKEEdSQU5VTEFSSVRZX1dFRUsQAhIVChFHUkFOVUxBUklUWV9NT05USBADKoABChBDcmVhdG9yU29ydEZpZWxkEiIKHkNSRUFUT1JfU09SVF9GSUVMRF9VTlNQRUNJRklFRBAAEiYKIkNSRUFUT1JfU09SVF9GSUVMRF9FTkdBR0VNRU5UX1JBVEUQARIgChxDUkVBVE9SX1NPUlRfRklFTERfRk9MTE9XRVJTEAIqbQoJU2VudGltZW50EhkKFVNFTlRJTUVOVF9VTlNQRUNJRklFRBAAEhYKElNFTlRJTUVOVF9QT1NJVElWRRABEhUKEVNFTlRJTUVOVF9ORVVUUkFMEAISFgoSU0VOVElNRU5UX05FR0FUSVZFEAMypgsKEEFuYWx5dGljc1NlcnZpY2USfwoaQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHMSLy5zb2NpYWxodWIudjEuQmF0Y2hDcmVhdGVNZXRyaWNTbmFwc2hvdHNSZXF1ZXN0GjAuc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlTWV0cmljU25hcHNob3RzUmVzcG9uc2UScgoVSW1wb3J0TWV0cmljU25hcHNob3RzEiouc29jaWFsaHViLnYxLkltcG9ydE1ldHJpY1NuYXBzaG90c1JlcXVlc3QaKy5zb2NpYWxodWIudjEuSW1wb3J0TWV0cmljU25hcHNob3RzUmVzcG9uc2UoARJ8ChlCYXRjaENyZWF0ZUZvbGxvd2VyQ291bnRzEi4uc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlRm9sbG93ZXJDb3VudHNSZXF1ZXN0Gi8uc29jaWFsaHViLnYxLkJhdGNoQ3JlYXRlRm9sbG93ZXJDb3VudHNSZXNwb25zZRKFAQocQmF0Y2hDcmVhdGVBdWRpZW5jZVNuYXBzaG90cxIxLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVxdWVzdBoyLnNvY2lhbGh1Yi52MS5CYXRjaENyZWF0ZUF1ZGllbmNlU25hcHNob3RzUmVzcG9uc2USZAoRR2V0RGlyZWN0b3J5U3RhdHMSJi5zb2NpYWxodWIudjEuR2V0RGlyZWN0b3J5U3RhdHNSZXF1ZXN0Gicuc29jaWFsaHViLnYxLkdldERpcmVjdG9yeVN0YXRzUmVzcG9uc2USagoTR2V0UHJvZmlsZUFuYWx5dGljcxIoLnNvY2lhbGh1Yi52MS5HZXRQcm9maWxlQW5hbHl0aWNzUmVxdWVzdBopLnNvY2lhbGh1Yi52MS5HZXRQcm9maWxlQW5hbHl0aWNzUmVzcG9uc2USYQoQR2V0UG9zdEFuYWx5dGljcxIlLnNvY2lhbGh1Yi52MS5HZXRQb3N0QW5hbHl0aWNzUmVxdWVzdBomLnNvY2lhbGh1Yi52MS5HZXRQb3N0QW5hbHl0aWNzUmVzcG9uc2USdgoXR2V0QXVkaWVuY2VEZW1vZ3JhcGhpY3MSLC5zb2NpYWxodWIudjEuR2V0QXVkaWVuY2VEZW1vZ3JhcGhpY3NSZXF1ZXN0Gi0uc29jaWFsaHViLnYxLkdldEF1ZGllbmNlRGVtb2dyYXBoaWNzUmVzcG9uc2USWwoOU2VhcmNoQ3JlYXRvcnMSIy5zb2NpYWxodWIudjEuU2VhcmNoQ3JlYXRvcnNSZXF1ZXN0GiQuc29jaWFsaHViLnYxLlNlYXJjaENyZWF0b3JzUmVzcG9uc2USbAoTV2F0Y2hQcm9maWxlTWV0cmljcxIoLnNvY2lhbGh1Yi52MS5XYXRjaFByb2ZpbGVNZXRyaWNzUmVxdWVzdBopLnNvY2lhbGh1Yi52MS5XYXRjaFByb2ZpbGVNZXRyaWNzUmVzcG9uc2UwARJsChNXYXRjaFNlcnZpY2VNZXRyaWNzEiguc29jaWFsaHViLnYxLldhdGNoU2VydmljZU1ldHJpY3NSZXF1ZXN0Gikuc29jaWFsaHViLnYxLldhdGNoU2VydmljZU1ldHJpY3NSZXNwb25zZTABElMKD0dldFBvc3RJbnNpZ2h0cxIkLnNvY2lhbGh1Yi52MS5HZXRQb3N0SW5zaWdodHNSZXF1ZXN0Ghouc29jaWFsaHViLnYxLlBvc3RJbnNpZ2h0cxJcChJHZXRQcm9maWxlSW5zaWdodHMSJy5zb2NpYWxodWIudjEuR2V0UHJvZmlsZUluc2lnaHRzUmVxdWVzdBodLnNvY2lhbGh1Yi52MS5Qcm9maWxlSW5zaWdodHNiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp, file_socialhub_v1_profile]);
 
 /**
  * The metrics of a post, counted by its platform at one moment.
@@ -1259,6 +1259,25 @@ export type SearchCreatorsRequest = Message<"socialhub.v1.SearchCreatorsRequest"
    * @generated from field: string page_token = 8;
    */
   pageToken: string;
+
+  /**
+   * Optional. Only creators whose primary category is this one: the
+   * category most of their analysed FeedService posts are filed under
+   * (ProfileInsights.primary_category), one of the taxonomy's names
+   * (docs/ANALYTICS_MODELS.md), "Food & Drink", say.
+   *
+   * @generated from field: string category = 9;
+   */
+  category: string;
+
+  /**
+   * Optional. Only creators whose primary language is this one: the
+   * language most of their analysed FeedService posts are written in
+   * (ProfileInsights.primary_language_code), ISO 639-1 lowercase, "de".
+   *
+   * @generated from field: string language_code = 10;
+   */
+  languageCode: string;
 };
 
 /**
@@ -1324,6 +1343,22 @@ export type Creator = Message<"socialhub.v1.Creator"> & {
    * @generated from field: double audience_country_share = 7;
    */
   audienceCountryShare: number;
+
+  /**
+   * Output only. The profile's primary category; empty before any of its
+   * posts is analysed.
+   *
+   * @generated from field: string primary_category = 8;
+   */
+  primaryCategory: string;
+
+  /**
+   * Output only. The profile's primary language (ISO 639-1); empty before
+   * any of its posts is analysed.
+   *
+   * @generated from field: string primary_language_code = 9;
+   */
+  primaryLanguageCode: string;
 };
 
 /**
@@ -1615,6 +1650,364 @@ export const WatchServiceMetricsResponseSchema: GenMessage<WatchServiceMetricsRe
   messageDesc(file_socialhub_v1_analytics, 36);
 
 /**
+ * Request message for GetPostInsights.
+ *
+ * @generated from message socialhub.v1.GetPostInsightsRequest
+ */
+export type GetPostInsightsRequest = Message<"socialhub.v1.GetPostInsightsRequest"> & {
+  /**
+   * Required. Resource name, "posts/{post}/insights".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message socialhub.v1.GetPostInsightsRequest.
+ * Use `create(GetPostInsightsRequestSchema)` to create a new message.
+ */
+export const GetPostInsightsRequestSchema: GenMessage<GetPostInsightsRequest> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 37);
+
+/**
+ * What the content models make of one FeedService post. Confidences are
+ * from 0 to 1; 0 means no evidence (a post of only links, say).
+ *
+ * @generated from message socialhub.v1.PostInsights
+ */
+export type PostInsights = Message<"socialhub.v1.PostInsights"> & {
+  /**
+   * Identifier. Resource name, "posts/{post}/insights".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Output only. The post's author.
+   *
+   * @generated from field: string profile = 2;
+   */
+  profile: string;
+
+  /**
+   * Output only. The post's overall tone.
+   *
+   * @generated from field: socialhub.v1.Sentiment sentiment = 3;
+   */
+  sentiment: Sentiment;
+
+  /**
+   * Output only. From -1 (negative) to 1 (positive): P(positive) -
+   * P(negative).
+   *
+   * @generated from field: double sentiment_score = 4;
+   */
+  sentimentScore: number;
+
+  /**
+   * Output only. Confidence in sentiment.
+   *
+   * @generated from field: double sentiment_confidence = 5;
+   */
+  sentimentConfidence: number;
+
+  /**
+   * Output only. The post's category, one of the fixed taxonomy's 16 names
+   * (docs/ANALYTICS_MODELS.md), "Other" when none fits.
+   *
+   * @generated from field: string category = 6;
+   */
+  category: string;
+
+  /**
+   * Output only. Confidence in category.
+   *
+   * @generated from field: double category_confidence = 7;
+   */
+  categoryConfidence: number;
+
+  /**
+   * Output only. The post's language, ISO 639-1 ("en"), or "und" when it
+   * cannot be told.
+   *
+   * @generated from field: string language_code = 8;
+   */
+  languageCode: string;
+
+  /**
+   * Output only. Confidence in language_code.
+   *
+   * @generated from field: double language_confidence = 9;
+   */
+  languageConfidence: number;
+
+  /**
+   * Output only. The version of the models that computed these.
+   *
+   * @generated from field: string model_version = 10;
+   */
+  modelVersion: string;
+
+  /**
+   * Output only. The post's update_time of the text analysed.
+   *
+   * @generated from field: google.protobuf.Timestamp post_update_time = 11;
+   */
+  postUpdateTime?: Timestamp | undefined;
+
+  /**
+   * Output only. When the worker computed these.
+   *
+   * @generated from field: google.protobuf.Timestamp analyze_time = 12;
+   */
+  analyzeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message socialhub.v1.PostInsights.
+ * Use `create(PostInsightsSchema)` to create a new message.
+ */
+export const PostInsightsSchema: GenMessage<PostInsights> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 38);
+
+/**
+ * Request message for GetProfileInsights.
+ *
+ * @generated from message socialhub.v1.GetProfileInsightsRequest
+ */
+export type GetProfileInsightsRequest = Message<"socialhub.v1.GetProfileInsightsRequest"> & {
+  /**
+   * Required. Resource name, "profiles/{profile}/insights".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message socialhub.v1.GetProfileInsightsRequest.
+ * Use `create(GetProfileInsightsRequestSchema)` to create a new message.
+ */
+export const GetProfileInsightsRequestSchema: GenMessage<GetProfileInsightsRequest> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 39);
+
+/**
+ * The posts of a profile in one category.
+ *
+ * @generated from message socialhub.v1.CategoryShare
+ */
+export type CategoryShare = Message<"socialhub.v1.CategoryShare"> & {
+  /**
+   * Output only. The category.
+   *
+   * @generated from field: string category = 1;
+   */
+  category: string;
+
+  /**
+   * Output only. The profile's analysed posts filed under it.
+   *
+   * @generated from field: int64 post_count = 2;
+   */
+  postCount: bigint;
+
+  /**
+   * Output only. post_count over all the profile's analysed posts.
+   *
+   * @generated from field: double share = 3;
+   */
+  share: number;
+};
+
+/**
+ * Describes the message socialhub.v1.CategoryShare.
+ * Use `create(CategoryShareSchema)` to create a new message.
+ */
+export const CategoryShareSchema: GenMessage<CategoryShare> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 40);
+
+/**
+ * The posts of a profile in one language.
+ *
+ * @generated from message socialhub.v1.LanguageShare
+ */
+export type LanguageShare = Message<"socialhub.v1.LanguageShare"> & {
+  /**
+   * Output only. The language, ISO 639-1, or "und".
+   *
+   * @generated from field: string language_code = 1;
+   */
+  languageCode: string;
+
+  /**
+   * Output only. The profile's analysed posts in it.
+   *
+   * @generated from field: int64 post_count = 2;
+   */
+  postCount: bigint;
+
+  /**
+   * Output only. post_count over all the profile's analysed posts.
+   *
+   * @generated from field: double share = 3;
+   */
+  share: number;
+};
+
+/**
+ * Describes the message socialhub.v1.LanguageShare.
+ * Use `create(LanguageShareSchema)` to create a new message.
+ */
+export const LanguageShareSchema: GenMessage<LanguageShare> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 41);
+
+/**
+ * The content-quality score and its parts (docs/ANALYTICS.md, "Content
+ * quality score"). Each part is from 0 to 1.
+ *
+ * @generated from message socialhub.v1.ContentQuality
+ */
+export type ContentQuality = Message<"socialhub.v1.ContentQuality"> & {
+  /**
+   * Output only. From 0 to 100: round(100 * (0.35 engagement + 0.25
+   * sentiment + 0.20 consistency + 0.20 clarity)); 0 without posts.
+   *
+   * @generated from field: int32 score = 1;
+   */
+  score: number;
+
+  /**
+   * Output only. The share of creators on the profile's best platform
+   * whose engagement rate is below the profile's.
+   *
+   * @generated from field: double engagement = 2;
+   */
+  engagement: number;
+
+  /**
+   * Output only. (average_sentiment_score + 1) / 2.
+   *
+   * @generated from field: double sentiment = 3;
+   */
+  sentiment: number;
+
+  /**
+   * Output only. The share of the last 12 weeks with at least one post.
+   *
+   * @generated from field: double consistency = 4;
+   */
+  consistency: number;
+
+  /**
+   * Output only. The share of analysed posts whose category confidence is
+   * at least 0.5.
+   *
+   * @generated from field: double clarity = 5;
+   */
+  clarity: number;
+};
+
+/**
+ * Describes the message socialhub.v1.ContentQuality.
+ * Use `create(ContentQualitySchema)` to create a new message.
+ */
+export const ContentQualitySchema: GenMessage<ContentQuality> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 42);
+
+/**
+ * A profile's content insights over its analysed FeedService posts.
+ *
+ * @generated from message socialhub.v1.ProfileInsights
+ */
+export type ProfileInsights = Message<"socialhub.v1.ProfileInsights"> & {
+  /**
+   * Identifier. Resource name, "profiles/{profile}/insights".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Output only. The profile's posts with insights.
+   *
+   * @generated from field: int64 post_count = 2;
+   */
+  postCount: bigint;
+
+  /**
+   * Output only. Posts per category, most first (ties by name).
+   *
+   * @generated from field: repeated socialhub.v1.CategoryShare categories = 3;
+   */
+  categories: CategoryShare[];
+
+  /**
+   * Output only. Posts per language, most first (ties by code).
+   *
+   * @generated from field: repeated socialhub.v1.LanguageShare languages = 4;
+   */
+  languages: LanguageShare[];
+
+  /**
+   * Output only. The first of categories; empty without posts.
+   *
+   * @generated from field: string primary_category = 5;
+   */
+  primaryCategory: string;
+
+  /**
+   * Output only. The first of languages; empty without posts.
+   *
+   * @generated from field: string primary_language_code = 6;
+   */
+  primaryLanguageCode: string;
+
+  /**
+   * Output only. The mean sentiment_score of the posts, from -1 to 1.
+   *
+   * @generated from field: double average_sentiment_score = 7;
+   */
+  averageSentimentScore: number;
+
+  /**
+   * Output only. The share of posts that are positive.
+   *
+   * @generated from field: double positive_share = 8;
+   */
+  positiveShare: number;
+
+  /**
+   * Output only. The share of posts that are neutral.
+   *
+   * @generated from field: double neutral_share = 9;
+   */
+  neutralShare: number;
+
+  /**
+   * Output only. The share of posts that are negative.
+   *
+   * @generated from field: double negative_share = 10;
+   */
+  negativeShare: number;
+
+  /**
+   * Output only. The content-quality score.
+   *
+   * @generated from field: socialhub.v1.ContentQuality quality = 11;
+   */
+  quality?: ContentQuality | undefined;
+};
+
+/**
+ * Describes the message socialhub.v1.ProfileInsights.
+ * Use `create(ProfileInsightsSchema)` to create a new message.
+ */
+export const ProfileInsightsSchema: GenMessage<ProfileInsights> = /*@__PURE__*/
+  messageDesc(file_socialhub_v1_analytics, 43);
+
+/**
  * An age range of an audience.
  *
  * @generated from enum socialhub.v1.AgeRange
@@ -1801,6 +2194,47 @@ export const CreatorSortFieldSchema: GenEnum<CreatorSortField> = /*@__PURE__*/
   enumDesc(file_socialhub_v1_analytics, 3);
 
 /**
+ * The overall tone of a post.
+ *
+ * @generated from enum socialhub.v1.Sentiment
+ */
+export enum Sentiment {
+  /**
+   * Not a sentiment.
+   *
+   * @generated from enum value: SENTIMENT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Positive.
+   *
+   * @generated from enum value: SENTIMENT_POSITIVE = 1;
+   */
+  POSITIVE = 1,
+
+  /**
+   * Neutral, mixed, or no text to judge.
+   *
+   * @generated from enum value: SENTIMENT_NEUTRAL = 2;
+   */
+  NEUTRAL = 2,
+
+  /**
+   * Negative.
+   *
+   * @generated from enum value: SENTIMENT_NEGATIVE = 3;
+   */
+  NEGATIVE = 3,
+}
+
+/**
+ * Describes the enum socialhub.v1.Sentiment.
+ */
+export const SentimentSchema: GenEnum<Sentiment> = /*@__PURE__*/
+  enumDesc(file_socialhub_v1_analytics, 4);
+
+/**
  * Analytics of profiles' platform presences: metrics of their posts observed
  * over time, follower counts per day and audience demographics, ingested in
  * batches or streams from the platforms' feeds, and the reports built on them.
@@ -1973,6 +2407,44 @@ export const AnalyticsService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchServiceMetricsRequestSchema;
     output: typeof WatchServiceMetricsResponseSchema;
+  },
+  /**
+   * Gets the content insights of one FeedService post: its sentiment,
+   * category and language, each with a confidence. The insights worker
+   * computes them off the request path after every create or edit of the
+   * post, usually within a second; until then the previous text's insights
+   * (after an edit) or none (after a create) are served.
+   * Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+   * NOT_FOUND (POST_NOT_FOUND) if the post does not exist, NOT_FOUND
+   * (INSIGHTS_NOT_READY) if it exists but has no insights yet: ask again
+   * shortly.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc socialhub.v1.AnalyticsService.GetPostInsights
+   */
+  getPostInsights: {
+    methodKind: "unary";
+    input: typeof GetPostInsightsRequestSchema;
+    output: typeof PostInsightsSchema;
+  },
+  /**
+   * Gets a profile's content insights over its FeedService posts: category
+   * and language distributions, average sentiment and the content-quality
+   * score (docs/ANALYTICS.md, "Content insights"). Fresh after every write of
+   * the insights worker for the profile. A profile without analysed posts
+   * has post_count 0.
+   * Returns INVALID_ARGUMENT (REQUEST_FIELD_INVALID) for a malformed name,
+   * NOT_FOUND (PROFILE_NOT_FOUND) if the profile does not exist.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc socialhub.v1.AnalyticsService.GetProfileInsights
+   */
+  getProfileInsights: {
+    methodKind: "unary";
+    input: typeof GetProfileInsightsRequestSchema;
+    output: typeof ProfileInsightsSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_socialhub_v1_analytics, 0);

@@ -8,8 +8,8 @@ migration's transaction, which blocks writes to analytics_posts while it runs (a
 for 300,000 posts).
 
 Revision ID: 0012_analytics_report_indexes
-Revises: 0010_analytics
-Create Date: 2026-12-07 10:00:00
+Revises: 0011_analytics_insights
+Create Date: 2026-12-07 11:00:00
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0012_analytics_report_indexes"
-# Another branch adds 0011; whichever lands second chains after the other.
-down_revision = "0010_analytics"
+down_revision = "0011_analytics_insights"
 branch_labels = None
 depends_on = None
 

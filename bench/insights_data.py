@@ -1,0 +1,267 @@
+"""The public labelled sets the insight models are trained and measured on, pinned by commit.
+
+Each file is read from a local git mirror of its repository when one exists (INSIGHTS_MIRRORS,
+one `<owner>+<name>/repo` git directory per repository), else downloaded from GitHub at the
+pinned commit, and cached under INSIGHTS_DATA (default .state/insights-data). Nothing here is
+committed: run `python -m bench.insights_data` once on a machine that reaches GitHub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.analytics.insights.taxonomy import FROM_TWEETTOPIC
+
+MIRRORS = Path(os.environ.get("INSIGHTS_MIRRORS", "/work/.mirror"))
+DATA = Path(os.environ.get("INSIGHTS_DATA", ".state/insights-data"))
+
+
+@dataclass(frozen=True)
+class Repo:
+    name: str  # owner/name on GitHub
+    commit: str
+    licence: str
+
+
+SEMEVAL = Repo(
+    # SemEval-2017 Task 4 (Rosenthal et al.) English training data, 2013-2016 gold, as
+    # redistributed in a course repository: the same files TweetEval's sentiment train set is.
+    "FireBrother/assignment",
+    "dce1476dba0acb66bb6f2aa368eca5085f51fdbe",
+    "SemEval task data: research use, Twitter terms",
+)
+TWEETEVAL = Repo(
+    "cardiffnlp/tweeteval", "4fbd22cd78421f05b1ecdb4fc5725bc7a7bd8f66", "SemEval/Twitter terms"
+)
+XLMT = Repo("cardiffnlp/xlm-t", "874214d64d96599eb869a033c22ec2cc57d19256", "Apache-2.0 (code)")
+TOPICXL = Repo("anon7331/tweet_topicXL", "2b5db0d017f8084db65741b7868c327d32a6231e", "MIT")
+LINGUA = Repo("pemistahl/lingua-py", "754ce21122c083a7200763015fdaf7cda8d85453", "Apache-2.0")
+
+SEMEVAL_DIR = "语义计算与知识检索/hw2/2017_English_final/GOLD/Subtask_A"
+SEMEVAL_FILES = (
+    "twitter-2013train-A.txt",
+    "twitter-2013dev-A.txt",
+    "twitter-2013test-A.txt",
+    "twitter-2014test-A.txt",
+    "twitter-2014sarcasm-A.txt",
+    "twitter-2015train-A.txt",
+    "twitter-2015test-A.txt",
+    "twitter-2016train-A.txt",
+    "twitter-2016dev-A.txt",
+    "twitter-2016devtest-A.txt",
+    "twitter-2016test-A.txt",
+)
+XLMT_LANGUAGES = {
+    "arabic": "ar",
+    "english": "en",
+    "french": "fr",
+    "german": "de",
+    "hindi": "hi",
+    "italian": "it",
+    "portuguese": "pt",
+    "spanish": "es",
+}
+TOPICXL_LABELS = tuple(FROM_TWEETTOPIC)
+TOPICXL_LANGUAGES = {"en": "en", "es": "es", "gr": "el", "ja": "ja"}
+# The 75 languages of lingua's test sentences (Leipzig corpora), by file name.
+LINGUA_TEST = [
+    "af",
+    "ar",
+    "az",
+    "be",
+    "bg",
+    "bn",
+    "bs",
+    "ca",
+    "cs",
+    "cy",
+    "da",
+    "de",
+    "el",
+    "en",
+    "eo",
+    "es",
+    "et",
+    "eu",
+    "fa",
+    "fi",
+    "fr",
+    "ga",
+    "gu",
+    "he",
+    "hi",
+    "hr",
+    "hu",
+    "hy",
+    "id",
+    "is",
+    "it",
+    "ja",
+    "ka",
+    "kk",
+    "ko",
+    "la",
+    "lg",
+    "lt",
+    "lv",
+    "mi",
+    "mk",
+    "mn",
+    "mr",
+    "ms",
+    "nb",
+    "nl",
+    "nn",
+    "pa",
+    "pl",
+    "pt",
+    "ro",
+    "ru",
+    "sk",
+    "sl",
+    "sn",
+    "so",
+    "sq",
+    "sr",
+    "st",
+    "sv",
+    "sw",
+    "ta",
+    "te",
+    "th",
+    "tl",
+    "tn",
+    "tr",
+    "ts",
+    "uk",
+    "ur",
+    "vi",
+    "xh",
+    "yo",
+    "zh",
+    "zu",
+]
+
+
+class DataUnavailable(RuntimeError):
+    pass
+
+
+def read(repo: Repo, path: str) -> str:
+    """One file of `repo` at its pinned commit, cached under DATA."""
+    cached = DATA / repo.name.replace("/", "+") / path
+    if cached.exists():
+        return cached.read_text(encoding="utf-8")
+    text = _from_mirror(repo, path)
+    if text is None:
+        text = _download(repo, path)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(text, encoding="utf-8")
+    return text
+
+
+def _from_mirror(repo: Repo, path: str) -> str | None:
+    git_dir = MIRRORS / repo.name.replace("/", "+") / "repo"
+    if not git_dir.is_dir():
+        return None
+    shown = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "show", f"{repo.commit}:{path}"],
+        capture_output=True,
+        check=False,
+    )
+    return shown.stdout.decode("utf-8") if shown.returncode == 0 else None
+
+
+def _download(repo: Repo, path: str) -> str:
+    url = f"https://raw.githubusercontent.com/{repo.name}/{repo.commit}/{urllib.parse.quote(path)}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body: bytes = response.read()
+    except OSError as error:
+        raise DataUnavailable(
+            f"{repo.name}@{repo.commit[:10]}:{path} is not cached in {DATA}, there is no git "
+            f"mirror of it under {MIRRORS}, and GitHub could not be reached ({error}). Run "
+            "`python -m bench.insights_data` on a machine online, or point INSIGHTS_DATA at a "
+            "copy of that folder."
+        ) from error
+    return body.decode("utf-8")
+
+
+def _lines(repo: Repo, path: str) -> list[str]:
+    return read(repo, path).rstrip("\n").split("\n")
+
+
+def semeval_train() -> list[tuple[str, str]]:
+    """SemEval 2013-2016 subtask A gold (tweet, label), duplicates by id dropped."""
+    seen: set[str] = set()
+    rows: list[tuple[str, str]] = []
+    for name in SEMEVAL_FILES:
+        for line in _lines(SEMEVAL, f"{SEMEVAL_DIR}/{name}"):
+            parts = line.split("\t")
+            if len(parts) < 3 or parts[0] in seen:
+                continue
+            seen.add(parts[0])
+            rows.append(("\t".join(parts[2:]).strip(), parts[1].strip()))
+    return rows
+
+
+_TWEETEVAL_LABELS = ("negative", "neutral", "positive")
+
+
+def tweeteval_sentiment(split: str) -> list[tuple[str, str]]:
+    """TweetEval sentiment: `test` is the SemEval-2017 test set (12,284 tweets)."""
+    texts = _lines(TWEETEVAL, f"datasets/sentiment/{split}_text.txt")
+    labels = _lines(TWEETEVAL, f"datasets/sentiment/{split}_labels.txt")
+    return [(t, _TWEETEVAL_LABELS[int(y)]) for t, y in zip(texts, labels, strict=True)]
+
+
+def xlmt_sentiment(split: str) -> Iterator[tuple[str, str, str]]:
+    """XLM-T's multilingual tweet sentiment (UMSAB): (tweet, label, language)."""
+    for folder, code in XLMT_LANGUAGES.items():
+        texts = _lines(XLMT, f"data/sentiment/{folder}/{split}_text.txt")
+        labels = _lines(XLMT, f"data/sentiment/{folder}/{split}_labels.txt")
+        for text, label in zip(texts, labels, strict=True):
+            yield text, _TWEETEVAL_LABELS[int(label)], code
+
+
+def topicxl(split: str) -> Iterator[tuple[str, list[str], str]]:
+    """TweetTopicXL: (tweet, its TweetTopic labels, language); `split` is train/validation/test."""
+    for folder, code in TOPICXL_LANGUAGES.items():
+        for line in _lines(TOPICXL, f"data/{folder}/{folder}_{split}.jsonl"):
+            row = json.loads(line)
+            labels = [k for k in TOPICXL_LABELS if row.get(k) == 1]
+            yield row["text"], labels, code
+
+
+def lingua_sentences(per_language: int = 1000) -> Iterator[tuple[str, str]]:
+    """(sentence, ISO 639-1 code) from lingua's test sentences, the first `per_language` each."""
+    for code in LINGUA_TEST:
+        lines = [x.strip() for x in _lines(LINGUA, f"language-testdata/sentences/{code}.txt")]
+        for line in [x for x in lines if x][:per_language]:
+            yield line, code
+
+
+def main() -> None:
+    """Fetch and cache every file (the first step on a new machine)."""
+    try:
+        print(len(semeval_train()), "SemEval 2013-2016 tweets")
+        for split in ("train", "val", "test"):
+            print(len(tweeteval_sentiment(split)) if split != "train" else "-", "TweetEval", split)
+            print(sum(1 for _ in xlmt_sentiment(split)), "XLM-T", split)
+        for split in ("train", "validation", "test"):
+            print(sum(1 for _ in topicxl(split)), "TweetTopicXL", split)
+        print(sum(1 for _ in lingua_sentences()), "lingua test sentences")
+    except DataUnavailable as error:
+        sys.exit(str(error))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""The insights worker: from the feed queue to posts' insights, profiles' aggregates and the
+engagement of FeedService posts, off the request path, on every replica.
+
+Feed's hook (`enqueue_post_changes`) queues each changed post in the feed's own writing
+transaction. A worker claims the oldest queued posts with FOR UPDATE SKIP LOCKED, so two
+workers (of one replica or of two) never hold one post at once, and handles a batch in one
+transaction: it reads the posts through server.feed.public, analyses the ones whose text or
+model changed (in a thread: the models are CPU work), stores their insights, drops those of
+deleted posts, recomputes the touched profiles' aggregates, removes the queue rows and
+commits; then it invalidates the cached insights and analytics of those profiles and posts.
+A write to a post the worker holds waits for the batch to commit, then queues the post again.
+
+Engagement (likes and comments) of created or engaged-with posts, as read in the batch, is
+recorded after it commits through the ingestion use case, as metric snapshots of the platform
+"socialhub" observed when they were read. After, not inside: ingestion locks profiles, and a
+profile deletion waiting on a post whose feed write waits on the batch's queue rows would make
+a cycle PostgreSQL cannot see (it spans two connections). If that ingestion fails, the posts
+are queued again for their metrics; a later change of a post is read (and stamped) later, so
+its snapshot wins whichever lands first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.analytics import insight_repository as repository
+from server.analytics.cache_tags import post_insights_tag, profile_tag
+from server.analytics.ingestion import Ingestion
+from server.analytics.insight_models import text_hash
+from server.analytics.model import Snapshot
+from server.core.cache import Cache
+from server.core.errors import NotFound
+from server.core.tasks import stop_task
+from server.feed.public import PostChange, PostKind, PostState, posts_by_ids
+
+if TYPE_CHECKING:
+    # Types only: the package loads numpy (see insight_models.py).
+    from server.analytics.insights import Insight, InsightModels
+
+log = logging.getLogger("socialhub.analytics")
+
+# The platform FeedService posts are recorded under (Platform.PLATFORM_SOCIALHUB).
+SOCIALHUB = "socialhub"
+
+
+def _queue_row(change: PostChange) -> dict[str, Any]:
+    return {
+        "post_id": change.post_id,
+        "needs_insight": change.kind in (PostKind.CREATED, PostKind.EDITED, PostKind.DELETED),
+        "needs_metrics": change.kind in (PostKind.CREATED, PostKind.ENGAGED),
+    }
+
+
+async def enqueue_post_changes(conn: AsyncConnection, changes: Sequence[PostChange]) -> None:
+    """Feed's post-change hook: queue the posts in the feed's writing transaction."""
+    rows = {change.post_id: _queue_row(change) for change in changes}
+    await repository.enqueue(conn, [rows[post_id] for post_id in sorted(rows)])
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    claimed: int
+    analysed: int
+    removed: int
+    snapshots: int
+
+
+class InsightWorker:
+    """Plugin.workers' start/stop around a polling loop; `run_once` is one batch."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cache: Cache,
+        ingestion: Ingestion,
+        models: Callable[[], InsightModels],
+        version: str,
+        *,
+        batch_size: int,
+        poll_s: float,
+        owns_engine: bool = False,
+    ) -> None:
+        self._engine = engine
+        self._owns_engine = owns_engine
+        self._cache = cache
+        self._ingestion = ingestion
+        self._load_models = models
+        self._models: InsightModels | None = None
+        self._version = version
+        self._batch_size = batch_size
+        self._poll_s = poll_s
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="analytics-insights")
+
+    async def stop(self) -> None:
+        await stop_task(self._task)
+        self._task = None
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def _run(self) -> None:
+        # In a thread: the server answers while the models load.
+        try:
+            self._models = await asyncio.to_thread(self._load_models)
+        except Exception:
+            # A broken install, not a passing outage: posts stay queued for another replica,
+            # or for this one once it is fixed and restarted.
+            log.exception("cannot load the insights models; this replica's insights worker stops")
+            return
+        while True:
+            try:
+                result = await self.run_once()
+            except Exception:
+                # A database or Redis outage: the batch rolled back and stays queued.
+                log.exception("insights batch failed; retrying")
+                await asyncio.sleep(self._poll_s)
+                continue
+            if result.claimed < self._batch_size:
+                await asyncio.sleep(self._poll_s)
+
+    async def run_once(self) -> BatchResult:
+        if self._models is None:
+            self._models = await asyncio.to_thread(self._load_models)
+        models = self._models
+        async with self._engine.begin() as conn:
+            claimed = await repository.claim(conn, self._batch_size)
+            if not claimed:
+                return BatchResult(0, 0, 0, 0)
+            post_ids = [row.post_id for row in claimed]
+            posts = await posts_by_ids(conn, post_ids)
+            observed = datetime.now(UTC)
+            stored = await repository.stored_versions(conn, post_ids)
+            engaged = [
+                posts[row.post_id] for row in claimed if row.needs_metrics and row.post_id in posts
+            ]
+            todo = [
+                posts[row.post_id]
+                for row in claimed
+                if row.needs_insight
+                and row.post_id in posts
+                and stored.get(row.post_id, (0, "", ""))[1:]
+                != (text_hash(posts[row.post_id].body), self._version)
+            ]
+            insights = await asyncio.to_thread(models.analyze_many, [post.body for post in todo])
+            await repository.upsert_insights(
+                conn,
+                [self._row(post, insight) for post, insight in zip(todo, insights, strict=True)],
+            )
+            gone = [post_id for post_id in post_ids if post_id not in posts and post_id in stored]
+            await repository.delete_insights(conn, gone)
+            touched = {post.author_id for post in todo} | {stored[p][0] for p in gone}
+            await repository.recompute_profiles(conn, sorted(touched))
+            await repository.dequeue(conn, post_ids)
+        # Committed: a read from now on must not be served what was cached before.
+        await self._cache.invalidate(
+            *(profile_tag(profile_id) for profile_id in sorted(touched)),
+            *(post_insights_tag(post.post_id) for post in todo),
+            *(post_insights_tag(post_id) for post_id in gone),
+        )
+        snapshots = await self._record_engagement(engaged, observed)
+        return BatchResult(len(claimed), len(todo), len(gone), snapshots)
+
+    def _row(self, post: PostState, insight: Insight) -> dict[str, Any]:
+        return {
+            "post_id": post.post_id,
+            "profile_id": post.author_id,
+            "sentiment": insight.sentiment,
+            "sentiment_score": max(-1.0, min(1.0, insight.sentiment_score)),
+            "sentiment_confidence": insight.sentiment_confidence,
+            "category": insight.category,
+            "category_confidence": insight.category_confidence,
+            "language": insight.language,
+            "language_confidence": insight.language_confidence,
+            "model_version": self._version,
+            "text_hash": text_hash(post.body),
+            "post_create_time": post.created_at,
+            "post_update_time": post.updated_at,
+        }
+
+    async def _record_engagement(self, posts: Sequence[PostState], observed: datetime) -> int:
+        """Record the posts' likes and comments as snapshots, one ingestion per author (so a
+        profile deleted meanwhile costs only its own, already deleted, posts)."""
+        by_author: dict[int, list[Snapshot]] = {}
+        for post in posts:
+            by_author.setdefault(post.author_id, []).append(
+                Snapshot(
+                    profile_id=post.author_id,
+                    platform=SOCIALHUB,
+                    post_id=str(post.post_id),
+                    publish_time=post.created_at,
+                    observe_time=observed,
+                    metrics=(post.like_count, post.comment_count, 0, 0, 0, 0),
+                )
+            )
+        recorded = 0
+        for author_id in sorted(by_author):
+            try:
+                result = await self._ingestion.metric_snapshots(by_author[author_id])
+            except NotFound:
+                continue  # the author is gone, and its posts with it
+            except Exception:
+                log.exception("recording engagement failed; queueing the posts again")
+                await self._queue_again([int(s.post_id) for s in by_author[author_id]])
+                continue
+            recorded += result.created
+        return recorded
+
+    async def _queue_again(self, post_ids: Sequence[int]) -> None:
+        rows = [{"post_id": p, "needs_insight": False, "needs_metrics": True} for p in post_ids]
+        try:
+            async with self._engine.begin() as conn:
+                await repository.enqueue(conn, rows)
+        except Exception:
+            # PostgreSQL is gone too: the counts are recorded at the posts' next change.
+            log.exception("queueing posts again for their engagement failed")

@@ -1,0 +1,55 @@
+"""A linear classifier's weights, int8-quantised per class, saved and loaded as one .npz file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from server.analytics.insights.features import FeatureSpec
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    classes: tuple[str, ...]
+    spec: FeatureSpec
+    weights: np.ndarray  # (features, classes) float32, dequantised once at load
+    intercept: np.ndarray  # (classes,)
+
+    def probabilities(self, features: sp.csr_matrix) -> np.ndarray:
+        """Softmax over the classes, one row per input row."""
+        scores = np.asarray(features @ self.weights) + self.intercept
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        return result
+
+    def save(self, path: Path) -> None:
+        scale = np.abs(self.weights).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        quantised = np.round(self.weights / scale).astype(np.int8)
+        np.savez_compressed(
+            path,
+            classes=np.asarray(self.classes),
+            spec=np.asarray([self.spec.word_bits, self.spec.char_bits, int(self.spec.lexicon)]),
+            quantised=quantised,
+            scale=scale.astype(np.float32),
+            intercept=self.intercept.astype(np.float32),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> LinearModel:
+        with np.load(path, allow_pickle=False) as saved:
+            word_bits, char_bits, lexicon = (int(x) for x in saved["spec"])
+            spec = FeatureSpec(word_bits=word_bits, char_bits=char_bits, lexicon=bool(lexicon))
+            weights = saved["quantised"].astype(np.float32) * saved["scale"]
+            if weights.shape[0] != spec.width:
+                raise ValueError(f"{path.name}: {weights.shape[0]} weights for {spec.width} inputs")
+            return cls(
+                classes=tuple(str(c) for c in saved["classes"]),
+                spec=spec,
+                weights=np.ascontiguousarray(weights),
+                intercept=saved["intercept"].astype(np.float32),
+            )

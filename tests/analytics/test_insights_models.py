@@ -1,0 +1,183 @@
+"""The insight models answer clear cases right, degrade to low confidence, never raise."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from server.analytics.insights import (
+    CATEGORIES,
+    CATEGORY_DESCRIPTIONS,
+    LANGUAGES,
+    UNDETERMINED,
+    Insight,
+    InsightModels,
+)
+from server.analytics.insights.taxonomy import FROM_TWEETTOPIC
+
+
+@pytest.fixture(scope="module")
+def models() -> InsightModels:
+    return InsightModels.load()
+
+
+def test_the_taxonomy_is_fixed_and_documented() -> None:
+    assert CATEGORIES == (
+        "Arts & Culture",
+        "Business & Finance",
+        "Daily Life",
+        "Education",
+        "Entertainment",
+        "Family & Relationships",
+        "Fashion & Beauty",
+        "Food & Drink",
+        "Gaming",
+        "Health & Fitness",
+        "Music",
+        "News & Politics",
+        "Science & Technology",
+        "Sports",
+        "Travel",
+        "Other",
+    )
+    assert all(CATEGORY_DESCRIPTIONS[c].strip() for c in CATEGORIES)
+    assert set(FROM_TWEETTOPIC.values()) == set(CATEGORIES)
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ANALYTICS_MODELS.md").read_text("utf-8")
+    assert all(f"| {c} |" in text for c in CATEGORIES)
+
+
+def test_loading_is_quick(models: InsightModels) -> None:
+    assert models.load_seconds < 10
+    started = time.perf_counter()
+    InsightModels.load()
+    assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("The weather is lovely today and we are going to the park.", "en"),
+        ("Hoy hace un tiempo estupendo y vamos a ir al parque con los niños.", "es"),
+        ("Aujourd'hui il fait très beau et nous allons au parc avec les enfants.", "fr"),
+        ("Heute ist das Wetter herrlich und wir gehen mit den Kindern in den Park.", "de"),
+        ("Сегодня прекрасная погода, и мы идём в парк с детьми.", "ru"),  # noqa: RUF001
+        ("今日はとても良い天気なので、子供たちと公園に行きます。", "ja"),
+        ("Bugün hava çok güzel, çocuklarla parka gidiyoruz.", "tr"),
+        ("Oggi il tempo è bellissimo e andiamo al parco con i bambini.", "it"),
+    ],
+)
+def test_clear_languages(models: InsightModels, text: str, language: str) -> None:
+    insight = models.analyze(text)
+    assert insight.language == language
+    assert insight.language_confidence > 0.8
+    assert language in LANGUAGES
+
+
+@pytest.mark.parametrize(
+    ("text", "sentiment"),
+    [
+        ("I absolutely love this, best day ever! Thank you all so much ❤️", "positive"),
+        ("This is wonderful news, congratulations to the whole team!", "positive"),
+        ("Worst customer service ever. I hate this company, never again.", "negative"),
+        ("My flight got cancelled and I lost my bag. Awful, terrible day.", "negative"),
+        ("The meeting is scheduled for 3pm on Tuesday in room 4.", "neutral"),
+    ],
+)
+def test_clear_sentiment(models: InsightModels, text: str, sentiment: str) -> None:
+    insight = models.analyze(text)
+    assert insight.sentiment == sentiment
+    assert -1.0 <= insight.sentiment_score <= 1.0
+    if sentiment == "positive":
+        assert insight.sentiment_score > 0.2
+    if sentiment == "negative":
+        assert insight.sentiment_score < -0.2
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("What a match! Messi scores twice and the team wins the league title", "Sports"),
+        ("Just made homemade pizza with fresh basil, the recipe is in my bio", "Food & Drink"),
+        ("Their new album drops Friday and the tour starts next month!", "Music"),
+        ("The president signed the bill after the senate vote last night", "News & Politics"),
+        (
+            "Apple announced a new iPhone with a faster chip and better camera",
+            "Science & Technology",
+        ),
+        ("Three days in Lisbon: flights, hotel and the best beaches for your vacation", "Travel"),
+        ("Finally beat the final boss in Elden Ring after 40 hours of gaming", "Gaming"),
+    ],
+)
+def test_clear_categories(models: InsightModels, text: str, category: str) -> None:
+    insight = models.analyze(text)
+    assert insight.category == category
+    assert insight.category_confidence > 0.3
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "\n\t", "😀😂🔥", "https://example.com/some/page?x=1", "@someone", "#", "...!!!"],
+)
+def test_no_words_gives_low_confidence_never_an_error(models: InsightModels, text: str) -> None:
+    insight = models.analyze(text)
+    assert insight.language == UNDETERMINED
+    assert insight.language_confidence == 0.0
+    assert insight.category in CATEGORIES
+    assert insight.sentiment in ("positive", "neutral", "negative")
+    if not any(ord(c) > 0x2000 for c in text):  # emoji carry sentiment; nothing else does
+        assert insight == Insight("neutral", 0.0, 0.0, "Other", 0.0, UNDETERMINED, 0.0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\ud83d lone surrogate", "literal \\ud83d\\ude00 escape", "\x00\x01", "a\u200b\u200bb"],
+)
+def test_odd_characters_never_raise(models: InsightModels, text: str) -> None:
+    insight = models.analyze(text)
+    assert insight.category in CATEGORIES
+
+
+def test_a_huge_post_is_cut_not_slow(models: InsightModels) -> None:
+    started = time.process_time()
+    insight = models.analyze("I love this phone. " * 100_000)
+    assert time.process_time() - started < 1.0
+    assert insight.sentiment == "positive"
+
+
+def test_one_short_word_is_not_a_confident_language(models: InsightModels) -> None:
+    insight = models.analyze("ok")
+    assert insight.language_confidence < 0.5
+
+
+def test_analyze_many_equals_analyze_per_item(models: InsightModels) -> None:
+    texts = [
+        "I love this so much!",
+        "",
+        "Heute ist das Wetter herrlich.",
+        "😡 terrible match, the referee ruined it",
+        "https://example.com",
+        "Nuevo álbum y gira de conciertos este verano 🎶",
+    ]
+    many = models.analyze_many(texts)
+    assert len(many) == len(texts)
+    for text, insight in zip(texts, many, strict=True):
+        single = models.analyze(text)
+        assert insight.sentiment == single.sentiment
+        assert insight.category == single.category
+        assert insight.language == single.language
+        assert insight.sentiment_score == pytest.approx(single.sentiment_score, abs=1e-5)
+        assert insight.category_confidence == pytest.approx(single.category_confidence, abs=1e-5)
+        assert insight.language_confidence == pytest.approx(single.language_confidence, abs=1e-5)
+    assert models.analyze_many([]) == []
+
+
+def test_batches_are_fast(models: InsightModels) -> None:
+    texts = [
+        f"Post number {i}: loving the new phone camera, great photos! #tech" for i in range(600)
+    ]
+    started = time.process_time()
+    models.analyze_many(texts)
+    # The target is 300 posts per CPU-second; the bound is loose for a loaded CI machine.
+    assert len(texts) / (time.process_time() - started) > 300
