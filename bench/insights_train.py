@@ -25,11 +25,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.linear_model import SGDClassifier
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from bench import insights_data as data
-from server.analytics.insights.features import FeatureSpec, Featurizer, clean
+from server.analytics.insights.features import FeatureSpec, Featurizer, SparseRows, clean
 from server.analytics.insights.keywords import KeywordMatcher
 from server.analytics.insights.linear import LinearModel
 from server.analytics.insights.models import MODEL_DIR
@@ -51,6 +52,11 @@ def _held_out() -> set[str]:
     return held
 
 
+def to_csr(features: SparseRows) -> sp.csr_matrix:
+    """The serving featuriser's output as the sparse matrix scikit-learn trains on."""
+    return sp.csr_matrix((features.values, (features.rows, features.columns)), shape=features.shape)
+
+
 def _fit(
     featurizer: Featurizer,
     texts: Sequence[str],
@@ -68,7 +74,7 @@ def _fit(
         average=True,
         random_state=0,
     )
-    model.fit(featurizer.transform(texts), np.asarray(labels), sample_weight=weights)
+    model.fit(to_csr(featurizer.transform(texts)), np.asarray(labels), sample_weight=weights)
     return LinearModel(
         classes=tuple(str(c) for c in model.classes_),
         spec=featurizer.spec,
