@@ -2,6 +2,7 @@
 
     python -m bench.insights_train                    # both, about 3 minutes on one core
     python -m bench.insights_train --select-sentiment # how SENTIMENT_BIAS was chosen
+    python -m bench.insights_train --select-category  # and KEYWORD_WEIGHT (about 5 minutes)
 
 Data (bench/insights_data.py, all public, pinned by commit):
 - sentiment: SemEval-2013-2016 Task 4A English gold tweets (the TweetEval train set), TweetEval's
@@ -17,8 +18,9 @@ Data (bench/insights_data.py, all public, pinned by commit):
   el, ja) plus tweets of the sentiment sets above and TweetEval's emoji and offensive train
   sets, weakly labelled when they hit the keywords of exactly one category
   (server/analytics/insights/keywords.py). Alpha and HUMAN_WEIGHT were picked by 5-fold
-  cross-validation over the 800 human-labelled tweets. TweetTopicXL's test split is only
-  measured.
+  cross-validation over the 800 human-labelled tweets, and so were the weight of a keyword
+  hit against the model's log-probability and the correction for the weak labels' class
+  shares (`--select-category`). TweetTopicXL's test split is only measured.
 """
 
 from __future__ import annotations
@@ -192,20 +194,22 @@ def _unlabelled_pool() -> list[str]:
     return pool
 
 
-def train_category(held: set[str]) -> LinearModel:
-    texts: list[str] = []
-    labels: list[str] = []
-    weights: list[float] = []
-    for split in ("train", "validation"):
-        for text, topics, _ in data.topicxl(split):
-            mapped = sorted({FROM_TWEETTOPIC[t] for t in topics})
-            for category in mapped:  # a tweet of k topics: k rows of weight 1/k
-                texts.append(text)
-                labels.append(category)
-                weights.append(HUMAN_WEIGHT / len(mapped))
-    human = len(texts)
+# Subtracted, times log(share of the weak labels), from each category's score: the weak labels
+# over-represent the categories whose keywords are common, and macro-F1 weighs small
+# categories as much as large ones. Chosen with KEYWORD_WEIGHT by `--select-category`.
+CATEGORY_PRIOR_CORRECTION = 0.5
+
+
+def _category_rows(held: set[str]) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
+    """(human-labelled tweets with their categories, weakly labelled tweets)."""
+    human = [
+        (text, sorted({FROM_TWEETTOPIC[t] for t in topics}))
+        for split in ("train", "validation")
+        for text, topics, _ in data.topicxl(split)
+    ]
     matcher = KeywordMatcher()
     seen: set[str] = set()
+    weak: list[tuple[str, str]] = []
     for text in _unlabelled_pool():
         key = _key(text)
         if key in held or key in seen:
@@ -213,14 +217,26 @@ def train_category(held: set[str]) -> LinearModel:
         seen.add(key)
         votes = matcher.votes(text)
         if len(votes) == 1:
+            weak.append((text, next(iter(votes))))
+    return human, weak
+
+
+def _fit_category(
+    featurizer: Featurizer,
+    human: Sequence[tuple[str, list[str]]],
+    weak: Sequence[tuple[str, str]],
+) -> LinearModel:
+    texts = [t for t, _ in weak]
+    labels = [c for _, c in weak]
+    weights = [1.0] * len(weak)
+    for text, categories in human:
+        for category in categories:  # a tweet of k topics: k rows of weight 1/k
             texts.append(text)
-            labels.append(next(iter(votes)))
-            weights.append(1.0)
-    print(f"category: {human} human-labelled rows, {len(texts) - human} weakly labelled tweets")
+            labels.append(category)
+            weights.append(HUMAN_WEIGHT / len(categories))
     missing = set(CATEGORIES) - set(labels)
     if missing:
         raise SystemExit(f"no training rows for {sorted(missing)}")
-    featurizer = Featurizer(CATEGORY_SPEC, None)
     model = _fit(featurizer, texts, labels, weights, alpha=5e-5, class_weight=None)
     order = [model.classes.index(c) for c in CATEGORIES]
     return LinearModel(
@@ -231,16 +247,76 @@ def train_category(held: set[str]) -> LinearModel:
     )
 
 
+def _weak_log_prior(weak: Sequence[tuple[str, str]]) -> np.ndarray:
+    counts = np.asarray([sum(c == name for _, c in weak) for name in CATEGORIES], float) + 1.0
+    log_prior: np.ndarray = np.log(counts / counts.sum()).astype(np.float32)
+    return log_prior
+
+
+def train_category(held: set[str]) -> LinearModel:
+    human, weak = _category_rows(held)
+    print(f"category: {len(human)} human-labelled tweets, {len(weak)} weakly labelled tweets")
+    model = _fit_category(Featurizer(CATEGORY_SPEC, None), human, weak)
+    return LinearModel(
+        classes=model.classes,
+        spec=model.spec,
+        weights=model.weights,
+        intercept=model.intercept - CATEGORY_PRIOR_CORRECTION * _weak_log_prior(weak),
+    )
+
+
+def select_category(held: set[str]) -> None:
+    """How KEYWORD_WEIGHT (server/analytics/insights/insights.py) and CATEGORY_PRIOR_CORRECTION
+    were chosen: 5-fold cross-validation over the 800 human-labelled tweets (the weak labels
+    always in training), macro-F1 over the single-label ones. Never looks at the test split."""
+    human, weak = _category_rows(held)
+    featurizer = Featurizer(CATEGORY_SPEC, None)
+    matcher = KeywordMatcher()
+    fold = np.random.default_rng(0).integers(0, 5, len(human))
+    scores = np.zeros((len(human), len(CATEGORIES)), dtype=np.float32)
+    for k in range(5):
+        model = _fit_category(
+            featurizer, [h for h, f in zip(human, fold, strict=True) if f != k], weak
+        )
+        tested = [t for (t, _), f in zip(human, fold, strict=True) if f == k]
+        log_p = np.log(model.probabilities(featurizer.transform(tested)) + 1e-9)
+        scores[fold == k] = log_p
+        print(f"fold {k} done", flush=True)
+    votes = np.asarray(
+        [[matcher.votes(t).get(c, 0) for c in CATEGORIES] for t, _ in human], dtype=np.float32
+    )
+    single = [k for k, (_, cats) in enumerate(human) if len(cats) == 1]
+    gold = np.asarray([CATEGORIES.index(human[k][1][0]) for k in single])
+    log_prior = _weak_log_prior(weak)
+
+    def macro_f1(predicted: np.ndarray) -> float:
+        f1 = []
+        for c in set(gold.tolist()):
+            hit = float(np.sum((predicted == c) & (gold == c)))
+            f1.append(2 * hit / (np.sum(predicted == c) + np.sum(gold == c)))
+        return float(np.mean(f1))
+
+    print(f"{len(single)} single-label tweets")
+    for weight in (0.5, 1.0, 2.0, 4.0):
+        for correction in (0.0, 0.5, 1.0):
+            combined = scores[single] - correction * log_prior + weight * votes[single]
+            print(
+                f"keyword weight {weight}, prior correction {correction}: "
+                f"macro-F1 {macro_f1(combined.argmax(axis=1)):.4f}"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
     parser.add_argument("--only", choices=("sentiment", "category"))
     parser.add_argument("--select-sentiment", action="store_true", help=select_sentiment.__doc__)
+    parser.add_argument("--select-category", action="store_true", help=select_category.__doc__)
     args = parser.parse_args(argv)
     try:
         held = _held_out()
-        if args.select_sentiment:
-            select_sentiment(held)
+        if args.select_sentiment or args.select_category:
+            (select_sentiment if args.select_sentiment else select_category)(held)
             return
         for name, train in (("sentiment", train_sentiment), ("category", train_category)):
             if args.only not in (None, name):
