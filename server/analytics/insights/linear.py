@@ -1,11 +1,9 @@
-"""A linear classifier's weights (int8 with a scale per class, or float16), saved and loaded as
-one .npz file."""
+"""A linear classifier's weights, int8-quantised per class, saved and loaded as one .npz file."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -27,25 +25,17 @@ class LinearModel:
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
         return result
 
-    def save(self, path: Path, precision: str = "int8") -> None:
-        """int8 with one scale per class (smallest), or float16 where int8 moves too many
-        answers (the NB-SVM sentiment weights: a few large weights set the scale)."""
-        arrays: dict[str, Any] = {}  # Any: numpy types savez_compressed's kwargs as bool
-        if precision == "int8":
-            scale = np.abs(self.weights).max(axis=0) / 127.0
-            scale[scale == 0] = 1.0
-            arrays["quantised"] = np.round(self.weights / scale).astype(np.int8)
-            arrays["scale"] = scale.astype(np.float32)
-        elif precision == "float16":
-            arrays["half"] = self.weights.astype(np.float16)
-        else:
-            raise ValueError(f"precision {precision!r}")
+    def save(self, path: Path) -> None:
+        scale = np.abs(self.weights).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        quantised = np.round(self.weights / scale).astype(np.int8)
         np.savez_compressed(
             path,
             classes=np.asarray(self.classes),
             spec=np.asarray([self.spec.word_bits, self.spec.char_bits, int(self.spec.lexicon)]),
+            quantised=quantised,
+            scale=scale.astype(np.float32),
             intercept=self.intercept.astype(np.float32),
-            **arrays,
         )
 
     @classmethod
@@ -53,10 +43,7 @@ class LinearModel:
         with np.load(path, allow_pickle=False) as saved:
             word_bits, char_bits, lexicon = (int(x) for x in saved["spec"])
             spec = FeatureSpec(word_bits=word_bits, char_bits=char_bits, lexicon=bool(lexicon))
-            if "half" in saved:
-                weights = saved["half"].astype(np.float32)
-            else:
-                weights = saved["quantised"].astype(np.float32) * saved["scale"]
+            weights = saved["quantised"].astype(np.float32) * saved["scale"]
             if weights.shape[0] != spec.width:
                 raise ValueError(f"{path.name}: {weights.shape[0]} weights for {spec.width} inputs")
             return cls(
