@@ -14,7 +14,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,11 +199,11 @@ def _lines(repo: Repo, path: str) -> list[str]:
     return read(repo, path).rstrip("\n").split("\n")
 
 
-def semeval_train() -> list[tuple[str, str]]:
-    """SemEval 2013-2016 subtask A gold (tweet, label), duplicates by id dropped."""
+def semeval_train(files: Sequence[str] = SEMEVAL_FILES) -> list[tuple[str, str]]:
+    """SemEval 2013-2016 subtask A gold (tweet, label) of `files`, duplicates by id dropped."""
     seen: set[str] = set()
     rows: list[tuple[str, str]] = []
-    for name in SEMEVAL_FILES:
+    for name in files:
         for line in _lines(SEMEVAL, f"{SEMEVAL_DIR}/{name}"):
             parts = line.split("\t")
             if len(parts) < 3 or parts[0] in seen:

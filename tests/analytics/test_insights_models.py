@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from server.analytics.insights import (
@@ -15,6 +19,7 @@ from server.analytics.insights import (
     Insight,
     InsightModels,
 )
+from server.analytics.insights.features import FeatureSpec, Featurizer, clean
 from server.analytics.insights.taxonomy import FROM_TWEETTOPIC
 
 
@@ -181,3 +186,94 @@ def test_batches_are_fast(models: InsightModels) -> None:
     models.analyze_many(texts)
     # The target is 300 posts per CPU-second; the bound is loose for a loaded CI machine.
     assert len(texts) / (time.process_time() - started) > 300
+
+
+def _varied_posts(count: int) -> list[str]:
+    """Posts mixing scripts, emoji, handles, links, hashtags, repeats and odd spacing."""
+    pieces = [
+        "I LOVE this",
+        "soooo gooood!!!",
+        "not bad at all :)",
+        "worst. day. ever :-(",
+        "@someone check https://example.com/x?y=1",
+        "#MondayMotivation",
+        "Größe straße ÄÖÜ",
+        "İstanbul ΣΊΣΥΦΟΣ ς",
+        "今日はとても良い天気",
+        "Сегодня прекрасная погода",
+        "مرحبا بالعالم",
+        "😀😂🔥❤️",
+        "a",
+        "ab",
+        "x y z",
+        "\t tabs\nand  lines ",
+        "\\ud83d\\ude00 escaped",
+        "\ud83d lone",
+        "?!?!",
+        "3pm room 4",
+        "don't won't can't",
+        "e-mail co-op",
+        "a\u200bb",
+    ]
+    rng = random.Random(7)
+    posts = ["", " ", "!!!", *pieces]
+    while len(posts) < count:
+        posts.append(" ".join(rng.choice(pieces) for _ in range(rng.randint(1, 8))))
+    return posts
+
+
+def test_features_equal_scikit_learns_hashing_vectorizer() -> None:
+    """The shipped weights were trained on scikit-learn's HashingVectorizer; serving redoes it
+    with mmh3 and numpy, and must give the very same matrix."""
+    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
+    sp = pytest.importorskip("scipy.sparse")
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    texts = _varied_posts(400)
+    vader = SentimentIntensityAnalyzer()
+    for spec in (FeatureSpec(18, 18, lexicon=True), FeatureSpec(17, 16, lexicon=False)):
+        featurizer = Featurizer(spec, vader if spec.lexicon else None)
+        ours = featurizer.transform(texts)
+        mine = sp.csr_matrix((ours.values, (ours.rows, ours.columns)), shape=ours.shape)
+        cleaned = [clean(t).lower() for t in texts]
+        words = sklearn_text.HashingVectorizer(
+            n_features=2**spec.word_bits,
+            ngram_range=(1, 2),
+            token_pattern=r"(?u)[#@]?\b\w+\b|[^\w\s]{1,3}",
+            alternate_sign=False,
+            norm="l2",
+            dtype=np.float32,
+        )
+        chars = sklearn_text.HashingVectorizer(
+            n_features=2**spec.char_bits,
+            analyzer="char_wb",
+            ngram_range=(2, 4),
+            alternate_sign=False,
+            norm="l2",
+            dtype=np.float32,
+        )
+        blocks = [words.transform(cleaned), chars.transform(cleaned)]
+        if spec.lexicon:
+            blocks.append(sp.csr_matrix(featurizer.lexicon(texts)))
+        theirs = sp.hstack(blocks, format="csr", dtype=np.float32)
+        mine.sort_indices()
+        theirs.sort_indices()
+        assert mine.shape == theirs.shape
+        assert mine.nnz == theirs.nnz > 10_000
+        np.testing.assert_array_equal(mine.indptr, theirs.indptr)
+        np.testing.assert_array_equal(mine.indices, theirs.indices)
+        np.testing.assert_allclose(mine.data, theirs.data, rtol=1e-6)
+        weights = np.random.default_rng(0).standard_normal((spec.width, 3)).astype(np.float32)
+        np.testing.assert_allclose(ours.dot(weights), theirs @ weights, rtol=1e-4, atol=1e-4)
+
+
+def test_serving_imports_neither_scikit_learn_nor_scipy() -> None:
+    """They are training-only (the bench extra): the runtime image leaves them out."""
+    code = (
+        "import sys\n"
+        "from server.analytics.insights import InsightModels\n"
+        "InsightModels.load().analyze_many(['I love it', 'awful 😡', 'Hoy hace sol'])\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'})\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
-from server.analytics.insights.features import FeatureSpec
+from server.analytics.insights.features import FeatureSpec, SparseRows
 
 
 @dataclass(frozen=True)
@@ -18,9 +17,9 @@ class LinearModel:
     weights: np.ndarray  # (features, classes) float32, dequantised once at load
     intercept: np.ndarray  # (classes,)
 
-    def probabilities(self, features: sp.csr_matrix) -> np.ndarray:
+    def probabilities(self, features: SparseRows) -> np.ndarray:
         """Softmax over the classes, one row per input row."""
-        scores = np.asarray(features @ self.weights) + self.intercept
+        scores = features.dot(self.weights) + self.intercept
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
