@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -12,7 +13,6 @@ from sqlalchemy import (
     Integer,
     Row,
     and_,
-    bindparam,
     case,
     cast,
     extract,
@@ -31,7 +31,7 @@ from server.analytics.model import (
     CreatorSearch,
     FollowerCountValues,
     ReportQuery,
-    Snapshot,
+    SnapshotBatch,
 )
 from server.analytics.tables import (
     METRICS,
@@ -64,85 +64,167 @@ POST_COLUMNS = (
 # --- ingestion -------------------------------------------------------------------------------
 
 
-async def insert_missing_posts(
-    conn: AsyncConnection, new: Sequence[Snapshot], placeholder_time: datetime
-) -> None:
-    """A row for each post not seen before, with no metrics yet (the caller applies its
-    snapshots in the same transaction). Sorted by key, so concurrent batches wait on each
-    other's new keys in one order."""
-    rows = [
-        {
-            "profile_id": s.profile_id,
-            "platform": s.platform,
-            "external_id": s.post_id,
-            "publish_time": s.publish_time,
-            "observe_time": placeholder_time,
-            **dict.fromkeys(METRICS, 0),
-        }
-        for s in sorted(new, key=lambda s: s.post_key)
-    ]
-    await conn.execute(
-        insert(posts)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["profile_id", "platform", "external_id"])
+# A batch of snapshots is four statements, each over the whole batch as arrays (unnest), so
+# neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. Locks are taken in
+# one order by every batch: the profiles (server.profiles.public), the posts by key, the
+# creators' rows, then the daily rollups' rows by key; so concurrent batches wait, never
+# deadlock.
+
+_EPOCH_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
+
+# The batch's posts: the new ones inserted with no metrics yet (observe_time the placeholder),
+# every one locked (DO UPDATE ... WHERE false locks a conflicting row and changes nothing), in
+# key order.
+_LOCK_POSTS = f"""
+INSERT INTO analytics_posts AS p
+    (profile_id, platform, external_id, publish_time, observe_time,
+     likes, comments, shares, saves, views, reach)
+SELECT k.profile_id, k.platform, k.external_id, {_EPOCH_US.format("k.publish_us")}, $5,
+       0, 0, 0, 0, 0, 0
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+    AS k(profile_id, platform, external_id, publish_us)
+ORDER BY k.profile_id, k.platform, k.external_id
+ON CONFLICT (profile_id, platform, external_id) DO UPDATE SET observe_time = p.observe_time
+    WHERE false
+"""
+
+# The rows of the rollups the batch's posts may move, made with zeros where missing and
+# locked, each table in key order (the main statement, creators, runs before the CTE). A
+# row made here gets its deltas from an UPDATE, so a negative delta never meets the CHECK
+# constraints in an INSERT.
+_LOCK_ROLLUPS = """
+WITH batch AS MATERIALIZED (
+    SELECT p.profile_id, p.platform, (p.publish_time AT TIME ZONE 'UTC')::date AS day
+    FROM unnest($1::bigint[], $2::text[], $3::text[]) AS k(profile_id, platform, external_id)
+    JOIN analytics_posts p USING (profile_id, platform, external_id)
+), daily_rows AS (
+    INSERT INTO analytics_daily AS d
+        (profile_id, day, platform, posts, likes, comments, shares, saves, views, reach)
+    SELECT DISTINCT profile_id, day, platform, 0, 0, 0, 0, 0, 0, 0 FROM batch
+    ORDER BY profile_id, day, platform
+    ON CONFLICT (profile_id, day, platform) DO UPDATE SET posts = d.posts WHERE false
+)
+INSERT INTO analytics_creators AS c
+    (profile_id, platform, followers, posts, engagement, countries)
+SELECT DISTINCT profile_id, platform, 0, 0, 0, '{}'::jsonb FROM batch
+ORDER BY profile_id, platform
+ON CONFLICT (profile_id, platform) DO UPDATE SET posts = c.posts WHERE false
+"""
+
+# Everything else in one statement (its CTEs see one snapshot, taken after the locks): the
+# snapshots not recorded before are inserted; per post the newest of those, if newer than
+# the post's latest, becomes the latest, and the differences go to the rollups. Returns, in
+# one row of arrays, per recorded snapshot: its index in the batch, whether it became the
+# latest, how much its post's engagement moved and the post's publish time.
+_APPLY_SNAPSHOTS = f"""
+WITH sent AS MATERIALIZED (
+    SELECT i.*, p.id AS post_id, {_EPOCH_US.format("i.observe_us")} AS observe_time,
+           (extract(epoch FROM p.publish_time) * 1000000)::bigint AS publish_us
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
+                $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
+                $10::bigint[])
+        WITH ORDINALITY AS i(profile_id, platform, external_id, observe_us,
+                             likes, comments, shares, saves, views, reach, ord)
+    JOIN analytics_posts p USING (profile_id, platform, external_id)
+), recorded AS MATERIALIZED (
+    INSERT INTO analytics_metric_snapshots
+        (post_id, observe_time, likes, comments, shares, saves, views, reach)
+    SELECT post_id, observe_time, likes, comments, shares, saves, views, reach FROM sent
+    ON CONFLICT (post_id, observe_time) DO NOTHING
+    RETURNING post_id, observe_time, likes, comments, shares, saves, views, reach
+), newest AS (
+    SELECT DISTINCT ON (post_id) * FROM recorded ORDER BY post_id, observe_time DESC
+), moved AS MATERIALIZED (
+    SELECT n.post_id, n.observe_time, n.likes, n.comments, n.shares, n.saves, n.views,
+           n.reach, p.profile_id, p.platform,
+           (p.publish_time AT TIME ZONE 'UTC')::date AS day,
+           p.observe_time = $11 AS is_new,
+           n.likes - p.likes AS d_likes, n.comments - p.comments AS d_comments,
+           n.shares - p.shares AS d_shares, n.saves - p.saves AS d_saves,
+           n.views - p.views AS d_views, n.reach - p.reach AS d_reach,
+           n.likes + n.comments + n.shares - p.engagement AS d_engagement
+    FROM newest n JOIN analytics_posts p ON p.id = n.post_id
+    WHERE n.observe_time > p.observe_time
+), set_latest AS (
+    UPDATE analytics_posts p
+    SET observe_time = m.observe_time, likes = m.likes, comments = m.comments,
+        shares = m.shares, saves = m.saves, views = m.views, reach = m.reach
+    FROM moved m WHERE p.id = m.post_id
+), add_to_daily AS (
+    UPDATE analytics_daily d
+    SET posts = d.posts + x.posts, likes = d.likes + x.likes,
+        comments = d.comments + x.comments, shares = d.shares + x.shares,
+        saves = d.saves + x.saves, views = d.views + x.views, reach = d.reach + x.reach
+    FROM (
+        SELECT profile_id, day, platform, count(*) FILTER (WHERE is_new) AS posts,
+               sum(d_likes)::bigint AS likes, sum(d_comments)::bigint AS comments,
+               sum(d_shares)::bigint AS shares, sum(d_saves)::bigint AS saves,
+               sum(d_views)::bigint AS views, sum(d_reach)::bigint AS reach
+        FROM moved GROUP BY profile_id, day, platform
+    ) x
+    WHERE (d.profile_id, d.day, d.platform) = (x.profile_id, x.day, x.platform)
+), add_to_creators AS (
+    UPDATE analytics_creators c
+    SET posts = c.posts + x.posts, engagement = c.engagement + x.engagement
+    FROM (
+        SELECT profile_id, platform, count(*) FILTER (WHERE is_new) AS posts,
+               sum(d_engagement)::bigint AS engagement
+        FROM moved GROUP BY profile_id, platform
+    ) x
+    WHERE (c.profile_id, c.platform) = (x.profile_id, x.platform)
+)
+SELECT coalesce(array_agg(i.ord - 1 ORDER BY i.ord), '{{}}') AS indexes,
+       coalesce(array_agg(m.post_id IS NOT NULL ORDER BY i.ord), '{{}}') AS latest,
+       coalesce(array_agg(coalesce(m.d_engagement, 0) ORDER BY i.ord), '{{}}') AS changes,
+       coalesce(array_agg(i.publish_us ORDER BY i.ord), '{{}}') AS publish_us
+FROM recorded r
+JOIN sent i USING (post_id, observe_time)
+LEFT JOIN moved m USING (post_id, observe_time)
+"""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Per snapshot recorded (the others were recorded before): its index in the batch,
+    whether it became its post's latest, how much that moved the post's engagement, and the
+    post's publish time (microseconds since the epoch)."""
+
+    indexes: list[int]
+    latest: list[bool]
+    engagement_changes: list[int]
+    publish_us: list[int]
+
+
+async def apply_snapshots(
+    conn: AsyncConnection, batch: SnapshotBatch, placeholder_time: datetime
+) -> Applied:
+    """Apply a batch (the caller's transaction, its profiles locked): new posts get a row
+    whose observe_time is `placeholder_time`, older than any snapshot."""
+    first: dict[tuple[int, str, str], int] = {}
+    keys = zip(batch.profile_ids, batch.platforms, batch.post_ids, strict=True)
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)  # a new post's publish time: its first snapshot's
+    profile_ids = [key[0] for key in first]
+    platforms = [key[1] for key in first]
+    post_ids = [key[2] for key in first]
+    publish_us = [batch.publish_us[index] for index in first.values()]
+    await conn.exec_driver_sql(
+        _LOCK_POSTS, (profile_ids, platforms, post_ids, publish_us, placeholder_time)
     )
-
-
-async def lock_posts(conn: AsyncConnection, keys: Sequence[tuple[int, str, str]]) -> list[Row[Any]]:
-    """The posts of `keys`, locked in id order until the transaction ends."""
-    statement = (
-        select(*POST_COLUMNS)
-        .where(tuple_(posts.c.profile_id, posts.c.platform, posts.c.external_id).in_(keys))
-        .order_by(posts.c.id)
-        .with_for_update()
-    )
-    return list(await conn.execute(statement))
-
-
-async def insert_snapshots(
-    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
-) -> set[tuple[int, datetime]]:
-    """Insert the snapshots not recorded yet; return the (post_id, observe_time) of those."""
-    result = await conn.execute(
-        insert(snapshots)
-        .values(list(rows))
-        .on_conflict_do_nothing(index_elements=["post_id", "observe_time"])
-        .returning(snapshots.c.post_id, snapshots.c.observe_time)
-    )
-    return {(row.post_id, row.observe_time) for row in result}
-
-
-async def set_latest(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Each post's latest metrics (rows: b_id, observe_time, the metrics)."""
-    await conn.execute(
-        update(posts)
-        .where(posts.c.id == bindparam("b_id"))
-        .values(
-            observe_time=bindparam("b_observe_time"),
-            **{metric: bindparam(f"b_{metric}") for metric in METRICS},
+    await conn.exec_driver_sql(_LOCK_ROLLUPS, (profile_ids, platforms, post_ids))
+    result = await conn.exec_driver_sql(
+        _APPLY_SNAPSHOTS,
+        (
+            batch.profile_ids,
+            batch.platforms,
+            batch.post_ids,
+            batch.observe_us,
+            *batch.metrics,
+            placeholder_time,
         ),
-        list(rows),
     )
-
-
-async def add_to_daily(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Add deltas to the daily rollups (rows: profile_id, day, platform, posts, metrics; one
-    row per key). A row is made with zeros first, then the deltas are added: a delta may be
-    negative (a post lost likes), and PostgreSQL checks an INSERT's row against the CHECK
-    constraints before ON CONFLICT could turn it into an update."""
-    keys = ("profile_id", "day", "platform")
-    added = ("posts", *METRICS)
-    await conn.execute(
-        insert(daily)
-        .values([{**{k: row[k] for k in keys}, **dict.fromkeys(added, 0)} for row in rows])
-        .on_conflict_do_nothing(index_elements=list(keys))
-    )
-    await conn.execute(
-        update(daily)
-        .where(*(daily.c[k] == bindparam(f"b_{k}") for k in keys))
-        .values({name: daily.c[name] + bindparam(f"b_{name}") for name in added}),
-        [{f"b_{name}": value for name, value in row.items()} for row in rows],
-    )
+    row: Any = result.one()
+    return Applied(list(row[0]), list(row[1]), list(row[2]), list(row[3]))
 
 
 async def upsert_follower_counts(
@@ -220,23 +302,6 @@ async def _ensure_creators(conn: AsyncConnection, keys: Sequence[tuple[int, str]
             ]
         )
         .on_conflict_do_nothing(index_elements=["profile_id", "platform"])
-    )
-
-
-async def add_to_creators(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Add posts and engagement deltas (rows: profile_id, platform, posts, engagement)."""
-    await _ensure_creators(conn, [(row["profile_id"], row["platform"]) for row in rows])
-    await conn.execute(
-        update(creators)
-        .where(
-            creators.c.profile_id == bindparam("b_profile_id"),
-            creators.c.platform == bindparam("b_platform"),
-        )
-        .values(
-            posts=creators.c.posts + bindparam("b_posts"),
-            engagement=creators.c.engagement + bindparam("b_engagement"),
-        ),
-        [{f"b_{name}": value for name, value in row.items()} for row in rows],
     )
 
 
