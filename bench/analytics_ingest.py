@@ -86,7 +86,7 @@ class Feed:
 
     messages: list[bytes]
     snapshots: int
-    distinct: set[tuple[str, int, str, int]]
+    distinct: set[tuple[str, int, str, int, int]]
 
 
 def make_feeds(
@@ -167,7 +167,10 @@ def make_feeds(
             ).SerializeToString()
             for i in range(0, len(items), batch)
         ]
-        distinct = {(s.profile, int(s.platform), s.post_id, s.observe_time.seconds) for s in items}
+        distinct = {
+            (s.profile, int(s.platform), s.post_id, s.observe_time.seconds, s.observe_time.nanos)
+            for s in items
+        }
         feeds.append(Feed(messages, len(items), distinct))
     return feeds
 

@@ -173,13 +173,15 @@ WITH sent AS MATERIALIZED (
     ) x
     WHERE (c.profile_id, c.platform) = (x.profile_id, x.platform)
 )
-SELECT coalesce(array_agg(i.ord - 1 ORDER BY i.ord), '{{}}') AS indexes,
-       coalesce(array_agg(m.post_id IS NOT NULL ORDER BY i.ord), '{{}}') AS latest,
-       coalesce(array_agg(coalesce(m.d_engagement, 0) ORDER BY i.ord), '{{}}') AS changes,
-       coalesce(array_agg(i.publish_us ORDER BY i.ord), '{{}}') AS publish_us
-FROM recorded r
-JOIN sent i USING (post_id, observe_time)
-LEFT JOIN moved m USING (post_id, observe_time)
+SELECT (SELECT array_agg(post_id ORDER BY ord) FROM sent),
+       (SELECT array_agg(publish_us ORDER BY ord) FROM sent),
+       (SELECT array_agg(post_id ORDER BY post_id, observe_time) FROM recorded),
+       (SELECT array_agg((extract(epoch FROM observe_time) * 1000000)::bigint
+                         ORDER BY post_id, observe_time) FROM recorded),
+       (SELECT array_agg(post_id ORDER BY post_id) FROM moved),
+       (SELECT array_agg((extract(epoch FROM observe_time) * 1000000)::bigint
+                         ORDER BY post_id) FROM moved),
+       (SELECT array_agg(d_engagement ORDER BY post_id) FROM moved)
 """
 
 
@@ -224,7 +226,26 @@ async def apply_snapshots(
         ),
     )
     row: Any = result.one()
-    return Applied(list(row[0]), list(row[1]), list(row[2]), list(row[3]))
+    post_of, published, recorded_posts, recorded_us, moved_posts, moved_us, changes = row
+    recorded = set(zip(recorded_posts or (), recorded_us or (), strict=True))
+    # Per post whose latest moved: to which snapshot, and by how much engagement.
+    moved = {
+        post: (observed, change)
+        for post, observed, change in zip(
+            moved_posts or (), moved_us or (), changes or (), strict=True
+        )
+    }
+    applied = Applied([], [], [], [])
+    for index, (post, observed) in enumerate(zip(post_of, batch.observe_us, strict=True)):
+        if (post, observed) not in recorded:
+            continue  # recorded before
+        move = moved.get(post)
+        latest = move is not None and move[0] == observed
+        applied.indexes.append(index)
+        applied.latest.append(latest)
+        applied.engagement_changes.append(move[1] if move is not None and latest else 0)
+        applied.publish_us.append(published[index])
+    return applied
 
 
 async def upsert_follower_counts(
