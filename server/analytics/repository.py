@@ -65,12 +65,14 @@ POST_COLUMNS = (
 
 
 # A batch of snapshots is four statements, each over the whole batch as arrays (unnest), so
-# neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. Locks are taken in
-# one order by every batch: the profiles (server.profiles.public), the posts by key, the
-# creators' rows, then the daily rollups' rows by key; so concurrent batches wait, never
-# deadlock.
+# neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. Every batch takes
+# its locks in one order: the profiles (server.profiles.public), the posts by key, then the
+# rollups' rows by key (the same statement for every batch, so its two tables come in one
+# order too); so concurrent batches wait for each other, never deadlock.
 
+# Times travel as microseconds since the epoch (no datetime object per snapshot in Python).
 _EPOCH_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
+_US = "(extract(epoch FROM {}) * 1000000)::bigint"
 
 # The batch's posts: the new ones inserted with no metrics yet (observe_time the placeholder),
 # every one locked (DO UPDATE ... WHERE false locks a conflicting row and changes nothing), in
@@ -88,44 +90,50 @@ ON CONFLICT (profile_id, platform, external_id) DO UPDATE SET observe_time = p.o
     WHERE false
 """
 
-# The rows of the rollups the batch's posts may move, made with zeros where missing and
-# locked, each table in key order (the main statement, creators, runs before the CTE). A
+# The batch's posts read (their ids and publish times come back, in the order given), and
+# the rows of the rollups they may move made with zeros where missing and locked, each table
+# in key order (every batch runs this statement, so its two CTEs always run in one order). A
 # row made here gets its deltas from an UPDATE, so a negative delta never meets the CHECK
 # constraints in an INSERT.
-_LOCK_ROLLUPS = """
+_LOCK_ROLLUPS = f"""
 WITH batch AS MATERIALIZED (
-    SELECT p.profile_id, p.platform, (p.publish_time AT TIME ZONE 'UTC')::date AS day
-    FROM unnest($1::bigint[], $2::text[], $3::text[]) AS k(profile_id, platform, external_id)
+    SELECT k.ord, p.id, p.profile_id, p.platform, p.publish_time
+    FROM unnest($1::bigint[], $2::text[], $3::text[])
+        WITH ORDINALITY AS k(profile_id, platform, external_id, ord)
     JOIN analytics_posts p USING (profile_id, platform, external_id)
 ), daily_rows AS (
     INSERT INTO analytics_daily AS d
         (profile_id, day, platform, posts, likes, comments, shares, saves, views, reach)
-    SELECT DISTINCT profile_id, day, platform, 0, 0, 0, 0, 0, 0, 0 FROM batch
-    ORDER BY profile_id, day, platform
+    SELECT DISTINCT profile_id, (publish_time AT TIME ZONE 'UTC')::date, platform,
+           0, 0, 0, 0, 0, 0, 0
+    FROM batch
+    ORDER BY 1, 2, 3
     ON CONFLICT (profile_id, day, platform) DO UPDATE SET posts = d.posts WHERE false
+), creator_rows AS (
+    INSERT INTO analytics_creators AS c
+        (profile_id, platform, followers, posts, engagement, countries)
+    SELECT DISTINCT profile_id, platform, 0, 0, 0, '{{}}'::jsonb FROM batch
+    ORDER BY profile_id, platform
+    ON CONFLICT (profile_id, platform) DO UPDATE SET posts = c.posts WHERE false
 )
-INSERT INTO analytics_creators AS c
-    (profile_id, platform, followers, posts, engagement, countries)
-SELECT DISTINCT profile_id, platform, 0, 0, 0, '{}'::jsonb FROM batch
-ORDER BY profile_id, platform
-ON CONFLICT (profile_id, platform) DO UPDATE SET posts = c.posts WHERE false
+SELECT array_agg(id ORDER BY ord),
+       array_agg({_US.format("publish_time")} ORDER BY ord)
+FROM batch
 """
 
 # Everything else in one statement (its CTEs see one snapshot, taken after the locks): the
 # snapshots not recorded before are inserted; per post the newest of those, if newer than
-# the post's latest, becomes the latest, and the differences go to the rollups. Returns, in
-# one row of arrays, per recorded snapshot: its index in the batch, whether it became the
-# latest, how much its post's engagement moved and the post's publish time.
+# the post's latest, becomes the latest, and the differences go to the rollups. Returns one
+# row of arrays: the snapshots recorded (post id, observe time), and the posts whose latest
+# moved, to which observe time and by how much engagement. (Arrays, not joins of the CTEs:
+# the planner guesses one row for each and nested loops over 1,000 rows each.)
 _APPLY_SNAPSHOTS = f"""
-WITH sent AS MATERIALIZED (
-    SELECT i.*, p.id AS post_id, {_EPOCH_US.format("i.observe_us")} AS observe_time,
-           (extract(epoch FROM p.publish_time) * 1000000)::bigint AS publish_us
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
-                $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
-                $10::bigint[])
-        WITH ORDINALITY AS i(profile_id, platform, external_id, observe_us,
-                             likes, comments, shares, saves, views, reach, ord)
-    JOIN analytics_posts p USING (profile_id, platform, external_id)
+WITH sent AS (
+    SELECT post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
+           likes, comments, shares, saves, views, reach
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::bigint[], $7::bigint[], $8::bigint[])
+        AS i(post_id, observe_us, likes, comments, shares, saves, views, reach)
 ), recorded AS MATERIALIZED (
     INSERT INTO analytics_metric_snapshots
         (post_id, observe_time, likes, comments, shares, saves, views, reach)
@@ -138,7 +146,7 @@ WITH sent AS MATERIALIZED (
     SELECT n.post_id, n.observe_time, n.likes, n.comments, n.shares, n.saves, n.views,
            n.reach, p.profile_id, p.platform,
            (p.publish_time AT TIME ZONE 'UTC')::date AS day,
-           p.observe_time = $11 AS is_new,
+           p.observe_time = $9 AS is_new,
            n.likes - p.likes AS d_likes, n.comments - p.comments AS d_comments,
            n.shares - p.shares AS d_shares, n.saves - p.saves AS d_saves,
            n.views - p.views AS d_views, n.reach - p.reach AS d_reach,
@@ -173,14 +181,11 @@ WITH sent AS MATERIALIZED (
     ) x
     WHERE (c.profile_id, c.platform) = (x.profile_id, x.platform)
 )
-SELECT (SELECT array_agg(post_id ORDER BY ord) FROM sent),
-       (SELECT array_agg(publish_us ORDER BY ord) FROM sent),
-       (SELECT array_agg(post_id ORDER BY post_id, observe_time) FROM recorded),
-       (SELECT array_agg((extract(epoch FROM observe_time) * 1000000)::bigint
-                         ORDER BY post_id, observe_time) FROM recorded),
+SELECT (SELECT array_agg(post_id ORDER BY post_id, observe_time) FROM recorded),
+       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id, observe_time)
+        FROM recorded),
        (SELECT array_agg(post_id ORDER BY post_id) FROM moved),
-       (SELECT array_agg((extract(epoch FROM observe_time) * 1000000)::bigint
-                         ORDER BY post_id) FROM moved),
+       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id) FROM moved),
        (SELECT array_agg(d_engagement ORDER BY post_id) FROM moved)
 """
 
@@ -202,31 +207,27 @@ async def apply_snapshots(
 ) -> Applied:
     """Apply a batch (the caller's transaction, its profiles locked): new posts get a row
     whose observe_time is `placeholder_time`, older than any snapshot."""
-    first: dict[tuple[int, str, str], int] = {}
-    keys = zip(batch.profile_ids, batch.platforms, batch.post_ids, strict=True)
-    for index, key in enumerate(keys):
-        first.setdefault(key, index)  # a new post's publish time: its first snapshot's
-    profile_ids = [key[0] for key in first]
-    platforms = [key[1] for key in first]
-    post_ids = [key[2] for key in first]
-    publish_us = [batch.publish_us[index] for index in first.values()]
-    await conn.exec_driver_sql(
-        _LOCK_POSTS, (profile_ids, platforms, post_ids, publish_us, placeholder_time)
-    )
-    await conn.exec_driver_sql(_LOCK_ROLLUPS, (profile_ids, platforms, post_ids))
-    result = await conn.exec_driver_sql(
-        _APPLY_SNAPSHOTS,
-        (
-            batch.profile_ids,
-            batch.platforms,
-            batch.post_ids,
-            batch.observe_us,
-            *batch.metrics,
-            placeholder_time,
-        ),
-    )
-    row: Any = result.one()
-    post_of, published, recorded_posts, recorded_us, moved_posts, moved_us, changes = row
+    first: dict[tuple[int, str, str], int] = {}  # post -> its index among the batch's posts
+    slots = [
+        first.setdefault(key, len(first))
+        for key in zip(batch.profile_ids, batch.platforms, batch.post_ids, strict=True)
+    ]
+    # A new post's publish time is its first snapshot's.
+    publish_us: list[int | None] = [None] * len(first)
+    for index, slot in enumerate(slots):
+        if publish_us[slot] is None:
+            publish_us[slot] = batch.publish_us[index]
+    keys = list(zip(*first, strict=True)) if first else [(), (), ()]
+    await conn.exec_driver_sql(_LOCK_POSTS, (*keys, publish_us, placeholder_time))
+    row: Any = (await conn.exec_driver_sql(_LOCK_ROLLUPS, tuple(keys))).one()
+    post_ids, published = row
+    post_of = [post_ids[slot] for slot in slots]
+    row = (
+        await conn.exec_driver_sql(
+            _APPLY_SNAPSHOTS, (post_of, batch.observe_us, *batch.metrics, placeholder_time)
+        )
+    ).one()
+    recorded_posts, recorded_us, moved_posts, moved_us, changes = row
     recorded = set(zip(recorded_posts or (), recorded_us or (), strict=True))
     # Per post whose latest moved: to which snapshot, and by how much engagement.
     moved = {
@@ -244,7 +245,7 @@ async def apply_snapshots(
         applied.indexes.append(index)
         applied.latest.append(latest)
         applied.engagement_changes.append(move[1] if move is not None and latest else 0)
-        applied.publish_us.append(published[index])
+        applied.publish_us.append(published[slots[index]])
     return applied
 
 
