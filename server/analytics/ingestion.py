@@ -103,6 +103,9 @@ class Ingestion:
 
     async def _apply(self, batch: SnapshotBatch) -> repository.Applied:
         async with self._engine.begin() as conn:
+            # FOR NO KEY UPDATE: every ingestion of these profiles waits for this one, so the
+            # posts and rollup rows it changes (all of them these profiles') need no row
+            # locks of their own (test_concurrent_* fail when this lock is shared).
             await lock_existing_profiles(conn, batch.profile_ids)
             return await repository.apply_snapshots(conn, batch, NO_SNAPSHOT_YET)
 

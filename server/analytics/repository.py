@@ -65,18 +65,17 @@ POST_COLUMNS = (
 
 
 # A batch of snapshots is four statements, each over the whole batch as arrays (unnest), so
-# neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. Every batch takes
-# its locks in one order: the profiles (server.profiles.public), the posts by key, then the
-# rollups' rows by key (the same statement for every batch, so its two tables come in one
-# order too); so concurrent batches wait for each other, never deadlock.
+# neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. The first locks the
+# batch's profiles (server.profiles.public.lock_profiles: FOR NO KEY UPDATE, in id order),
+# which every ingestion of a profile takes first: two batches of one profile run one after
+# the other, and the posts and rollup rows below (all of them a locked profile's) need no
+# row locks of their own. Every statement after it reads what the one before committed.
 
 # Times travel as microseconds since the epoch (no datetime object per snapshot in Python).
 _EPOCH_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
 _US = "(extract(epoch FROM {}) * 1000000)::bigint"
 
-# The batch's posts: the new ones inserted with no metrics yet (observe_time the placeholder),
-# every one locked (DO UPDATE ... WHERE false locks a conflicting row and changes nothing), in
-# key order.
+# The batch's new posts, with no metrics yet (observe_time the placeholder).
 _LOCK_POSTS = f"""
 INSERT INTO analytics_posts AS p
     (profile_id, platform, external_id, publish_time, observe_time,
@@ -86,15 +85,13 @@ SELECT k.profile_id, k.platform, k.external_id, {_EPOCH_US.format("k.publish_us"
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
     AS k(profile_id, platform, external_id, publish_us)
 ORDER BY k.profile_id, k.platform, k.external_id
-ON CONFLICT (profile_id, platform, external_id) DO UPDATE SET observe_time = p.observe_time
-    WHERE false
+ON CONFLICT (profile_id, platform, external_id) DO NOTHING
 """
 
 # The batch's posts read (their ids and publish times come back, in the order given), and
-# the rows of the rollups they may move made with zeros where missing and locked, each table
-# in key order (every batch runs this statement, so its two CTEs always run in one order). A
-# row made here gets its deltas from an UPDATE, so a negative delta never meets the CHECK
-# constraints in an INSERT.
+# the rows of the rollups they may move made with zeros where missing. A row made here gets
+# its deltas from an UPDATE, so a negative delta never meets the CHECK constraints of an
+# INSERT.
 _LOCK_ROLLUPS = f"""
 WITH batch AS MATERIALIZED (
     SELECT k.ord, p.id, p.profile_id, p.platform, p.publish_time
@@ -108,20 +105,20 @@ WITH batch AS MATERIALIZED (
            0, 0, 0, 0, 0, 0, 0
     FROM batch
     ORDER BY 1, 2, 3
-    ON CONFLICT (profile_id, day, platform) DO UPDATE SET posts = d.posts WHERE false
+    ON CONFLICT (profile_id, day, platform) DO NOTHING
 ), creator_rows AS (
     INSERT INTO analytics_creators AS c
         (profile_id, platform, followers, posts, engagement, countries)
     SELECT DISTINCT profile_id, platform, 0, 0, 0, '{{}}'::jsonb FROM batch
     ORDER BY profile_id, platform
-    ON CONFLICT (profile_id, platform) DO UPDATE SET posts = c.posts WHERE false
+    ON CONFLICT (profile_id, platform) DO NOTHING
 )
 SELECT array_agg(id ORDER BY ord),
        array_agg({_US.format("publish_time")} ORDER BY ord)
 FROM batch
 """
 
-# Everything else in one statement (its CTEs see one snapshot, taken after the locks): the
+# Everything else in one statement (its CTEs see one snapshot): the
 # snapshots not recorded before are inserted; per post the newest of those, if newer than
 # the post's latest, becomes the latest, and the differences go to the rollups. Returns one
 # row of arrays: the snapshots recorded (post id, observe time), and the posts whose latest

@@ -39,6 +39,24 @@ def daily_rows(backing: Backing) -> dict[tuple[int, str, str], tuple[int, ...]]:
     return {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows if any(r[3:])}
 
 
+def creator_rows(backing: Backing) -> dict[tuple[int, str], tuple[int, int]]:
+    with backing.sql() as conn:
+        rows = conn.execute(
+            "SELECT profile_id, platform, posts, engagement FROM analytics_creators"
+        ).fetchall()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows if r[2] or r[3]}
+
+
+def latest_rows(backing: Backing) -> dict[tuple[int, str], tuple[int, ...]]:
+    """Each post's latest metrics as stored: (profile id, post id) -> observe time, METRICS."""
+    with backing.sql() as conn:
+        rows = conn.execute(
+            "SELECT profile_id, external_id, extract(epoch FROM observe_time)::bigint, likes,"
+            " comments, shares, saves, views, reach FROM analytics_posts"
+        ).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
 def test_a_snapshot_sent_again_changes_nothing(
     analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
 ) -> None:
@@ -83,26 +101,67 @@ def test_a_later_snapshot_with_fewer_likes_lowers_the_rollup(
     assert list(daily_rows(backing).values()) == [(1, 7, 0, 4, 0, 0, 0)]
 
 
+def _latest(
+    snapshots: list[analytics_pb2.MetricSnapshot],
+) -> dict[tuple[str, str], analytics_pb2.MetricSnapshot]:
+    """Per post (profile, post id) its latest snapshot (first sent wins a tie)."""
+    latest: dict[tuple[str, str], analytics_pb2.MetricSnapshot] = {}
+    for s in snapshots:
+        key = (s.profile, s.post_id)
+        if key not in latest or s.observe_time.seconds > latest[key].observe_time.seconds:
+            latest[key] = s
+    return latest
+
+
 def _expected(
     snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
 ) -> dict[tuple[int, str, str], tuple[int, ...]]:
     """The rollups recomputed from scratch: per post the latest snapshot (first sent wins a
     tie on observe_time), summed per profile, publication day and platform."""
-    latest: dict[tuple[str, str], analytics_pb2.MetricSnapshot] = {}
     published: dict[tuple[str, str], analytics_pb2.MetricSnapshot] = {}
     for s in snapshots:
-        key = (s.profile, s.post_id)
-        published.setdefault(key, s)
-        if key not in latest or s.observe_time.seconds > latest[key].observe_time.seconds:
-            latest[key] = s
+        published.setdefault((s.profile, s.post_id), s)
     sums: dict[tuple[int, str, str], list[int]] = {}
-    for key, s in latest.items():
+    for key, s in _latest(snapshots).items():
         day = published[key].publish_time.ToDatetime().date().isoformat()
         row = sums.setdefault((ids[s.profile], day, "instagram"), [0] * 7)
         row[0] += 1
         for index, metric in enumerate(METRICS, start=1):
             row[index] += getattr(s, metric)
     return {key: tuple(values) for key, values in sums.items()}
+
+
+def _expected_creators(
+    snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
+) -> dict[tuple[int, str], tuple[int, int]]:
+    """Creator search's rollup recomputed: per profile and platform, posts and the sum of
+    their latest engagement (likes + comments + shares)."""
+    sums: dict[tuple[int, str], tuple[int, int]] = {}
+    for s in _latest(snapshots).values():
+        key = (ids[s.profile], "instagram")
+        posts, engagement = sums.get(key, (0, 0))
+        sums[key] = (posts + 1, engagement + s.likes + s.comments + s.shares)
+    return sums
+
+
+def _expected_latest(
+    snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
+) -> dict[tuple[int, str], tuple[int, ...]]:
+    return {
+        (ids[s.profile], s.post_id): (
+            s.observe_time.seconds,
+            *(getattr(s, metric) for metric in METRICS),
+        )
+        for s in _latest(snapshots).values()
+    }
+
+
+def assert_rollups_exact(
+    backing: Backing, snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
+) -> None:
+    assert latest_rows(backing) == _expected_latest(snapshots, ids)
+    assert daily_rows(backing) == _expected(snapshots, ids)
+    assert creator_rows(backing) == _expected_creators(snapshots, ids)
 
 
 def test_rollups_equal_a_recomputation_whatever_the_order_and_batching(
@@ -137,7 +196,7 @@ def test_rollups_equal_a_recomputation_whatever_the_order_and_batching(
         size = rng.randrange(1, 9)
         analytics.BatchCreateMetricSnapshots(batch(*sent[position : position + size]))
         position += size
-    assert daily_rows(backing) == _expected(list(firsts.values()), ids)
+    assert_rollups_exact(backing, list(firsts.values()), ids)
 
 
 def test_a_bad_item_is_named_by_its_index_and_nothing_is_recorded(
@@ -369,9 +428,57 @@ def test_concurrent_overlapping_batches_keep_the_rollups_exact(
     for thread in threads:
         thread.join()
     assert not errors
-    assert daily_rows(backing) == _expected(snapshots, ids)
+    assert_rollups_exact(backing, snapshots, ids)
     with backing.sql() as conn:
         assert conn.execute("SELECT count(*) FROM analytics_metric_snapshots").fetchone() == (32,)
+
+
+def test_concurrent_import_streams_keep_the_rollups_exact(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    """Feeds through the streaming method, overlapping, each in its own order and message
+    sizes, some snapshots repeated inside a message, likes going down as well as up."""
+    rng = random.Random(13)
+    owners = [profile(profiles, f"Creator {n}") for n in range(3)]
+    ids = {owner: int(owner.split("/")[1]) for owner in owners}
+    snapshots = [
+        snapshot(
+            owners[n % 3],
+            f"post-{n}",
+            at(hour, DAY - timedelta(days=1)),
+            published=at(n % 24, DAY - timedelta(days=2 + n % 2)),
+            **{metric: rng.randrange(0, 500) for metric in METRICS},
+        )
+        for n in range(30)
+        for hour in rng.sample(range(24), 5)
+    ]
+    feeds = []
+    for _ in range(3):
+        order = rng.sample(snapshots, len(snapshots)) + rng.sample(snapshots, 20)
+        messages, position = [], 0
+        while position < len(order):
+            size = rng.randrange(1, 40)
+            messages.append(order[position : position + size])
+            position += size
+        feeds.append(messages)
+    errors: list[BaseException] = []
+    done: list[analytics_pb2.ImportMetricSnapshotsResponse] = []
+
+    def send(feed: list[list[analytics_pb2.MetricSnapshot]]) -> None:
+        try:
+            done.append(analytics.ImportMetricSnapshots(_messages(*feed)))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(feed,)) for feed in feeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(r.created_count for r in done) == len(snapshots)
+    assert sum(r.message_count for r in done) == sum(len(feed) for feed in feeds)
+    assert_rollups_exact(backing, snapshots, ids)
 
 
 def test_concurrent_backfills_of_one_month_make_its_partition_once(
