@@ -13,7 +13,11 @@ from socialhub.v1 import analytics_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from tests.analytics.support import DAY, at, batch, followers, profile, snapshot
+from server.analytics import validation
+from server.analytics.model import SnapshotBatch
+from server.core.errors import InvalidArgument
+from tests.analytics.support import DAY, NOW, at, batch, followers, profile, snapshot
+from tests.analytics.support import ts as ts_of
 from tests.harness import Backing, ServerThread
 from tests.helpers import error_reason, field_violations
 
@@ -507,3 +511,59 @@ def test_concurrent_backfills_of_one_month_make_its_partition_once(
     assert not errors
     with backing.sql() as conn:
         assert conn.execute("SELECT count(*) FROM analytics_metric_snapshots").fetchone() == (4,)
+
+
+def test_the_fast_checks_give_what_the_full_checks_give() -> None:
+    """validation.snapshot_batch (ingestion's path) against SnapshotBatch.of(snapshots(...)):
+    the same columns for valid batches (nanoseconds, repeats, every platform, the retention
+    and clock-skew edges), the same violations for bad ones."""
+    rng = random.Random(5)
+    retained_from = DAY - timedelta(days=20)
+    platforms = [
+        profile_pb2.PLATFORM_INSTAGRAM,
+        profile_pb2.PLATFORM_X,
+        profile_pb2.PLATFORM_YOUTUBE,
+        profile_pb2.PLATFORM_FACEBOOK,
+        profile_pb2.PLATFORM_LINKEDIN,
+    ]
+    items = []
+    for _ in range(300):
+        # From 400 hours before DAY to NOW + 1 day (DAY is NOW - 2 days).
+        observed = at(rng.randrange(-400, 72) + rng.random(), DAY)
+        observed.nanos = rng.randrange(0, 1_000_000_000)
+        item = snapshot(
+            f"profiles/{rng.randrange(1, 4)}",
+            f"p{rng.randrange(0, 40)}",
+            observed,
+            published=at(-450, DAY),
+            platform=rng.choice(platforms),
+            **{metric: rng.randrange(0, 10**12) for metric in METRICS},
+        )
+        items.append(item)
+    items += rng.sample(items, 30)  # repeats: the first one counts
+    edges = [
+        snapshot("profiles/9", "edge-old", ts_of(retained_from), published=ts_of(retained_from)),
+        snapshot("profiles/9", "edge-new", ts_of(NOW + timedelta(days=1))),
+    ]
+    for group in (items, edges):
+        fast = validation.snapshot_batch(group, NOW, retained_from)
+        full = SnapshotBatch.of(validation.snapshots(group, NOW, retained_from))
+        assert fast == full
+    assert len(fast) == 2
+    bad = [
+        snapshot("profiles/1", "p", ts_of(retained_from - timedelta(microseconds=1))),
+        snapshot("profiles/1", "p", ts_of(NOW + timedelta(days=1, microseconds=1))),
+        snapshot("profiles/1", "p\x00", at(1)),
+        snapshot("profiles/x", "p", at(1)),
+        snapshot("profiles/1", "p", at(1), likes=-1),
+    ]
+    bad[0].publish_time.CopyFrom(bad[0].observe_time)
+    for item in bad:
+        with pytest.raises(InvalidArgument) as fast_error:
+            validation.snapshot_batch([items[0], item], NOW, retained_from)
+        with pytest.raises(InvalidArgument) as full_error:
+            validation.snapshots([items[0], item], NOW, retained_from)
+        assert fast_error.value.violations == full_error.value.violations
+        assert {v.field.split(".")[0] for v in fast_error.value.violations} == {
+            "metric_snapshots[1]"
+        }
