@@ -180,14 +180,16 @@ def _identity(value: bytes) -> bytes:
 
 
 async def stream_feeds(address: str, feeds: list[Feed]) -> dict[str, Any]:
-    async with credentials.aio_channel(address) as channel:
-        call = channel.stream_unary(
-            IMPORT_METHOD,
-            request_serializer=_identity,
-            response_deserializer=analytics_pb2.ImportMetricSnapshotsResponse.FromString,
-        )
-
-        async def one(feed: Feed) -> tuple[float, Any]:
+    async def one(feed: Feed) -> tuple[float, Any]:
+        # A channel (a connection) per stream, as separate importers would have: with
+        # `serve --workers N` the kernel spreads the connections over the workers.
+        async with credentials.aio_channel(address) as channel:
+            call = channel.stream_unary(
+                IMPORT_METHOD,
+                request_serializer=_identity,
+                response_deserializer=analytics_pb2.ImportMetricSnapshotsResponse.FromString,
+            )
+            await channel.channel_ready()
             started = time.perf_counter()
 
             async def messages() -> Any:
@@ -197,9 +199,9 @@ async def stream_feeds(address: str, feeds: list[Feed]) -> dict[str, Any]:
             response = await call(messages(), timeout=3600)
             return time.perf_counter() - started, response
 
-        started = time.perf_counter()
-        done = await asyncio.gather(*(one(feed) for feed in feeds))
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    done = await asyncio.gather(*(one(feed) for feed in feeds))
+    seconds = time.perf_counter() - started
     sent = sum(feed.snapshots for feed in feeds)
     return {
         "seconds": round(seconds, 3),
@@ -217,14 +219,14 @@ async def stream_feeds(address: str, feeds: list[Feed]) -> dict[str, Any]:
 
 async def unary_feeds(address: str, feeds: list[Feed]) -> dict[str, Any]:
     latencies: list[float] = []
-    async with credentials.aio_channel(address) as channel:
-        call = channel.unary_unary(
-            BATCH_METHOD,
-            request_serializer=_identity,  # the same bytes: field 1 is the snapshots in both
-            response_deserializer=analytics_pb2.BatchCreateMetricSnapshotsResponse.FromString,
-        )
 
-        async def one(feed: Feed) -> int:
+    async def one(feed: Feed) -> int:
+        async with credentials.aio_channel(address) as channel:
+            call = channel.unary_unary(
+                BATCH_METHOD,
+                request_serializer=_identity,  # the same bytes: field 1 is the snapshots in both
+                response_deserializer=analytics_pb2.BatchCreateMetricSnapshotsResponse.FromString,
+            )
             created = 0
             for message in feed.messages:
                 started = time.perf_counter()
@@ -233,9 +235,9 @@ async def unary_feeds(address: str, feeds: list[Feed]) -> dict[str, Any]:
                 created += response.created_count
             return created
 
-        started = time.perf_counter()
-        created = await asyncio.gather(*(one(feed) for feed in feeds))
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    created = await asyncio.gather(*(one(feed) for feed in feeds))
+    seconds = time.perf_counter() - started
     sent = sum(feed.snapshots for feed in feeds)
     ordered = sorted(latencies)
     return {
@@ -349,7 +351,7 @@ class CpuMeter:
         postmaster = int((postgres_dir / "postmaster.pid").read_text().split()[0])
         port = redis_url.rsplit(":", 1)[1].split("/")[0]
         self.groups: dict[str, Callable[[], list[psutil.Process]]] = {
-            "server": lambda: [psutil.Process(server.pid)],
+            "server": lambda: [psutil.Process(server.pid), *psutil.Process(server.pid).children()],
             "postgres": lambda: [
                 psutil.Process(postmaster),
                 *psutil.Process(postmaster).children(),
@@ -388,7 +390,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         redis.Redis.from_url(redis_url).flushall()
         env = {**os.environ, "DATABASE_URL": database_url}
         subprocess.run([sys.executable, "-m", "server", "migrate"], env=env, check=True)
-        server = start_socialhub(database_url, redis_url, module="server")
+        server = start_socialhub(database_url, redis_url, module="server", workers=args.workers)
         say(f"server up on {server.address}; creating {args.profiles} profiles")
         profiles = create_profiles(server.address, args.profiles)
         say("generating the feeds")
@@ -487,6 +489,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--observations", type=float, default=5.0, help="per post, about")
     parser.add_argument("--late-share", type=float, default=0.02)
     parser.add_argument("--duplicate-share", type=float, default=0.02)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve)")
     parser.add_argument("--no-unary", dest="unary", action="store_false")
     parser.add_argument("--not-durable", action="store_true", help="fsync off in PostgreSQL")
     parser.add_argument(
