@@ -301,6 +301,35 @@ def test_import_commits_each_message_and_names_the_bad_one(
         post(analytics, owner, "after")
 
 
+def test_import_stops_at_a_message_that_fails_in_the_database(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    """The stream is pipelined (the next messages are received and checked while one is
+    applied), but the messages after one that fails in its transaction are not applied."""
+    owner = profile(profiles)
+    with pytest.raises(grpc.RpcError) as caught:
+        analytics.ImportMetricSnapshots(
+            _messages(
+                [snapshot(owner, "first", at(10), likes=1)],
+                [snapshot(owner, "second", at(10), likes=2)],
+                [snapshot("profiles/999999", "missing", at(10))],
+                [snapshot(owner, "after", at(10), likes=3)],
+                [snapshot(owner, "after", at(11), likes=4)],
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_reason(caught.value) == "PROFILE_NOT_FOUND"
+    assert post(analytics, owner, "first").latest.likes == 1
+    assert post(analytics, owner, "second").latest.likes == 2
+    with pytest.raises(grpc.RpcError) as missing:
+        post(analytics, owner, "after")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    profile_id = int(owner.split("/")[1])
+    assert daily_rows(backing) == {
+        (profile_id, DAY.date().isoformat(), "instagram"): (2, 3, 0, 0, 0, 0, 0)
+    }
+
+
 def test_import_needs_the_write_scope(
     server: ServerThread, backing: Backing, profiles: ProfileServiceStub
 ) -> None:
