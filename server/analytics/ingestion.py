@@ -8,13 +8,11 @@ one arriving late only joins the series, and no report has to read raw snapshots
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
-from socialhub.v1 import analytics_pb2
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,9 +20,15 @@ from server.analytics import repository
 from server.analytics.cache_tags import profile_tag
 from server.analytics.live import Event, ProfileEvents
 from server.analytics.mapping import ENUM_BY_PLATFORM, PROFILE_COLLECTION
-from server.analytics.model import AudienceValues, FollowerCountValues, IngestResult, Snapshot
+from server.analytics.model import (
+    AudienceValues,
+    FollowerCountValues,
+    IngestResult,
+    Snapshot,
+    SnapshotBatch,
+    epoch_us,
+)
 from server.analytics.partitions import Partitions, month_start
-from server.analytics.tables import ENGAGEMENT, METRICS
 from server.core.cache import Cache
 from server.core.errors import NotFound
 from server.core.names import format_name
@@ -33,6 +37,8 @@ from server.profiles.public import lock_profiles
 # A post's row before its first snapshot is applied (in the same transaction): older than any
 # snapshot validation lets in, so the first snapshot always becomes the latest.
 NO_SNAPSHOT_YET = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH_DAY = date(1970, 1, 1)
+DAY_US = 86_400 * 1_000_000
 
 
 def profile_not_found(profile_id: int) -> NotFound:
@@ -72,80 +78,43 @@ class Ingestion:
         self._live = live
 
     async def metric_snapshots(self, items: Sequence[Snapshot]) -> IngestResult:
-        # The first of a repeated (post, observe_time) in a batch is the one recorded.
-        unique = list({(s.post_key, s.observe_time): s for s in reversed(items)}.values())[::-1]
+        return await self.snapshot_batch(SnapshotBatch.of(items))
+
+    async def snapshot_batch(self, batch: SnapshotBatch) -> IngestResult:
+        applied = await self.apply(batch)
+        await self.announce(batch, applied)
+        return IngestResult(
+            created=len(applied.indexes), unchanged=batch.received - len(applied.indexes)
+        )
+
+    async def apply(self, batch: SnapshotBatch) -> repository.Applied:
+        """The batch's transaction; committed when this returns. `announce` comes next (the
+        servicer may apply the next message of a stream first)."""
         try:
-            events = await self._apply_snapshots(unique)
+            return await self._apply(batch)
         except exc.IntegrityError as error:
             if not _no_partition(error):
                 raise
             # A month no partition covers yet (a backfill, or the job has not run): make it and
             # run the batch again; nothing of the failed attempt was committed.
-            await self._partitions.ensure(month_start(s.observe_time) for s in unique)
-            events = await self._apply_snapshots(unique)
-        await self._invalidate(s.profile_id for s in unique)
-        if self._live is not None:
-            # Committed: now the watchers may hear of it (best effort, see live.py).
-            stamp = datetime.now(UTC)
-            for _, event in events:
-                event.record_time.FromDatetime(stamp)
-            await self._live.publish(events)
-        created = len(events)
-        return IngestResult(created=created, unchanged=len(items) - created)
+            days = {us // DAY_US for us in batch.observe_us}
+            await self._partitions.ensure(month_start(_day(day)) for day in days)
+            return await self._apply(batch)
 
-    async def _apply_snapshots(self, items: Sequence[Snapshot]) -> list[tuple[int, Event]]:
-        """Apply the batch; return an event per snapshot recorded, in the batch's order."""
+    async def _apply(self, batch: SnapshotBatch) -> repository.Applied:
         async with self._engine.begin() as conn:
-            await lock_existing_profiles(conn, [s.profile_id for s in items])
-            first_of_post = {s.post_key: s for s in reversed(items)}
-            await repository.insert_missing_posts(
-                conn, list(first_of_post.values()), NO_SNAPSHOT_YET
-            )
-            posts = {
-                (row.profile_id, row.platform, row.external_id): row
-                for row in await repository.lock_posts(conn, list(first_of_post))
-            }
-            created = await repository.insert_snapshots(
-                conn,
-                [
-                    {
-                        "post_id": posts[s.post_key].id,
-                        "observe_time": s.observe_time,
-                        **dict(zip(METRICS, s.metrics, strict=True)),
-                    }
-                    for s in items
-                ],
-            )
-            changes = _changes(items, posts, created)
-            if changes.latest:
-                await repository.set_latest(conn, changes.latest)
-                await repository.add_to_daily(
-                    conn,
-                    [
-                        {
-                            "profile_id": profile_id,
-                            "day": day,
-                            "platform": platform,
-                            **dict(zip(("posts", *METRICS), sums, strict=True)),
-                        }
-                        for (profile_id, day, platform), sums in sorted(changes.daily.items())
-                    ],
-                )
-                await repository.add_to_creators(
-                    conn,
-                    [
-                        {
-                            "profile_id": profile_id,
-                            "platform": platform,
-                            "posts": new_posts,
-                            "engagement": engagement,
-                        }
-                        for (profile_id, platform), (new_posts, engagement) in sorted(
-                            changes.creators.items()
-                        )
-                    ],
-                )
-        return _events(items, posts, created, changes)
+            # FOR NO KEY UPDATE: every ingestion of these profiles waits for this one, so the
+            # posts and rollup rows it changes (all of them these profiles') need no row
+            # locks of their own (test_concurrent_* fail when this lock is shared).
+            await lock_existing_profiles(conn, batch.profile_ids)
+            return await repository.apply_snapshots(conn, batch, NO_SNAPSHOT_YET)
+
+    async def announce(self, batch: SnapshotBatch, applied: repository.Applied) -> None:
+        """After the commit: the cached reports of the batch's profiles retired, and an event
+        per recorded snapshot for the live watchers (best effort, see live.py)."""
+        await self._invalidate(batch.profile_ids)
+        if self._live is not None and applied.indexes:
+            await self._live.publish(_events(batch, applied, datetime.now(UTC)))
 
     async def follower_counts(self, items: Sequence[FollowerCountValues]) -> int:
         latest = _latest_per_day(items)
@@ -174,90 +143,49 @@ class Ingestion:
 
 
 def _events(
-    items: Sequence[Snapshot],
-    posts: Mapping[tuple[int, str, str], Any],
-    created: set[tuple[int, datetime]],
-    changes: _Changes,
+    batch: SnapshotBatch, applied: repository.Applied, recorded: datetime
 ) -> list[tuple[int, Event]]:
-    moved = {(c["b_id"], c["b_observe_time"]) for c in changes.latest}
+    """An event per recorded snapshot, in the batch's order."""
+    record_seconds, record_nanos = divmod(epoch_us(recorded), 1_000_000)
+    names: dict[int, str] = {}
+    likes, comments, shares, saves, views, reach = batch.metrics
     events = []
-    for s in items:
-        post = posts[s.post_key]
-        if (post.id, s.observe_time) not in created:
-            continue
-        values = dict(zip(METRICS, s.metrics, strict=True))
-        engagement = sum(values[m] for m in ENGAGEMENT)
-        latest = (post.id, s.observe_time) in moved
-        before = sum(getattr(post, m) for m in ENGAGEMENT)
-        metrics = analytics_pb2.PostMetrics(
-            platform=ENUM_BY_PLATFORM[s.platform],  # type: ignore[arg-type]
-            post_id=s.post_id,
-            engagement=engagement,
-            **values,  # type: ignore[arg-type]
-        )
-        metrics.publish_time.FromDatetime(post.publish_time)
-        metrics.observe_time.FromDatetime(s.observe_time)
-        events.append(
-            (
-                s.profile_id,
-                Event(
-                    profile=format_name(PROFILE_COLLECTION, s.profile_id),
-                    metrics=metrics,
-                    latest=latest,
-                    engagement_change=engagement - before if latest else 0,
-                ),
-            )
-        )
+    for index, latest, change, published in zip(
+        applied.indexes,
+        applied.latest,
+        applied.engagement_changes,
+        applied.publish_us,
+        strict=True,
+    ):
+        profile_id = batch.profile_ids[index]
+        name = names.get(profile_id)
+        if name is None:
+            name = names[profile_id] = format_name(PROFILE_COLLECTION, profile_id)
+        event = Event(profile=name, latest=latest, engagement_change=change)
+        metrics = event.metrics
+        metrics.platform = ENUM_BY_PLATFORM[batch.platforms[index]]  # type: ignore[assignment]
+        metrics.post_id = batch.post_ids[index]
+        metrics.likes = likes[index]
+        metrics.comments = comments[index]
+        metrics.shares = shares[index]
+        metrics.saves = saves[index]
+        metrics.views = views[index]
+        metrics.reach = reach[index]
+        metrics.engagement = likes[index] + comments[index] + shares[index]
+        seconds, micros = divmod(published, 1_000_000)
+        metrics.publish_time.seconds = seconds
+        metrics.publish_time.nanos = micros * 1000
+        seconds, micros = divmod(batch.observe_us[index], 1_000_000)
+        metrics.observe_time.seconds = seconds
+        metrics.observe_time.nanos = micros * 1000
+        event.record_time.seconds = record_seconds
+        event.record_time.nanos = record_nanos * 1000
+        events.append((profile_id, event))
     return events
 
 
-@dataclass
-class _Changes:
-    """What a batch changes besides its snapshots: the posts whose latest moves, and the deltas
-    of the rollups (per profile, publication day and platform: posts and METRICS; per profile
-    and platform: posts and engagement, for creator search)."""
-
-    latest: list[dict[str, Any]] = field(default_factory=list)
-    daily: dict[tuple[int, date, str], list[int]] = field(default_factory=dict)
-    creators: dict[tuple[int, str], list[int]] = field(default_factory=dict)
-
-
-def _changes(
-    items: Sequence[Snapshot],
-    posts: Mapping[tuple[int, str, str], Any],
-    created: set[tuple[int, datetime]],
-) -> _Changes:
-    newest: dict[tuple[int, str, str], Snapshot] = {}
-    for s in items:
-        if (posts[s.post_key].id, s.observe_time) not in created:
-            continue  # recorded before: a resend
-        best = newest.get(s.post_key)
-        if best is None or s.observe_time > best.observe_time:
-            newest[s.post_key] = s
-    changes = _Changes()
-    for key, s in newest.items():
-        post = posts[key]
-        if s.observe_time <= post.observe_time:
-            continue  # a late, older snapshot: part of the series only
-        changes.latest.append(
-            {
-                "b_id": post.id,
-                "b_observe_time": s.observe_time,
-                **{f"b_{m}": v for m, v in zip(METRICS, s.metrics, strict=True)},
-            }
-        )
-        is_new = 1 if post.observe_time == NO_SNAPSHOT_YET else 0
-        delta = [
-            value - getattr(post, metric) for metric, value in zip(METRICS, s.metrics, strict=True)
-        ]
-        day_key = (post.profile_id, post.publish_time.astimezone(UTC).date(), post.platform)
-        sums = changes.daily.setdefault(day_key, [0] * (1 + len(METRICS)))
-        for index, value in enumerate([is_new, *delta]):
-            sums[index] += value
-        creator = changes.creators.setdefault((post.profile_id, post.platform), [0, 0])
-        creator[0] += is_new
-        creator[1] += sum(delta[METRICS.index(metric)] for metric in ENGAGEMENT)
-    return changes
+def _day(days: int) -> date:
+    return EPOCH_DAY + timedelta(days=days)
 
 
 Daily = TypeVar("Daily", FollowerCountValues, AudienceValues)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,53 @@ class Snapshot:
     @property
     def post_key(self) -> tuple[int, str, str]:
         return (self.profile_id, self.platform, self.post_id)
+
+
+def epoch_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch (PostgreSQL keeps microseconds)."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class SnapshotBatch:
+    """A batch of snapshots as columns (row i across the lists), the first of a repeated
+    (post, observe_time) only; times in microseconds since the epoch. What ingestion sends
+    to PostgreSQL as arrays, without a Python object per snapshot."""
+
+    received: int = 0  # snapshots in the request, repeats included
+    profile_ids: list[int] = field(default_factory=list)
+    platforms: list[str] = field(default_factory=list)
+    post_ids: list[str] = field(default_factory=list)
+    publish_us: list[int] = field(default_factory=list)
+    observe_us: list[int] = field(default_factory=list)
+    # One list per metric, in tables.METRICS order.
+    metrics: tuple[list[int], ...] = ()
+
+    @classmethod
+    def of(cls, items: Sequence[Snapshot]) -> SnapshotBatch:
+        batch = cls(received=len(items), metrics=tuple([] for _ in range(6)))
+        seen: set[tuple[int, str, str, int]] = set()
+        for s in items:
+            observed = epoch_us(s.observe_time)
+            key = (s.profile_id, s.platform, s.post_id, observed)
+            if key in seen:
+                continue
+            seen.add(key)
+            batch.profile_ids.append(s.profile_id)
+            batch.platforms.append(s.platform)
+            batch.post_ids.append(s.post_id)
+            batch.publish_us.append(epoch_us(s.publish_time))
+            batch.observe_us.append(observed)
+            for column, value in zip(batch.metrics, s.metrics, strict=True):
+                column.append(value)
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.observe_us)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from server.analytics.model import (
     CreatorSearch,
     FollowerCountValues,
     ReportQuery,
-    Snapshot,
+    SnapshotBatch,
 )
 from server.analytics.tables import (
     METRICS,
@@ -69,85 +70,186 @@ POST_COLUMNS = (
 # --- ingestion -------------------------------------------------------------------------------
 
 
-async def insert_missing_posts(
-    conn: AsyncConnection, new: Sequence[Snapshot], placeholder_time: datetime
-) -> None:
-    """A row for each post not seen before, with no metrics yet (the caller applies its
-    snapshots in the same transaction). Sorted by key, so concurrent batches wait on each
-    other's new keys in one order."""
-    rows = [
-        {
-            "profile_id": s.profile_id,
-            "platform": s.platform,
-            "external_id": s.post_id,
-            "publish_time": s.publish_time,
-            "observe_time": placeholder_time,
-            **dict.fromkeys(METRICS, 0),
-        }
-        for s in sorted(new, key=lambda s: s.post_key)
+# A batch of snapshots is four statements, each over the whole batch as arrays (unnest), so
+# neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. The first locks the
+# batch's profiles (server.profiles.public.lock_profiles: FOR NO KEY UPDATE, in id order),
+# which every ingestion of a profile takes first: two batches of one profile run one after
+# the other, and the posts and rollup rows below (all of them a locked profile's) need no
+# row locks of their own. Every statement after it reads what the one before committed.
+
+# Times travel as microseconds since the epoch (no datetime object per snapshot in Python).
+_EPOCH_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
+_US = "(extract(epoch FROM {}) * 1000000)::bigint"
+
+# The batch's new posts, with no metrics yet (observe_time the placeholder).
+_LOCK_POSTS = f"""
+INSERT INTO analytics_posts AS p
+    (profile_id, platform, external_id, publish_time, observe_time,
+     likes, comments, shares, saves, views, reach)
+SELECT k.profile_id, k.platform, k.external_id, {_EPOCH_US.format("k.publish_us")}, $5,
+       0, 0, 0, 0, 0, 0
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+    AS k(profile_id, platform, external_id, publish_us)
+ORDER BY k.profile_id, k.platform, k.external_id
+ON CONFLICT (profile_id, platform, external_id) DO NOTHING
+"""
+
+# The batch's posts read (their ids and publish times come back, in the order given), and
+# the rows of the rollups they may move made with zeros where missing. A row made here gets
+# its deltas from an UPDATE, so a negative delta never meets the CHECK constraints of an
+# INSERT.
+_LOCK_ROLLUPS = f"""
+WITH batch AS MATERIALIZED (
+    SELECT k.ord, p.id, p.profile_id, p.platform, p.publish_time
+    FROM unnest($1::bigint[], $2::text[], $3::text[])
+        WITH ORDINALITY AS k(profile_id, platform, external_id, ord)
+    JOIN analytics_posts p USING (profile_id, platform, external_id)
+), daily_rows AS (
+    INSERT INTO analytics_daily AS d
+        (profile_id, day, platform, posts, likes, comments, shares, saves, views, reach)
+    SELECT DISTINCT profile_id, (publish_time AT TIME ZONE 'UTC')::date, platform,
+           0, 0, 0, 0, 0, 0, 0
+    FROM batch
+    ORDER BY 1, 2, 3
+    ON CONFLICT (profile_id, day, platform) DO NOTHING
+), creator_rows AS (
+    INSERT INTO analytics_creators AS c
+        (profile_id, platform, followers, posts, engagement, countries)
+    SELECT DISTINCT profile_id, platform, 0, 0, 0, '{{}}'::jsonb FROM batch
+    ORDER BY profile_id, platform
+    ON CONFLICT (profile_id, platform) DO NOTHING
+)
+SELECT array_agg(id ORDER BY ord),
+       array_agg({_US.format("publish_time")} ORDER BY ord)
+FROM batch
+"""
+
+# Everything else in one statement (its CTEs see one snapshot): the
+# snapshots not recorded before are inserted; per post the newest of those, if newer than
+# the post's latest, becomes the latest, and the differences go to the rollups. Returns one
+# row of arrays: the snapshots recorded (post id, observe time), and the posts whose latest
+# moved, to which observe time and by how much engagement. (Arrays, not joins of the CTEs:
+# the planner guesses one row for each and nested loops over 1,000 rows each.)
+_APPLY_SNAPSHOTS = f"""
+WITH sent AS (
+    SELECT post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
+           likes, comments, shares, saves, views, reach
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::bigint[], $7::bigint[], $8::bigint[])
+        AS i(post_id, observe_us, likes, comments, shares, saves, views, reach)
+), recorded AS MATERIALIZED (
+    INSERT INTO analytics_metric_snapshots
+        (post_id, observe_time, likes, comments, shares, saves, views, reach)
+    SELECT post_id, observe_time, likes, comments, shares, saves, views, reach FROM sent
+    ON CONFLICT (post_id, observe_time) DO NOTHING
+    RETURNING post_id, observe_time, likes, comments, shares, saves, views, reach
+), newest AS (
+    SELECT DISTINCT ON (post_id) * FROM recorded ORDER BY post_id, observe_time DESC
+), moved AS MATERIALIZED (
+    SELECT n.post_id, n.observe_time, n.likes, n.comments, n.shares, n.saves, n.views,
+           n.reach, p.profile_id, p.platform,
+           (p.publish_time AT TIME ZONE 'UTC')::date AS day,
+           p.observe_time = $9 AS is_new,
+           n.likes - p.likes AS d_likes, n.comments - p.comments AS d_comments,
+           n.shares - p.shares AS d_shares, n.saves - p.saves AS d_saves,
+           n.views - p.views AS d_views, n.reach - p.reach AS d_reach,
+           n.likes + n.comments + n.shares - p.engagement AS d_engagement
+    FROM newest n JOIN analytics_posts p ON p.id = n.post_id
+    WHERE n.observe_time > p.observe_time
+), set_latest AS (
+    UPDATE analytics_posts p
+    SET observe_time = m.observe_time, likes = m.likes, comments = m.comments,
+        shares = m.shares, saves = m.saves, views = m.views, reach = m.reach
+    FROM moved m WHERE p.id = m.post_id
+), add_to_daily AS (
+    UPDATE analytics_daily d
+    SET posts = d.posts + x.posts, likes = d.likes + x.likes,
+        comments = d.comments + x.comments, shares = d.shares + x.shares,
+        saves = d.saves + x.saves, views = d.views + x.views, reach = d.reach + x.reach
+    FROM (
+        SELECT profile_id, day, platform, count(*) FILTER (WHERE is_new) AS posts,
+               sum(d_likes)::bigint AS likes, sum(d_comments)::bigint AS comments,
+               sum(d_shares)::bigint AS shares, sum(d_saves)::bigint AS saves,
+               sum(d_views)::bigint AS views, sum(d_reach)::bigint AS reach
+        FROM moved GROUP BY profile_id, day, platform
+    ) x
+    WHERE (d.profile_id, d.day, d.platform) = (x.profile_id, x.day, x.platform)
+), add_to_creators AS (
+    UPDATE analytics_creators c
+    SET posts = c.posts + x.posts, engagement = c.engagement + x.engagement
+    FROM (
+        SELECT profile_id, platform, count(*) FILTER (WHERE is_new) AS posts,
+               sum(d_engagement)::bigint AS engagement
+        FROM moved GROUP BY profile_id, platform
+    ) x
+    WHERE (c.profile_id, c.platform) = (x.profile_id, x.platform)
+)
+SELECT (SELECT array_agg(post_id ORDER BY post_id, observe_time) FROM recorded),
+       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id, observe_time)
+        FROM recorded),
+       (SELECT array_agg(post_id ORDER BY post_id) FROM moved),
+       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id) FROM moved),
+       (SELECT array_agg(d_engagement ORDER BY post_id) FROM moved)
+"""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Per snapshot recorded (the others were recorded before): its index in the batch,
+    whether it became its post's latest, how much that moved the post's engagement, and the
+    post's publish time (microseconds since the epoch)."""
+
+    indexes: list[int]
+    latest: list[bool]
+    engagement_changes: list[int]
+    publish_us: list[int]
+
+
+async def apply_snapshots(
+    conn: AsyncConnection, batch: SnapshotBatch, placeholder_time: datetime
+) -> Applied:
+    """Apply a batch (the caller's transaction, its profiles locked): new posts get a row
+    whose observe_time is `placeholder_time`, older than any snapshot."""
+    first: dict[tuple[int, str, str], int] = {}  # post -> its index among the batch's posts
+    slots = [
+        first.setdefault(key, len(first))
+        for key in zip(batch.profile_ids, batch.platforms, batch.post_ids, strict=True)
     ]
-    await conn.execute(
-        insert(posts)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["profile_id", "platform", "external_id"])
-    )
-
-
-async def lock_posts(conn: AsyncConnection, keys: Sequence[tuple[int, str, str]]) -> list[Row[Any]]:
-    """The posts of `keys`, locked in id order until the transaction ends."""
-    statement = (
-        select(*POST_COLUMNS)
-        .where(tuple_(posts.c.profile_id, posts.c.platform, posts.c.external_id).in_(keys))
-        .order_by(posts.c.id)
-        .with_for_update()
-    )
-    return list(await conn.execute(statement))
-
-
-async def insert_snapshots(
-    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
-) -> set[tuple[int, datetime]]:
-    """Insert the snapshots not recorded yet; return the (post_id, observe_time) of those."""
-    result = await conn.execute(
-        insert(snapshots)
-        .values(list(rows))
-        .on_conflict_do_nothing(index_elements=["post_id", "observe_time"])
-        .returning(snapshots.c.post_id, snapshots.c.observe_time)
-    )
-    return {(row.post_id, row.observe_time) for row in result}
-
-
-async def set_latest(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Each post's latest metrics (rows: b_id, observe_time, the metrics)."""
-    await conn.execute(
-        update(posts)
-        .where(posts.c.id == bindparam("b_id"))
-        .values(
-            observe_time=bindparam("b_observe_time"),
-            **{metric: bindparam(f"b_{metric}") for metric in METRICS},
-        ),
-        list(rows),
-    )
-
-
-async def add_to_daily(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Add deltas to the daily rollups (rows: profile_id, day, platform, posts, metrics; one
-    row per key). A row is made with zeros first, then the deltas are added: a delta may be
-    negative (a post lost likes), and PostgreSQL checks an INSERT's row against the CHECK
-    constraints before ON CONFLICT could turn it into an update."""
-    keys = ("profile_id", "day", "platform")
-    added = ("posts", *METRICS)
-    await conn.execute(
-        insert(daily)
-        .values([{**{k: row[k] for k in keys}, **dict.fromkeys(added, 0)} for row in rows])
-        .on_conflict_do_nothing(index_elements=list(keys))
-    )
-    await conn.execute(
-        update(daily)
-        .where(*(daily.c[k] == bindparam(f"b_{k}") for k in keys))
-        .values({name: daily.c[name] + bindparam(f"b_{name}") for name in added}),
-        [{f"b_{name}": value for name, value in row.items()} for row in rows],
-    )
+    # A new post's publish time is its first snapshot's.
+    publish_us: list[int | None] = [None] * len(first)
+    for index, slot in enumerate(slots):
+        if publish_us[slot] is None:
+            publish_us[slot] = batch.publish_us[index]
+    keys = list(zip(*first, strict=True)) if first else [(), (), ()]
+    await conn.exec_driver_sql(_LOCK_POSTS, (*keys, publish_us, placeholder_time))
+    row: Any = (await conn.exec_driver_sql(_LOCK_ROLLUPS, tuple(keys))).one()
+    post_ids, published = row
+    post_of = [post_ids[slot] for slot in slots]
+    row = (
+        await conn.exec_driver_sql(
+            _APPLY_SNAPSHOTS, (post_of, batch.observe_us, *batch.metrics, placeholder_time)
+        )
+    ).one()
+    recorded_posts, recorded_us, moved_posts, moved_us, changes = row
+    recorded = set(zip(recorded_posts or (), recorded_us or (), strict=True))
+    # Per post whose latest moved: to which snapshot, and by how much engagement.
+    moved = {
+        post: (observed, change)
+        for post, observed, change in zip(
+            moved_posts or (), moved_us or (), changes or (), strict=True
+        )
+    }
+    applied = Applied([], [], [], [])
+    for index, (post, observed) in enumerate(zip(post_of, batch.observe_us, strict=True)):
+        if (post, observed) not in recorded:
+            continue  # recorded before
+        move = moved.get(post)
+        latest = move is not None and move[0] == observed
+        applied.indexes.append(index)
+        applied.latest.append(latest)
+        applied.engagement_changes.append(move[1] if move is not None and latest else 0)
+        applied.publish_us.append(published[slots[index]])
+    return applied
 
 
 async def upsert_follower_counts(
@@ -225,23 +327,6 @@ async def _ensure_creators(conn: AsyncConnection, keys: Sequence[tuple[int, str]
             ]
         )
         .on_conflict_do_nothing(index_elements=["profile_id", "platform"])
-    )
-
-
-async def add_to_creators(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Add posts and engagement deltas (rows: profile_id, platform, posts, engagement)."""
-    await _ensure_creators(conn, [(row["profile_id"], row["platform"]) for row in rows])
-    await conn.execute(
-        update(creators)
-        .where(
-            creators.c.profile_id == bindparam("b_profile_id"),
-            creators.c.platform == bindparam("b_platform"),
-        )
-        .values(
-            posts=creators.c.posts + bindparam("b_posts"),
-            engagement=creators.c.engagement + bindparam("b_engagement"),
-        ),
-        [{f"b_{name}": value for name, value in row.items()} for row in rows],
     )
 
 

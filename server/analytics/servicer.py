@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +16,7 @@ from server.analytics.creators import CreatorSearches
 from server.analytics.ingestion import Ingestion, profile_not_found
 from server.analytics.insight_reads import InsightReads
 from server.analytics.live import ProfileEvents
+from server.analytics.model import SnapshotBatch
 from server.analytics.partitions import retention_cutoff
 from server.analytics.reports import Reports
 from server.analytics.service_metrics import ServiceMetrics, clamp_interval
@@ -47,16 +50,16 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self._settings = settings
         self._clock = clock
 
-    def _snapshots(self, request: Any) -> list[Any]:
+    def _snapshots(self, request: Any) -> SnapshotBatch:
         now = self._clock()
-        return validation.snapshots(
+        return validation.snapshot_batch(
             request.metric_snapshots, now, retention_cutoff(self._settings, now)
         )
 
     async def BatchCreateMetricSnapshots(
         self, request: analytics_pb2.BatchCreateMetricSnapshotsRequest, context: Context
     ) -> analytics_pb2.BatchCreateMetricSnapshotsResponse:
-        result = await self._ingestion.metric_snapshots(self._snapshots(request))
+        result = await self._ingestion.snapshot_batch(self._snapshots(request))
         return analytics_pb2.BatchCreateMetricSnapshotsResponse(
             created_count=result.created, unchanged_count=result.unchanged
         )
@@ -66,26 +69,66 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         request_iterator: AsyncIterator[analytics_pb2.ImportMetricSnapshotsRequest],
         context: Context,
     ) -> analytics_pb2.ImportMetricSnapshotsResponse:
+        """Each message its own transaction, in order; a bad or failing message ends the
+        stream, the ones before it committed and the ones after it not applied. Pipelined:
+        while a message's transaction runs, the next one is received and checked, and the
+        previous one's cache invalidation and live events go out."""
+        ready: asyncio.Queue[SnapshotBatch | BaseException | None] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._read_messages(request_iterator, ready))
+        announcing: asyncio.Task[None] | None = None
         messages = created = unchanged = 0
-        async for message in request_iterator:
-            try:
-                items = self._snapshots(message)
-            except InvalidArgument as error:
-                # The paths are the message's own; the description says which message.
-                raise InvalidArgument(
-                    [
-                        FieldViolation(v.field, f"(message {messages}) {v.description}")
-                        for v in error.violations
-                    ],
-                    reason=error.reason,
-                ) from None
-            result = await self._ingestion.metric_snapshots(items)
-            messages += 1
-            created += result.created
-            unchanged += result.unchanged
+        try:
+            while (batch := await ready.get()) is not None:
+                if isinstance(batch, BaseException):
+                    raise batch
+                applied = await self._ingestion.apply(batch)
+                if announcing is not None:
+                    await announcing  # one message's events after the other's
+                announcing = asyncio.create_task(self._ingestion.announce(batch, applied))
+                messages += 1
+                created += len(applied.indexes)
+                unchanged += batch.received - len(applied.indexes)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            if announcing is not None:
+                # What was committed is announced even if the call ends here.
+                await asyncio.shield(announcing)
         return analytics_pb2.ImportMetricSnapshotsResponse(
             message_count=messages, created_count=created, unchanged_count=unchanged
         )
+
+    async def _read_messages(
+        self,
+        request_iterator: AsyncIterator[analytics_pb2.ImportMetricSnapshotsRequest],
+        ready: asyncio.Queue[SnapshotBatch | BaseException | None],
+    ) -> None:
+        """Each message received and checked, in order, then None; or the error that ends the
+        stream (a bad message named by its index in the stream)."""
+        index = 0
+        try:
+            async for message in request_iterator:
+                try:
+                    batch = self._snapshots(message)
+                except InvalidArgument as error:
+                    # The paths are the message's own; the description says which message.
+                    await ready.put(
+                        InvalidArgument(
+                            [
+                                FieldViolation(v.field, f"(message {index}) {v.description}")
+                                for v in error.violations
+                            ],
+                            reason=error.reason,
+                        )
+                    )
+                    return
+                await ready.put(batch)
+                index += 1
+        except Exception as error:  # receiving failed: the handler raises it
+            await ready.put(error)
+            return
+        await ready.put(None)
 
     async def BatchCreateFollowerCounts(
         self, request: analytics_pb2.BatchCreateFollowerCountsRequest, context: Context

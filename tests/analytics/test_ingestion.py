@@ -13,7 +13,11 @@ from socialhub.v1 import analytics_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
-from tests.analytics.support import DAY, at, batch, followers, profile, snapshot
+from server.analytics import validation
+from server.analytics.model import SnapshotBatch
+from server.core.errors import InvalidArgument
+from tests.analytics.support import DAY, NOW, at, batch, followers, profile, snapshot
+from tests.analytics.support import ts as ts_of
 from tests.harness import Backing, ServerThread
 from tests.helpers import error_reason, field_violations
 
@@ -37,6 +41,24 @@ def daily_rows(backing: Backing) -> dict[tuple[int, str, str], tuple[int, ...]]:
             " views, reach FROM analytics_daily"
         ).fetchall()
     return {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows if any(r[3:])}
+
+
+def creator_rows(backing: Backing) -> dict[tuple[int, str], tuple[int, int]]:
+    with backing.sql() as conn:
+        rows = conn.execute(
+            "SELECT profile_id, platform, posts, engagement FROM analytics_creators"
+        ).fetchall()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows if r[2] or r[3]}
+
+
+def latest_rows(backing: Backing) -> dict[tuple[int, str], tuple[int, ...]]:
+    """Each post's latest metrics as stored: (profile id, post id) -> observe time, METRICS."""
+    with backing.sql() as conn:
+        rows = conn.execute(
+            "SELECT profile_id, external_id, extract(epoch FROM observe_time)::bigint, likes,"
+            " comments, shares, saves, views, reach FROM analytics_posts"
+        ).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
 def test_a_snapshot_sent_again_changes_nothing(
@@ -83,26 +105,67 @@ def test_a_later_snapshot_with_fewer_likes_lowers_the_rollup(
     assert list(daily_rows(backing).values()) == [(1, 7, 0, 4, 0, 0, 0)]
 
 
+def _latest(
+    snapshots: list[analytics_pb2.MetricSnapshot],
+) -> dict[tuple[str, str], analytics_pb2.MetricSnapshot]:
+    """Per post (profile, post id) its latest snapshot (first sent wins a tie)."""
+    latest: dict[tuple[str, str], analytics_pb2.MetricSnapshot] = {}
+    for s in snapshots:
+        key = (s.profile, s.post_id)
+        if key not in latest or s.observe_time.seconds > latest[key].observe_time.seconds:
+            latest[key] = s
+    return latest
+
+
 def _expected(
     snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
 ) -> dict[tuple[int, str, str], tuple[int, ...]]:
     """The rollups recomputed from scratch: per post the latest snapshot (first sent wins a
     tie on observe_time), summed per profile, publication day and platform."""
-    latest: dict[tuple[str, str], analytics_pb2.MetricSnapshot] = {}
     published: dict[tuple[str, str], analytics_pb2.MetricSnapshot] = {}
     for s in snapshots:
-        key = (s.profile, s.post_id)
-        published.setdefault(key, s)
-        if key not in latest or s.observe_time.seconds > latest[key].observe_time.seconds:
-            latest[key] = s
+        published.setdefault((s.profile, s.post_id), s)
     sums: dict[tuple[int, str, str], list[int]] = {}
-    for key, s in latest.items():
+    for key, s in _latest(snapshots).items():
         day = published[key].publish_time.ToDatetime().date().isoformat()
         row = sums.setdefault((ids[s.profile], day, "instagram"), [0] * 7)
         row[0] += 1
         for index, metric in enumerate(METRICS, start=1):
             row[index] += getattr(s, metric)
     return {key: tuple(values) for key, values in sums.items()}
+
+
+def _expected_creators(
+    snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
+) -> dict[tuple[int, str], tuple[int, int]]:
+    """Creator search's rollup recomputed: per profile and platform, posts and the sum of
+    their latest engagement (likes + comments + shares)."""
+    sums: dict[tuple[int, str], tuple[int, int]] = {}
+    for s in _latest(snapshots).values():
+        key = (ids[s.profile], "instagram")
+        posts, engagement = sums.get(key, (0, 0))
+        sums[key] = (posts + 1, engagement + s.likes + s.comments + s.shares)
+    return sums
+
+
+def _expected_latest(
+    snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
+) -> dict[tuple[int, str], tuple[int, ...]]:
+    return {
+        (ids[s.profile], s.post_id): (
+            s.observe_time.seconds,
+            *(getattr(s, metric) for metric in METRICS),
+        )
+        for s in _latest(snapshots).values()
+    }
+
+
+def assert_rollups_exact(
+    backing: Backing, snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
+) -> None:
+    assert latest_rows(backing) == _expected_latest(snapshots, ids)
+    assert daily_rows(backing) == _expected(snapshots, ids)
+    assert creator_rows(backing) == _expected_creators(snapshots, ids)
 
 
 def test_rollups_equal_a_recomputation_whatever_the_order_and_batching(
@@ -137,7 +200,7 @@ def test_rollups_equal_a_recomputation_whatever_the_order_and_batching(
         size = rng.randrange(1, 9)
         analytics.BatchCreateMetricSnapshots(batch(*sent[position : position + size]))
         position += size
-    assert daily_rows(backing) == _expected(list(firsts.values()), ids)
+    assert_rollups_exact(backing, list(firsts.values()), ids)
 
 
 def test_a_bad_item_is_named_by_its_index_and_nothing_is_recorded(
@@ -236,6 +299,35 @@ def test_import_commits_each_message_and_names_the_bad_one(
     assert post(analytics, owner, "before").latest.likes == 1  # committed before the bad one
     with pytest.raises(grpc.RpcError):
         post(analytics, owner, "after")
+
+
+def test_import_stops_at_a_message_that_fails_in_the_database(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    """The stream is pipelined (the next messages are received and checked while one is
+    applied), but the messages after one that fails in its transaction are not applied."""
+    owner = profile(profiles)
+    with pytest.raises(grpc.RpcError) as caught:
+        analytics.ImportMetricSnapshots(
+            _messages(
+                [snapshot(owner, "first", at(10), likes=1)],
+                [snapshot(owner, "second", at(10), likes=2)],
+                [snapshot("profiles/999999", "missing", at(10))],
+                [snapshot(owner, "after", at(10), likes=3)],
+                [snapshot(owner, "after", at(11), likes=4)],
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_reason(caught.value) == "PROFILE_NOT_FOUND"
+    assert post(analytics, owner, "first").latest.likes == 1
+    assert post(analytics, owner, "second").latest.likes == 2
+    with pytest.raises(grpc.RpcError) as missing:
+        post(analytics, owner, "after")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    profile_id = int(owner.split("/")[1])
+    assert daily_rows(backing) == {
+        (profile_id, DAY.date().isoformat(), "instagram"): (2, 3, 0, 0, 0, 0, 0)
+    }
 
 
 def test_import_needs_the_write_scope(
@@ -369,9 +461,57 @@ def test_concurrent_overlapping_batches_keep_the_rollups_exact(
     for thread in threads:
         thread.join()
     assert not errors
-    assert daily_rows(backing) == _expected(snapshots, ids)
+    assert_rollups_exact(backing, snapshots, ids)
     with backing.sql() as conn:
         assert conn.execute("SELECT count(*) FROM analytics_metric_snapshots").fetchone() == (32,)
+
+
+def test_concurrent_import_streams_keep_the_rollups_exact(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    """Feeds through the streaming method, overlapping, each in its own order and message
+    sizes, some snapshots repeated inside a message, likes going down as well as up."""
+    rng = random.Random(13)
+    owners = [profile(profiles, f"Creator {n}") for n in range(3)]
+    ids = {owner: int(owner.split("/")[1]) for owner in owners}
+    snapshots = [
+        snapshot(
+            owners[n % 3],
+            f"post-{n}",
+            at(hour, DAY - timedelta(days=1)),
+            published=at(n % 24, DAY - timedelta(days=2 + n % 2)),
+            **{metric: rng.randrange(0, 500) for metric in METRICS},
+        )
+        for n in range(30)
+        for hour in rng.sample(range(24), 5)
+    ]
+    feeds = []
+    for _ in range(3):
+        order = rng.sample(snapshots, len(snapshots)) + rng.sample(snapshots, 20)
+        messages, position = [], 0
+        while position < len(order):
+            size = rng.randrange(1, 40)
+            messages.append(order[position : position + size])
+            position += size
+        feeds.append(messages)
+    errors: list[BaseException] = []
+    done: list[analytics_pb2.ImportMetricSnapshotsResponse] = []
+
+    def send(feed: list[list[analytics_pb2.MetricSnapshot]]) -> None:
+        try:
+            done.append(analytics.ImportMetricSnapshots(_messages(*feed)))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(feed,)) for feed in feeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(r.created_count for r in done) == len(snapshots)
+    assert sum(r.message_count for r in done) == sum(len(feed) for feed in feeds)
+    assert_rollups_exact(backing, snapshots, ids)
 
 
 def test_concurrent_backfills_of_one_month_make_its_partition_once(
@@ -400,3 +540,59 @@ def test_concurrent_backfills_of_one_month_make_its_partition_once(
     assert not errors
     with backing.sql() as conn:
         assert conn.execute("SELECT count(*) FROM analytics_metric_snapshots").fetchone() == (4,)
+
+
+def test_the_fast_checks_give_what_the_full_checks_give() -> None:
+    """validation.snapshot_batch (ingestion's path) against SnapshotBatch.of(snapshots(...)):
+    the same columns for valid batches (nanoseconds, repeats, every platform, the retention
+    and clock-skew edges), the same violations for bad ones."""
+    rng = random.Random(5)
+    retained_from = DAY - timedelta(days=20)
+    platforms = [
+        profile_pb2.PLATFORM_INSTAGRAM,
+        profile_pb2.PLATFORM_X,
+        profile_pb2.PLATFORM_YOUTUBE,
+        profile_pb2.PLATFORM_FACEBOOK,
+        profile_pb2.PLATFORM_LINKEDIN,
+    ]
+    items = []
+    for _ in range(300):
+        # From 400 hours before DAY to NOW + 1 day (DAY is NOW - 2 days).
+        observed = at(rng.randrange(-400, 72) + rng.random(), DAY)
+        observed.nanos = rng.randrange(0, 1_000_000_000)
+        item = snapshot(
+            f"profiles/{rng.randrange(1, 4)}",
+            f"p{rng.randrange(0, 40)}",
+            observed,
+            published=at(-450, DAY),
+            platform=rng.choice(platforms),
+            **{metric: rng.randrange(0, 10**12) for metric in METRICS},
+        )
+        items.append(item)
+    items += rng.sample(items, 30)  # repeats: the first one counts
+    edges = [
+        snapshot("profiles/9", "edge-old", ts_of(retained_from), published=ts_of(retained_from)),
+        snapshot("profiles/9", "edge-new", ts_of(NOW + timedelta(days=1))),
+    ]
+    for group in (items, edges):
+        fast = validation.snapshot_batch(group, NOW, retained_from)
+        full = SnapshotBatch.of(validation.snapshots(group, NOW, retained_from))
+        assert fast == full
+    assert len(fast) == 2
+    bad = [
+        snapshot("profiles/1", "p", ts_of(retained_from - timedelta(microseconds=1))),
+        snapshot("profiles/1", "p", ts_of(NOW + timedelta(days=1, microseconds=1))),
+        snapshot("profiles/1", "p\x00", at(1)),
+        snapshot("profiles/x", "p", at(1)),
+        snapshot("profiles/1", "p", at(1), likes=-1),
+    ]
+    bad[0].publish_time.CopyFrom(bad[0].observe_time)
+    for item in bad:
+        with pytest.raises(InvalidArgument) as fast_error:
+            validation.snapshot_batch([items[0], item], NOW, retained_from)
+        with pytest.raises(InvalidArgument) as full_error:
+            validation.snapshots([items[0], item], NOW, retained_from)
+        assert fast_error.value.violations == full_error.value.violations
+        assert {v.field.split(".")[0] for v in fast_error.value.violations} == {
+            "metric_snapshots[1]"
+        }
