@@ -10,10 +10,10 @@ it is idempotent and resumable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.analytics import insight_repository as repository
 from server.analytics.ingestion import Ingestion
@@ -41,6 +41,31 @@ async def total_posts(engine: AsyncEngine) -> int:
         return await count_posts(conn)
 
 
+async def queue_lacking(conn: AsyncConnection, post_ids: Sequence[int], version: str) -> int:
+    """Queue those of `post_ids` with no insights (and their engagement, never recorded
+    either) or with another model version's; return how many."""
+    missing, stale = await repository.missing_or_stale(conn, post_ids, version)
+    await repository.enqueue(
+        conn,
+        [{"post_id": p, "needs_insight": True, "needs_metrics": True} for p in missing]
+        + [{"post_id": p, "needs_insight": True, "needs_metrics": False} for p in stale],
+    )
+    return len(missing) + len(stale)
+
+
+async def queue_all_lacking(engine: AsyncEngine, version: str, *, batch_size: int) -> int:
+    """Queue every post lacking current insights for the replicas' workers (the demo load,
+    whose posts are copied in beside FeedService); return how many."""
+    queued, after = 0, 0
+    while True:
+        async with engine.begin() as conn:
+            post_ids = await post_ids_after(conn, after, batch_size)
+            if not post_ids:
+                return queued
+            queued += await queue_lacking(conn, post_ids, version)
+        after = post_ids[-1]
+
+
 async def backfill(
     engine: AsyncEngine,
     worker: InsightWorker,
@@ -56,15 +81,10 @@ async def backfill(
             post_ids = await post_ids_after(conn, after, batch_size)
             if not post_ids:
                 break
-            missing, stale = await repository.missing_or_stale(conn, post_ids, version)
-            await repository.enqueue(
-                conn,
-                [{"post_id": p, "needs_insight": True, "needs_metrics": True} for p in missing]
-                + [{"post_id": p, "needs_insight": True, "needs_metrics": False} for p in stale],
-            )
+            queued = await queue_lacking(conn, post_ids, version)
         after = post_ids[-1]
         totals.posts += len(post_ids)
-        totals.queued += len(missing) + len(stale)
+        totals.queued += queued
         while True:
             result = await worker.run_once()
             totals.analysed += result.analysed

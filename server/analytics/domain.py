@@ -19,6 +19,7 @@ from server.analytics.insight_worker import InsightWorker, enqueue_post_changes
 from server.analytics.live import ProfileEvents
 from server.analytics.partitions import Partitions
 from server.analytics.reports import Reports
+from server.analytics.seeding import AnalyticsDemo
 from server.analytics.service_metrics import ServiceMetrics
 from server.analytics.servicer import AnalyticsServicer
 from server.analytics.settings import AnalyticsSettings
@@ -107,5 +108,9 @@ def build(context: DomainContext) -> Plugin:
 
 
 DOMAIN = Domain(
-    name="analytics", tables=(*TABLES, *INSIGHT_TABLES), build=build, settings=AnalyticsSettings
+    name="analytics",
+    tables=(*TABLES, *INSIGHT_TABLES),
+    build=build,
+    settings=AnalyticsSettings,
+    demo=AnalyticsDemo(),
 )

@@ -68,7 +68,7 @@ class Ingestion:
     def __init__(
         self,
         engine: AsyncEngine,
-        cache: Cache,
+        cache: Cache | None,
         partitions: Partitions,
         live: ProfileEvents | None = None,
     ) -> None:
@@ -139,6 +139,8 @@ class Ingestion:
         return recorded
 
     async def _invalidate(self, profile_ids: Any) -> None:
+        if self._cache is None:  # the demo load, before any replica serves
+            return
         await self._cache.invalidate(*(profile_tag(i) for i in sorted(set(profile_ids))))
 
 

@@ -199,7 +199,7 @@ def snapshot_batch(
         platform = PLATFORM_BY_ENUM.get(item.platform)
         post_id = item.post_id
         if (
-            platform is None
+            platform not in INGESTED_PLATFORMS
             or not 0 < len(post_id) <= POST_ID_MAX
             or "\x00" in post_id
             or not item.HasField("publish_time")
