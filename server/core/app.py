@@ -98,7 +98,7 @@ class Application:
         self.invalidator = Redis.from_url(
             self.redis_url,
             socket_timeout=settings.redis_invalidate_timeout_s,
-            socket_connect_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_invalidate_timeout_s,
             health_check_interval=30,
         )
         self.cache = Cache(
@@ -107,6 +107,7 @@ class Application:
             enabled=settings.cache_enabled,
             invalidator=self.invalidator,
         )
+        await self.cache.open_invalidator()
         tokens = PageTokens(settings.page_token_secret)
 
         self.metrics = Metrics.create() if settings.metrics_enabled else None

@@ -19,6 +19,7 @@ survives an outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -191,6 +192,13 @@ class Cache:
             self._inflight[entry] = flight
             flight.add_done_callback(lambda done: self._finish_flight(entry, done))
         return await asyncio.shield(flight)
+
+    async def open_invalidator(self) -> None:
+        """Connect the invalidation client before the first write needs it (best effort): a
+        connection is a name lookup and a handshake, which a busy host may not finish within
+        a write's tries (seen in the compose drill as a replica's first invalidations lost)."""
+        with contextlib.suppress(*REDIS_FAILURES):
+            await self._invalidator.ping()
 
     async def invalidate(self, *tags: str) -> None:
         """Give each tag a new version. Call after the write has committed.
