@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -175,42 +177,57 @@ def test_a_replica_that_lost_an_invalidation_settles_it_as_it_stops(
     assert profiles.GetProfile(get).bio == "changed"
 
 
-def test_an_invalidation_that_times_out_once_is_tried_again_before_the_write_answers(
-    backing: Backing, server: ServerThread, profiles: ProfileServiceStub
-) -> None:
-    """Redis stalls just past one command's timeout while another replica writes: the write
-    answers only once its invalidation has gone through, so a read on this replica, right
-    after Redis answers again, is fresh (no wipe of the writer's would come in time)."""
-    created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
-    get = profile_pb2.GetProfileRequest(name=created.name)
-    assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
+@contextlib.contextmanager
+def _writer(backing: Backing, invalidate_timeout_s: float) -> Iterator[ServerThread]:
+    """Another replica, whose invalidations each wait `invalidate_timeout_s` at most."""
     writer = ServerThread(
-        test_settings(redis_invalidate_timeout_s=0.15),
+        test_settings(redis_invalidate_timeout_s=invalidate_timeout_s),
         backing.database_url,
         backing.redis_url,
         {"run_workers": False},
     ).start()
     try:
-        with backing.channel(writer.address) as channel:
-            stub = ProfileServiceStub(channel)
-            stub.GetProfile(get)  # the writer's connections to Redis are open
-            with redis.Redis.from_url(backing.redis_url) as client:
-                client.execute_command("CLIENT", "PAUSE", "400", "ALL")
-            paused = time.monotonic()
-            stub.UpdateProfile(
-                profile_pb2.UpdateProfileRequest(
-                    profile=profile_pb2.Profile(name=created.name, bio="changed"),
-                    update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
-                ),
-                timeout=10,
-            )
-            answered_s = time.monotonic() - paused
-        time.sleep(max(0.0, 0.5 - (time.monotonic() - paused)))  # Redis answers again
-        # Without the second try: the old bio, until the writer's next Redis call wipes.
-        assert profiles.GetProfile(get).bio == "changed"
-        assert answered_s >= 0.25  # it waited for Redis rather than answer first
+        yield writer
     finally:
         writer.stop()
+
+
+def _write_bio_while_redis_pauses(
+    backing: Backing, writer: ServerThread, name: str, pause_ms: int
+) -> float:
+    """UpdateProfile through `writer` as Redis stops answering for `pause_ms`; the time from
+    the pause to the answer."""
+    with backing.channel(writer.address) as channel:
+        stub = ProfileServiceStub(channel)
+        stub.GetProfile(profile_pb2.GetProfileRequest(name=name))  # its Redis connections open
+        with redis.Redis.from_url(backing.redis_url) as client:
+            client.execute_command("CLIENT", "PAUSE", str(pause_ms), "ALL")
+        paused = time.monotonic()
+        stub.UpdateProfile(
+            profile_pb2.UpdateProfileRequest(
+                profile=profile_pb2.Profile(name=name, bio="changed"),
+                update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
+            ),
+            timeout=10,
+        )
+        return time.monotonic() - paused
+
+
+def test_an_invalidation_that_times_out_once_is_tried_again_before_the_write_answers(
+    backing: Backing, server: ServerThread, profiles: ProfileServiceStub
+) -> None:
+    """Redis stalls just past one command's timeout while another replica writes: the write
+    answers only once its invalidation has gone through, so a read on this replica, right
+    after Redis answers again, is fresh (no settling of the writer's would come in time)."""
+    created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
+    get = profile_pb2.GetProfileRequest(name=created.name)
+    assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
+    with _writer(backing, invalidate_timeout_s=0.15) as writer:
+        answered_s = _write_bio_while_redis_pauses(backing, writer, created.name, 400)
+        time.sleep(max(0.0, 0.5 - answered_s))  # Redis answers again
+        # Without the later tries: the old bio, until the writer settles the lost one.
+        assert profiles.GetProfile(get).bio == "changed"
+        assert answered_s >= 0.25  # it waited for Redis rather than answer first
 
 
 def test_a_lost_invalidation_is_settled_as_soon_as_redis_answers_again(
@@ -223,37 +240,17 @@ def test_a_lost_invalidation_is_settled_as_soon_as_redis_answers_again(
     created = profiles.CreateProfile(profile_pb2.CreateProfileRequest(profile=new_profile()))
     get = profile_pb2.GetProfileRequest(name=created.name)
     assert profiles.GetProfile(get).bio == ""  # cached now, through the session's replica
-    writer = ServerThread(
-        test_settings(redis_invalidate_timeout_s=0.1),
-        backing.database_url,
-        backing.redis_url,
-        {"run_workers": False},
-    ).start()
-    try:
-        with backing.channel(writer.address) as channel:
-            stub = ProfileServiceStub(channel)
-            stub.GetProfile(get)  # the writer's connections to Redis are open
-            with redis.Redis.from_url(backing.redis_url) as client:
-                client.execute_command("CLIENT", "PAUSE", "1000", "ALL")
-            paused = time.monotonic()
-            stub.UpdateProfile(
-                profile_pb2.UpdateProfileRequest(
-                    profile=profile_pb2.Profile(name=created.name, bio="changed"),
-                    update_mask=field_mask_pb2.FieldMask(paths=["bio"]),
-                ),
-                timeout=10,
-            )
-            assert time.monotonic() - paused < 0.9  # its tries gave up while Redis stalled
-            time.sleep(max(0.0, 1.0 - (time.monotonic() - paused)))
-            deadline = time.monotonic() + 3.0
+    with _writer(backing, invalidate_timeout_s=0.1) as writer:
+        answered_s = _write_bio_while_redis_pauses(backing, writer, created.name, 1000)
+        assert answered_s < 0.9  # its tries gave up while Redis stalled
+        time.sleep(max(0.0, 1.0 - answered_s))
+        deadline = time.monotonic() + 3.0
+        bio = profiles.GetProfile(get).bio
+        while bio != "changed" and time.monotonic() < deadline:
+            time.sleep(0.05)
             bio = profiles.GetProfile(get).bio
-            while bio != "changed" and time.monotonic() < deadline:
-                time.sleep(0.05)
-                bio = profiles.GetProfile(get).bio
-            assert bio == "changed"
-            assert not _cache(writer)._lost_tags
-    finally:
-        writer.stop()
+        assert bio == "changed"
+        assert not _cache(writer)._lost_tags
 
 
 def test_an_evicted_tag_never_brings_back_an_old_entry(
