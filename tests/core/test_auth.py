@@ -108,6 +108,8 @@ ACCESS = {
         "GetPostAnalytics": "read",
         "GetAudienceDemographics": "read",
         "SearchCreators": "read",
+        "GetPostInsights": "read",
+        "GetProfileInsights": "read",
         "WatchProfileMetrics": "read",
         "WatchServiceMetrics": "read",
     },
