@@ -1,9 +1,9 @@
 """The content models of this process, and the version their insights are stored under.
 
-Loading takes about a second and ~200 MB, so a process loads them once, however many servers
+Loading takes about a second and ~160 MB, so a process loads them once, however many servers
 it builds (tests build several; `serve --workers N` forks first, so each worker loads its own),
-and never at import: the insights worker loads them in a thread when it starts, and
-`socialhub insights backfill` when it runs. The version names the weights and the language
+and never at import: the insights worker loads them in a thread when a post first needs them,
+and `socialhub insights backfill` when it runs. The version names the weights and the language
 model's package, so a retrained model (or a new py3langid) makes every stored insight stale
 for the backfill, while a restart with the same models changes nothing.
 """

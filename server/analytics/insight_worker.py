@@ -64,6 +64,10 @@ async def enqueue_post_changes(conn: AsyncConnection, changes: Sequence[PostChan
     await repository.enqueue(conn, [rows[post_id] for post_id in sorted(rows)])
 
 
+class ModelsUnavailable(Exception):
+    """The content models could not be loaded."""
+
+
 @dataclass(frozen=True)
 class BatchResult:
     claimed: int
@@ -112,17 +116,16 @@ class InsightWorker:
             await self._engine.dispose()
 
     async def _run(self) -> None:
-        # In a thread: the server answers while the models load.
-        try:
-            self._models = await asyncio.to_thread(self._load_models)
-        except Exception:
-            # A broken install, not a passing outage: posts stay queued for another replica,
-            # or for this one once it is fixed and restarted.
-            log.exception("cannot load the insights models; this replica's insights worker stops")
-            return
         while True:
             try:
                 result = await self.run_once()
+            except ModelsUnavailable:
+                # A broken install, not a passing outage: posts stay queued for another
+                # replica, or for this one once it is fixed and restarted.
+                log.exception(
+                    "cannot load the insights models; this replica's insights worker stops"
+                )
+                return
             except Exception:
                 # A database or Redis outage: the batch rolled back and stays queued.
                 log.exception("insights batch failed; retrying")
@@ -131,10 +134,18 @@ class InsightWorker:
             if result.claimed < self._batch_size:
                 await asyncio.sleep(self._poll_s)
 
-    async def run_once(self) -> BatchResult:
+    async def _loaded_models(self) -> InsightModels:
+        """The models, loaded (in a thread: the server answers meanwhile) when a post first
+        needs them: a replica that never analyses a post, as most test servers, does not pay
+        their second of CPU and 160 MB."""
         if self._models is None:
-            self._models = await asyncio.to_thread(self._load_models)
-        models = self._models
+            try:
+                self._models = await asyncio.to_thread(self._load_models)
+            except Exception as error:
+                raise ModelsUnavailable from error
+        return self._models
+
+    async def run_once(self) -> BatchResult:
         async with self._engine.begin() as conn:
             claimed = await repository.claim(conn, self._batch_size)
             if not claimed:
@@ -154,7 +165,13 @@ class InsightWorker:
                 and stored.get(row.post_id, (0, "", ""))[1:]
                 != (text_hash(posts[row.post_id].body), self._version)
             ]
-            insights = await asyncio.to_thread(models.analyze_many, [post.body for post in todo])
+            insights = (
+                await asyncio.to_thread(
+                    (await self._loaded_models()).analyze_many, [post.body for post in todo]
+                )
+                if todo
+                else []
+            )
             await repository.upsert_insights(
                 conn,
                 [self._row(post, insight) for post, insight in zip(todo, insights, strict=True)],
