@@ -223,6 +223,19 @@ def tweeteval_sentiment(split: str) -> list[tuple[str, str]]:
     return [(t, _TWEETEVAL_LABELS[int(y)]) for t, y in zip(texts, labels, strict=True)]
 
 
+# TweetEval's emotion task (SemEval-2018 Task 1, Mohammad et al.): anger and sadness read as
+# negative, joy and optimism as positive. Its tweets are from 2017, none in SemEval-2017's test.
+_EMOTION_POLARITY = ("negative", "positive", "positive", "negative")
+
+
+def tweeteval_emotion_polarity(split: str) -> list[tuple[str, str]]:
+    """TweetEval emotion tweets (`split` train/val/test, 3,257/374/1,421) with the polarity of
+    their emotion: no neutral tweets."""
+    texts = _lines(TWEETEVAL, f"datasets/emotion/{split}_text.txt")
+    labels = _lines(TWEETEVAL, f"datasets/emotion/{split}_labels.txt")
+    return [(t, _EMOTION_POLARITY[int(y)]) for t, y in zip(texts, labels, strict=True)]
+
+
 def xlmt_sentiment(split: str) -> Iterator[tuple[str, str, str]]:
     """XLM-T's multilingual tweet sentiment (UMSAB): (tweet, label, language)."""
     for folder, code in XLMT_LANGUAGES.items():
@@ -256,6 +269,7 @@ def main() -> None:
         for split in ("train", "val", "test"):
             print(len(tweeteval_sentiment(split)) if split != "train" else "-", "TweetEval", split)
             print(sum(1 for _ in xlmt_sentiment(split)), "XLM-T", split)
+            print(len(tweeteval_emotion_polarity(split)), "TweetEval emotion", split)
         for split in ("train", "validation", "test"):
             print(sum(1 for _ in topicxl(split)), "TweetTopicXL", split)
         print(sum(1 for _ in lingua_sentences()), "lingua test sentences")
