@@ -167,10 +167,11 @@ def test_two_workers_never_analyse_one_post_twice(backing: Backing) -> None:
 
 async def _two_workers(backing: Backing, engine: AsyncEngine, cache: Cache) -> None:
     author = _profile(backing)
-    # Written without the hook, then queued at once: the session server's worker may wake
-    # and take a share, but only after both of these have started.
+    # Written without the hook, then queued at once. The session server's worker may wake
+    # and take a share (a batch of 200 at a time): more posts than two of its batches leave
+    # both of these workers theirs (with 60, one of them once got none under load).
     feed = _feed(engine, cache)
-    bodies = [f"post number {i} about football and the match tonight" for i in range(60)]
+    bodies = [f"post number {i} about football and the match tonight" for i in range(450)]
     created = [await feed.create_post(NewPost(author, body, {}), None, "") for body in bodies]
     async with engine.begin() as conn:
         await enqueue_post_changes(
