@@ -139,7 +139,8 @@ class Reports:
                 raise profile_not_found(query.profile_id)
             bounds = await repository.follower_bounds(conn, query)
             period_rows = await repository.periods(conn, query)
-            slots = await repository.slots(conn, query)
+            inside = sum(row.posts for row in period_rows)
+            slots = await repository.slots(conn, query, inside)
             top = await repository.top_posts(conn, query, TOP_POSTS)
         response = analytics_pb2.GetProfileAnalyticsResponse()
         end_followers: dict[str, int] = {}

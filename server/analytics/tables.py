@@ -22,6 +22,7 @@ from sqlalchemy import (
     Identity,
     Index,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     UniqueConstraint,
@@ -108,6 +109,22 @@ analytics_daily = Table(
     *_non_negative(("posts", *METRICS)),
 )
 
+# Per profile, platform, ISO weekday (1 = Monday) and hour of publication (UTC): the posts and
+# the sum of their latest engagement, kept at ingestion like analytics_daily, so best hours and
+# best weekdays read at most 168 rows per platform, not every post (migration 0013).
+analytics_posting_slots = Table(
+    "analytics_posting_slots",
+    metadata,
+    _profile_id(),
+    Column("platform", String(PLATFORM_MAX), nullable=False),
+    Column("weekday", SmallInteger, nullable=False),
+    Column("hour", SmallInteger, nullable=False),
+    Column("posts", BigInteger, nullable=False),
+    Column("engagement", BigInteger, nullable=False),
+    PrimaryKeyConstraint("profile_id", "platform", "weekday", "hour"),
+    *_non_negative(("posts", "engagement")),
+)
+
 analytics_follower_counts = Table(
     "analytics_follower_counts",
     metadata,
@@ -175,6 +192,7 @@ TABLES = (
     analytics_posts,
     analytics_metric_snapshots,
     analytics_daily,
+    analytics_posting_slots,
     analytics_follower_counts,
     analytics_audiences,
     analytics_creators,
