@@ -467,9 +467,10 @@ async def create_partition(
     )
     if exists:
         return False
-    # The locks CREATE TABLE ... PARTITION OF takes (the parent, and analytics_posts for the
-    # foreign key), taken up front in the order ingestion takes its own (posts, then the
-    # parent): taken one at a time by CREATE, they deadlocked with a batch inserting there.
+    # The locks CREATE TABLE ... PARTITION OF took (the parent, and analytics_posts for the
+    # foreign key the snapshots had until migration 0014), taken up front in the order
+    # ingestion takes its own (posts, then the parent): taken one at a time by CREATE, they
+    # deadlocked with a batch inserting there. Kept in that order: harmless without the key.
     await conn.execute(text(f"LOCK TABLE {posts.name} IN SHARE ROW EXCLUSIVE MODE"))
     await conn.execute(text(f"LOCK TABLE {snapshots.name} IN ACCESS EXCLUSIVE MODE"))
     await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))

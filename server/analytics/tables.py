@@ -18,7 +18,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    ForeignKeyConstraint,
     Identity,
     Index,
     PrimaryKeyConstraint,
@@ -84,7 +83,11 @@ analytics_posts = Table(
     ),
 )
 
-# Every snapshot, partitioned by month; the primary key serves one post's series.
+# Every snapshot, partitioned by month; the primary key serves one post's series. No foreign
+# key to analytics_posts (migration 0014): its check cost a lookup per ingested snapshot, and
+# ingestion writes a post's row before its snapshots in one transaction. A row-level trigger
+# on analytics_posts (outside the metadata, made by that migration) deletes a deleted post's
+# snapshots, as the key's ON DELETE CASCADE did.
 analytics_metric_snapshots = Table(
     "analytics_metric_snapshots",
     metadata,
@@ -92,7 +95,6 @@ analytics_metric_snapshots = Table(
     Column("observe_time", DateTime(timezone=True), nullable=False),
     *_metric_columns(),
     PrimaryKeyConstraint("post_id", "observe_time"),
-    ForeignKeyConstraint(["post_id"], ["analytics_posts.id"], ondelete="CASCADE"),
     postgresql_partition_by="RANGE (observe_time)",
 )
 

@@ -296,6 +296,36 @@ def test_an_unknown_profile_fails_the_whole_batch(
     assert daily_rows(backing) == {}
 
 
+def test_deleting_a_profile_deletes_its_snapshots_and_rollups_only(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    """Snapshots have no foreign key to their post (migration 0014): a trigger on
+    analytics_posts deletes them with it, as the profile's deletion cascades to its posts."""
+    gone, kept = profile(profiles, "Gone"), profile(profiles, "Kept")
+    analytics.BatchCreateMetricSnapshots(
+        batch(
+            *(
+                snapshot(owner, f"p{n}", at(10 + hour), likes=n + hour)
+                for owner in (gone, kept)
+                for n in range(3)
+                for hour in range(2)
+            )
+        )
+    )
+    kept_id = int(kept.split("/")[1])
+    profiles.DeleteProfile(profile_pb2.DeleteProfileRequest(name=gone))
+    with backing.sql() as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT p.profile_id, count(*) OVER ()"
+            " FROM analytics_metric_snapshots s LEFT JOIN analytics_posts p ON p.id = s.post_id"
+        ).fetchall()
+        assert owners == [(kept_id, 6)]
+        for table in ("analytics_posts", "analytics_daily", "analytics_posting_slots"):
+            rows = conn.execute(f"SELECT DISTINCT profile_id FROM {table}").fetchall()
+            assert rows == [(kept_id,)], table
+    assert len(post(analytics, kept, "p1").series) == 2
+
+
 def _messages(
     *batches: list[analytics_pb2.MetricSnapshot],
 ) -> Iterator[analytics_pb2.ImportMetricSnapshotsRequest]:
