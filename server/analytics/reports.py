@@ -2,8 +2,8 @@
 
 A profile's reports are cached under its analytics tag, which every ingestion for the profile
 bumps after it commits (and a deletion of the profile too), so a read after a write is fresh.
-They read the rollups (analytics_daily, analytics_posts, follower counts), never raw snapshots,
-except a post's own series, one primary-key range.
+They read the rollups (analytics_daily, analytics_posting_slots, analytics_posts, follower
+counts), never raw snapshots, except a post's own series, one primary-key range.
 """
 
 from __future__ import annotations

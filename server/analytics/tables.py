@@ -4,7 +4,8 @@ Raw metric snapshots go to a table RANGE-partitioned by month of `observe_time`;
 live in the `analytics_partitions` schema (created by the migration and the partition job,
 server/analytics/partitions.py), outside the metadata. Everything a report reads is kept up to
 date in the ingesting transaction: each post's latest metrics (`analytics_posts`) and their sums
-per profile, UTC day of publication and platform (`analytics_daily`).
+per profile, UTC day of publication and platform (`analytics_daily`) and per profile, platform,
+weekday and hour of publication (`analytics_posting_slots`).
 """
 
 from __future__ import annotations
