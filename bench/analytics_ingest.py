@@ -21,9 +21,9 @@ Figures:
 - CPU per snapshot of the server, PostgreSQL and Redis processes (psutil, from /proc) over
   the streaming phase: where the time goes;
 - correctness, after both phases: the rollups (each post's latest metrics, analytics_daily,
-  analytics_creators) equal a recomputation from the recorded snapshots, the snapshots
-  recorded equal the distinct (post, observe_time) pairs sent, and Redis got one XADD per
-  recorded snapshot (live events). A run whose checks fail exits non-zero.
+  analytics_posting_slots, analytics_creators) equal a recomputation from the recorded
+  snapshots, the snapshots recorded equal the distinct (post, observe_time) pairs sent, and
+  Redis got one XADD per recorded snapshot (live events). A run whose checks fail exits non-zero.
 
 The machine is shared: the load average is recorded before and after.
 """
@@ -296,6 +296,22 @@ CHECKS = {
         SELECT count(*) FROM expected e FULL JOIN kept c USING (profile_id, platform)
         WHERE (e.posts, e.engagement) IS DISTINCT FROM (c.posts, c.engagement)
     """,
+    "slots_mismatches": """
+        WITH expected AS (
+            SELECT p.profile_id, p.platform,
+                   date_part('isodow', p.publish_time AT TIME ZONE 'UTC') AS weekday,
+                   date_part('hour', p.publish_time AT TIME ZONE 'UTC') AS hour,
+                   count(*) AS posts, sum(l.likes + l.comments + l.shares) AS engagement
+            FROM analytics_posts p
+            JOIN (SELECT DISTINCT ON (post_id) * FROM analytics_metric_snapshots
+                  ORDER BY post_id, observe_time DESC) l ON l.post_id = p.id
+            GROUP BY 1, 2, 3, 4
+        ), kept AS (
+            SELECT * FROM analytics_posting_slots WHERE (posts, engagement) <> (0, 0)
+        )
+        SELECT count(*) FROM expected e FULL JOIN kept s USING (profile_id, platform, weekday, hour)
+        WHERE (e.posts, e.engagement) IS DISTINCT FROM (s.posts, s.engagement)
+    """,
     "snapshots": "SELECT count(*) FROM analytics_metric_snapshots",
     "posts": "SELECT count(*) FROM analytics_posts",
 }
@@ -313,6 +329,7 @@ def check(database_url: str, expected_snapshots: int) -> dict[str, Any]:
         found["posts_latest_mismatches"] == 0
         and found["daily_mismatches"] == 0
         and found["creators_mismatches"] == 0
+        and found["slots_mismatches"] == 0
         and found["snapshots"] == expected_snapshots
     )
     return found

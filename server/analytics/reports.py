@@ -2,14 +2,14 @@
 
 A profile's reports are cached under its analytics tag, which every ingestion for the profile
 bumps after it commits (and a deletion of the profile too), so a read after a write is fresh.
-They read the rollups (analytics_daily, analytics_posts, follower counts), never raw snapshots,
-except a post's own series, one primary-key range.
+They read the rollups (analytics_daily, analytics_posting_slots, analytics_posts, follower
+counts), never raw snapshots, except a post's own series, one primary-key range.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -139,7 +139,8 @@ class Reports:
                 raise profile_not_found(query.profile_id)
             bounds = await repository.follower_bounds(conn, query)
             period_rows = await repository.periods(conn, query)
-            slots = await repository.slots(conn, query)
+            inside = sum(row.posts for row in period_rows)
+            slots = await repository.slots(conn, query, inside)
             top = await repository.top_posts(conn, query, TOP_POSTS)
         response = analytics_pb2.GetProfileAnalyticsResponse()
         end_followers: dict[str, int] = {}
@@ -156,11 +157,19 @@ class Reports:
         # One pass over the rows (a period has a row per platform; a year of days of a busy
         # profile is over a thousand), then one message per period, empty ones included.
         by_period: dict[date, _PeriodSums] = {}
-        for row in period_rows:
-            sums = by_period.get(row.period)
+        # Rows unpacked as tuples (periods_statement's column order): attribute access on
+        # 1,083 rows and a method call each were a third of this loop's time.
+        rows: Iterable[Any] = period_rows  # Row[Any] unpacks, but mypy sees one column
+        for period, platform, posts, likes, comments, shares, _, views, _ in rows:
+            sums = by_period.get(period)
             if sums is None:
-                sums = by_period[row.period] = _PeriodSums()
-            sums.add(row, end_followers.get(row.platform, 0))
+                sums = by_period[period] = _PeriodSums()
+            sums.posts += posts
+            sums.likes += likes
+            sums.comments += comments
+            sums.shares += shares
+            sums.views += views
+            sums.rates += _rate(likes + comments + shares, end_followers.get(platform, 0))
         empty = _PeriodSums()
         total_posts = total_engagement = 0
         total_rates = 0.0
@@ -245,14 +254,6 @@ class _PeriodSums:
     # The sum of the period's posts' engagement rates: per platform, its engagement over its
     # followers (every post of a platform is measured against the same count).
     rates: float = 0.0
-
-    def add(self, row: Any, followers: int) -> None:
-        self.posts += row.posts
-        self.likes += row.likes
-        self.comments += row.comments
-        self.shares += row.shares
-        self.views += row.views
-        self.rates += _rate(row.likes + row.comments + row.shares, followers)
 
 
 def _group(group: Any) -> analytics_pb2.GroupDirectoryStats:

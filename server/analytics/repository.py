@@ -23,6 +23,7 @@ from sqlalchemy import (
     text,
     true,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
@@ -44,6 +45,7 @@ from server.analytics.tables import (
     analytics_daily,
     analytics_follower_counts,
     analytics_metric_snapshots,
+    analytics_posting_slots,
     analytics_posts,
 )
 
@@ -55,6 +57,7 @@ daily = analytics_daily
 followers = analytics_follower_counts
 audiences = analytics_audiences
 creators = analytics_creators
+posting_slots = analytics_posting_slots
 
 POST_COLUMNS = (
     posts.c.id,
@@ -112,6 +115,15 @@ WITH batch AS MATERIALIZED (
     FROM batch
     ORDER BY 1, 2, 3
     ON CONFLICT (profile_id, day, platform) DO NOTHING
+), slot_rows AS (
+    INSERT INTO analytics_posting_slots AS s
+        (profile_id, platform, weekday, hour, posts, engagement)
+    SELECT DISTINCT profile_id, platform,
+           date_part('isodow', publish_time AT TIME ZONE 'UTC')::smallint,
+           date_part('hour', publish_time AT TIME ZONE 'UTC')::smallint, 0, 0
+    FROM batch
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (profile_id, platform, weekday, hour) DO NOTHING
 ), creator_rows AS (
     INSERT INTO analytics_creators AS c
         (profile_id, platform, followers, posts, engagement, countries)
@@ -149,6 +161,8 @@ WITH sent AS (
     SELECT n.post_id, n.observe_time, n.likes, n.comments, n.shares, n.saves, n.views,
            n.reach, p.profile_id, p.platform,
            (p.publish_time AT TIME ZONE 'UTC')::date AS day,
+           date_part('isodow', p.publish_time AT TIME ZONE 'UTC')::smallint AS weekday,
+           date_part('hour', p.publish_time AT TIME ZONE 'UTC')::smallint AS hour,
            p.observe_time = $9 AS is_new,
            n.likes - p.likes AS d_likes, n.comments - p.comments AS d_comments,
            n.shares - p.shares AS d_shares, n.saves - p.saves AS d_saves,
@@ -174,6 +188,16 @@ WITH sent AS (
         FROM moved GROUP BY profile_id, day, platform
     ) x
     WHERE (d.profile_id, d.day, d.platform) = (x.profile_id, x.day, x.platform)
+), add_to_slots AS (
+    UPDATE analytics_posting_slots s
+    SET posts = s.posts + x.posts, engagement = s.engagement + x.engagement
+    FROM (
+        SELECT profile_id, platform, weekday, hour, count(*) FILTER (WHERE is_new) AS posts,
+               sum(d_engagement)::bigint AS engagement
+        FROM moved GROUP BY profile_id, platform, weekday, hour
+    ) x
+    WHERE (s.profile_id, s.platform, s.weekday, s.hour)
+        = (x.profile_id, x.platform, x.weekday, x.hour)
 ), add_to_creators AS (
     UPDATE analytics_creators c
     SET posts = c.posts + x.posts, engagement = c.engagement + x.engagement
@@ -443,9 +467,10 @@ async def create_partition(
     )
     if exists:
         return False
-    # The locks CREATE TABLE ... PARTITION OF takes (the parent, and analytics_posts for the
-    # foreign key), taken up front in the order ingestion takes its own (posts, then the
-    # parent): taken one at a time by CREATE, they deadlocked with a batch inserting there.
+    # The locks CREATE TABLE ... PARTITION OF took (the parent, and analytics_posts for the
+    # foreign key the snapshots had until migration 0014), taken up front in the order
+    # ingestion takes its own (posts, then the parent): taken one at a time by CREATE, they
+    # deadlocked with a batch inserting there. Kept in that order: harmless without the key.
     await conn.execute(text(f"LOCK TABLE {posts.name} IN SHARE ROW EXCLUSIVE MODE"))
     await conn.execute(text(f"LOCK TABLE {snapshots.name} IN ACCESS EXCLUSIVE MODE"))
     await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
@@ -584,14 +609,20 @@ async def follower_bounds(conn: AsyncConnection, query: ReportQuery) -> list[Row
     return list(await conn.execute(follower_bounds_statement(query)))
 
 
+def _slot_columns(publish_time: Any) -> tuple[Any, Any]:
+    local = func.timezone("UTC", publish_time)
+    # date_part, not EXTRACT: EXTRACT computes a numeric, twice as slow over 5,000 posts
+    # (2.3 ms against 4.6, bench/analytics_reports.py's deep profile); the values are equal.
+    return (
+        cast(func.date_part("hour", local), Integer).label("hour"),
+        cast(func.date_part("isodow", local), Integer).label("weekday"),
+    )
+
+
 def slots_statement(query: ReportQuery) -> Any:
     """Posts of the interval and their average engagement per hour and per ISO weekday (UTC),
     in one pass: a row per hour (weekday NULL), then a row per weekday (hour NULL)."""
-    local = func.timezone("UTC", posts.c.publish_time)
-    # date_part, not EXTRACT: EXTRACT computes a numeric, twice as slow over 5,000 posts
-    # (2.3 ms against 4.6, bench/analytics_reports.py's deep profile); the values are equal.
-    hour = cast(func.date_part("hour", local), Integer).label("hour")
-    weekday = cast(func.date_part("isodow", local), Integer).label("weekday")
+    hour, weekday = _slot_columns(posts.c.publish_time)
     return (
         select(
             hour,
@@ -604,7 +635,64 @@ def slots_statement(query: ReportQuery) -> Any:
     )
 
 
-async def slots(conn: AsyncConnection, query: ReportQuery) -> list[Row[Any]]:
+def slots_from_rollup_statement(query: ReportQuery) -> Any:
+    """What slots_statement returns, from the profile's slot rollup (at most 168 rows per
+    platform) less its posts published outside the interval (two ranges of the
+    (profile_id, publish_time) index, which carries engagement). One statement, so both
+    parts see one snapshot. The average is the same numeric division avg() makes."""
+    platform = [] if query.platform is None else [posting_slots.c.platform == query.platform]
+    whole = select(
+        cast(posting_slots.c.hour, Integer).label("hour"),
+        cast(posting_slots.c.weekday, Integer).label("weekday"),
+        posting_slots.c.posts,
+        posting_slots.c.engagement,
+    ).where(posting_slots.c.profile_id == query.profile_id, *platform)
+    others = [posts.c.profile_id == query.profile_id]
+    if query.platform is not None:
+        others.append(posts.c.platform == query.platform)
+
+    def outside(*conditions: Any) -> Any:
+        # Two ranges rather than an OR, which would become a bitmap scan of the heap.
+        return select(
+            *_slot_columns(posts.c.publish_time),
+            literal(-1, BigInteger).label("posts"),
+            (-posts.c.engagement).label("engagement"),
+        ).where(*others, *conditions)
+
+    parts = union_all(
+        whole,
+        outside(posts.c.publish_time < query.start_time),
+        outside(posts.c.publish_time >= query.end_time),
+    ).subquery("parts")
+    total = func.sum(parts.c.posts)
+    return (
+        select(
+            parts.c.hour,
+            parts.c.weekday,
+            cast(total, BigInteger).label("posts"),
+            (func.sum(parts.c.engagement) / total).label("average"),
+        )
+        .group_by(func.grouping_sets(parts.c.hour, parts.c.weekday))
+        .having(total > 0)
+    )
+
+
+def post_total_statement(query: ReportQuery) -> Any:
+    """The profile's posts (on the platform asked for) of all time, from creator search's
+    rollup (one primary-key range)."""
+    conditions = [creators.c.profile_id == query.profile_id]
+    if query.platform is not None:
+        conditions.append(creators.c.platform == query.platform)
+    return select(cast(func.coalesce(func.sum(creators.c.posts), 0), BigInteger)).where(*conditions)
+
+
+async def slots(conn: AsyncConnection, query: ReportQuery, inside: int) -> list[Row[Any]]:
+    """Best hours' and weekdays' rows. `inside` is the number of the profile's posts published
+    in the interval (the daily rollup's): when those are at least as many as the ones outside,
+    the rollup less the outside ones reads fewer rows than the inside ones themselves."""
+    total = int((await conn.execute(post_total_statement(query))).scalar_one())
+    if total - inside <= inside:
+        return list(await conn.execute(slots_from_rollup_statement(query)))
     return list(await conn.execute(slots_statement(query)))
 
 

@@ -4,7 +4,8 @@ Raw metric snapshots go to a table RANGE-partitioned by month of `observe_time`;
 live in the `analytics_partitions` schema (created by the migration and the partition job,
 server/analytics/partitions.py), outside the metadata. Everything a report reads is kept up to
 date in the ingesting transaction: each post's latest metrics (`analytics_posts`) and their sums
-per profile, UTC day of publication and platform (`analytics_daily`).
+per profile, UTC day of publication and platform (`analytics_daily`) and per profile, platform,
+weekday and hour of publication (`analytics_posting_slots`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    ForeignKeyConstraint,
     Identity,
     Index,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     UniqueConstraint,
@@ -83,7 +84,11 @@ analytics_posts = Table(
     ),
 )
 
-# Every snapshot, partitioned by month; the primary key serves one post's series.
+# Every snapshot, partitioned by month; the primary key serves one post's series. No foreign
+# key to analytics_posts (migration 0014): its check cost a lookup per ingested snapshot, and
+# ingestion writes a post's row before its snapshots in one transaction. A row-level trigger
+# on analytics_posts (outside the metadata, made by that migration) deletes a deleted post's
+# snapshots, as the key's ON DELETE CASCADE did.
 analytics_metric_snapshots = Table(
     "analytics_metric_snapshots",
     metadata,
@@ -91,7 +96,6 @@ analytics_metric_snapshots = Table(
     Column("observe_time", DateTime(timezone=True), nullable=False),
     *_metric_columns(),
     PrimaryKeyConstraint("post_id", "observe_time"),
-    ForeignKeyConstraint(["post_id"], ["analytics_posts.id"], ondelete="CASCADE"),
     postgresql_partition_by="RANGE (observe_time)",
 )
 
@@ -106,6 +110,22 @@ analytics_daily = Table(
     *_metric_columns(),
     PrimaryKeyConstraint("profile_id", "day", "platform"),
     *_non_negative(("posts", *METRICS)),
+)
+
+# Per profile, platform, ISO weekday (1 = Monday) and hour of publication (UTC): the posts and
+# the sum of their latest engagement, kept at ingestion like analytics_daily, so best hours and
+# best weekdays read at most 168 rows per platform, not every post (migration 0013).
+analytics_posting_slots = Table(
+    "analytics_posting_slots",
+    metadata,
+    _profile_id(),
+    Column("platform", String(PLATFORM_MAX), nullable=False),
+    Column("weekday", SmallInteger, nullable=False),
+    Column("hour", SmallInteger, nullable=False),
+    Column("posts", BigInteger, nullable=False),
+    Column("engagement", BigInteger, nullable=False),
+    PrimaryKeyConstraint("profile_id", "platform", "weekday", "hour"),
+    *_non_negative(("posts", "engagement")),
 )
 
 analytics_follower_counts = Table(
@@ -175,6 +195,7 @@ TABLES = (
     analytics_posts,
     analytics_metric_snapshots,
     analytics_daily,
+    analytics_posting_slots,
     analytics_follower_counts,
     analytics_audiences,
     analytics_creators,

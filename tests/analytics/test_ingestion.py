@@ -51,6 +51,15 @@ def creator_rows(backing: Backing) -> dict[tuple[int, str], tuple[int, int]]:
     return {(r[0], r[1]): (r[2], r[3]) for r in rows if r[2] or r[3]}
 
 
+def slot_rows(backing: Backing) -> dict[tuple[int, str, int, int], tuple[int, int]]:
+    with backing.sql() as conn:
+        rows = conn.execute(
+            "SELECT profile_id, platform, weekday, hour, posts, engagement"
+            " FROM analytics_posting_slots"
+        ).fetchall()
+    return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows if r[4] or r[5]}
+
+
 def latest_rows(backing: Backing) -> dict[tuple[int, str], tuple[int, ...]]:
     """Each post's latest metrics as stored: (profile id, post id) -> observe time, METRICS."""
     with backing.sql() as conn:
@@ -148,6 +157,23 @@ def _expected_creators(
     return sums
 
 
+def _expected_slots(
+    snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
+) -> dict[tuple[int, str, int, int], tuple[int, int]]:
+    """Best hours' rollup recomputed: per profile, platform, ISO weekday and hour of
+    publication (UTC), posts and the sum of their latest engagement."""
+    published: dict[tuple[str, str], analytics_pb2.MetricSnapshot] = {}
+    for s in snapshots:
+        published.setdefault((s.profile, s.post_id), s)
+    sums: dict[tuple[int, str, int, int], tuple[int, int]] = {}
+    for key, s in _latest(snapshots).items():
+        when = published[key].publish_time.ToDatetime()
+        slot = (ids[s.profile], "instagram", when.isoweekday(), when.hour)
+        posts, engagement = sums.get(slot, (0, 0))
+        sums[slot] = (posts + 1, engagement + s.likes + s.comments + s.shares)
+    return sums
+
+
 def _expected_latest(
     snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
 ) -> dict[tuple[int, str], tuple[int, ...]]:
@@ -166,6 +192,7 @@ def assert_rollups_exact(
     assert latest_rows(backing) == _expected_latest(snapshots, ids)
     assert daily_rows(backing) == _expected(snapshots, ids)
     assert creator_rows(backing) == _expected_creators(snapshots, ids)
+    assert slot_rows(backing) == _expected_slots(snapshots, ids)
 
 
 def test_rollups_equal_a_recomputation_whatever_the_order_and_batching(
@@ -267,6 +294,36 @@ def test_an_unknown_profile_fails_the_whole_batch(
     assert error_reason(caught.value) == "PROFILE_NOT_FOUND"
     assert "profiles/999999" in (caught.value.details() or "")
     assert daily_rows(backing) == {}
+
+
+def test_deleting_a_profile_deletes_its_snapshots_and_rollups_only(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    """Snapshots have no foreign key to their post (migration 0014): a trigger on
+    analytics_posts deletes them with it, as the profile's deletion cascades to its posts."""
+    gone, kept = profile(profiles, "Gone"), profile(profiles, "Kept")
+    analytics.BatchCreateMetricSnapshots(
+        batch(
+            *(
+                snapshot(owner, f"p{n}", at(10 + hour), likes=n + hour)
+                for owner in (gone, kept)
+                for n in range(3)
+                for hour in range(2)
+            )
+        )
+    )
+    kept_id = int(kept.split("/")[1])
+    profiles.DeleteProfile(profile_pb2.DeleteProfileRequest(name=gone))
+    with backing.sql() as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT p.profile_id, count(*) OVER ()"
+            " FROM analytics_metric_snapshots s LEFT JOIN analytics_posts p ON p.id = s.post_id"
+        ).fetchall()
+        assert owners == [(kept_id, 6)]
+        for table in ("analytics_posts", "analytics_daily", "analytics_posting_slots"):
+            rows = conn.execute(f"SELECT DISTINCT profile_id FROM {table}").fetchall()
+            assert rows == [(kept_id,)], table
+    assert len(post(analytics, kept, "p1").series) == 2
 
 
 def _messages(

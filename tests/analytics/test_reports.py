@@ -128,6 +128,63 @@ def test_profile_analytics_by_week_and_month_and_platform(
     assert [p.post_id for p in only_x.top_posts] == ["D"]
 
 
+def test_best_hours_and_weekdays_count_only_the_interval_s_posts(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub
+) -> None:
+    """Best hours and weekdays are read from the slot rollup less the posts outside the
+    interval when most posts are inside it, else from the posts inside: both give exactly
+    the interval's posts."""
+    owner = profile(profiles)
+    load_history(analytics, owner)
+    long_ago = DAY - timedelta(days=20)
+    analytics.BatchCreateMetricSnapshots(
+        batch(
+            # Outside the report's interval: one in a slot the interval's posts have (9 h), one
+            # in a slot of its own (23 h).
+            snapshot(owner, "E", at(20), published=at(9, long_ago), likes=1000),
+            snapshot(owner, "F", at(20), published=at(23, long_ago), likes=7),
+        )
+    )
+    mostly_inside = report(analytics, owner)  # 4 posts inside, 2 outside
+    assert [(h.slot, h.post_count, h.average_engagement) for h in mostly_inside.best_hours] == [
+        (9, 2, 87.5),
+        (18, 1, 20.0),
+        (12, 1, 5.0),
+    ]
+    assert [(w.slot, w.post_count, w.average_engagement) for w in mostly_inside.best_weekdays] == [
+        ((DAY - timedelta(days=3)).isoweekday(), 2, 67.5),
+        (DAY.isoweekday(), 1, 60.0),
+        ((DAY - timedelta(days=1)).isoweekday(), 1, 5.0),
+    ]
+    one_day = analytics.GetProfileAnalytics(  # 2 posts inside, 4 outside
+        analytics_pb2.GetProfileAnalyticsRequest(
+            profile=owner,
+            start_time=ts(DAY - timedelta(days=3)),
+            end_time=ts(DAY - timedelta(days=2)),
+            granularity=analytics_pb2.GRANULARITY_DAY,
+        )
+    )
+    assert [(h.slot, h.post_count, h.average_engagement) for h in one_day.best_hours] == [
+        (9, 1, 115.0),
+        (18, 1, 20.0),
+    ]
+    assert [(w.post_count, w.average_engagement) for w in one_day.best_weekdays] == [(2, 67.5)]
+    everything = analytics.GetProfileAnalytics(  # all 6 inside
+        analytics_pb2.GetProfileAnalyticsRequest(
+            profile=owner,
+            start_time=ts(long_ago),
+            end_time=ts(NOW),
+            granularity=analytics_pb2.GRANULARITY_WEEK,
+            platform=IG,
+        )
+    )
+    assert [(h.slot, h.post_count, h.average_engagement) for h in everything.best_hours] == [
+        (9, 3, (115 + 60 + 1000) / 3),
+        (18, 1, 20.0),
+        (23, 1, 7.0),
+    ]
+
+
 def test_report_requests_are_checked(
     analytics: AnalyticsServiceStub, profiles: ProfileServiceStub
 ) -> None:
