@@ -208,8 +208,9 @@ class InsightWorker:
         }
 
     async def _record_engagement(self, posts: Sequence[PostState], observed: datetime) -> int:
-        """Record the posts' likes and comments as snapshots, one ingestion per author (so a
-        profile deleted meanwhile costs only its own, already deleted, posts)."""
+        """Record the posts' likes and comments as snapshots: one ingestion for the batch, or,
+        if an author was deleted meanwhile, one per author (so that profile costs only its
+        own, already deleted, posts)."""
         by_author: dict[int, list[Snapshot]] = {}
         for post in posts:
             by_author.setdefault(post.author_id, []).append(
@@ -222,6 +223,19 @@ class InsightWorker:
                     metrics=(post.like_count, post.comment_count, 0, 0, 0, 0),
                 )
             )
+        if not by_author:
+            return 0
+        try:
+            whole = await self._ingestion.metric_snapshots(
+                [s for author_id in sorted(by_author) for s in by_author[author_id]]
+            )
+            return whole.created
+        except NotFound:
+            pass  # an author went meanwhile: per author, below
+        except Exception:
+            log.exception("recording engagement failed; queueing the posts again")
+            await self._queue_again([post.post_id for post in posts])
+            return 0
         recorded = 0
         for author_id in sorted(by_author):
             try:
