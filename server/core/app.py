@@ -25,6 +25,7 @@ from server.core.health import HealthMonitor
 from server.core.idempotency import purge_expired_request_ids
 from server.core.interceptors import InFlightLimit, InstrumentedServer
 from server.core.leader import JobLeadership
+from server.core.loopwatch import LoopWatch
 from server.core.metrics import Metrics
 from server.core.pagination import PageTokens
 from server.core.tracing import Tracing
@@ -83,6 +84,7 @@ class Application:
     serve_metrics: bool = True
     metrics_port: int = 0
     tracing: Tracing | None = None
+    loop_watch: LoopWatch | None = None
     # Spans go here (tests pass one with an in-memory exporter); else OTLP if configured.
     tracer_provider: TracerProvider | None = None
 
@@ -197,6 +199,12 @@ class Application:
                 serve=self.serve_metrics,
                 ready=lambda: health_monitor.ready,
             )
+        if settings.loop_stall_warn_s > 0:
+            self.loop_watch = LoopWatch(
+                stall_s=settings.loop_stall_warn_s,
+                lag=self.metrics.loop_lag if self.metrics is not None else None,
+            )
+            self.loop_watch.start()
         await self.health.start()
         await self.server.start()
         self.auth.start()
@@ -235,6 +243,8 @@ class Application:
         await workers
         if self.metrics is not None:
             await self.metrics.stop()
+        if self.loop_watch is not None:
+            await self.loop_watch.stop()
         if self.tracing is not None:
             await self.tracing.stop()
         if self.auth is not None:

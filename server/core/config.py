@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # Off: every read goes to PostgreSQL (benchmarks compare both).
     cache_enabled: bool = True
 
+    # Log every thread's stack when the event loop has not turned for this long (0: off;
+    # server/core/loopwatch.py).
+    loop_stall_warn_s: float = 0.5
+
     # Request ids (idempotency keys) are kept a day; expired ones are purged this often.
     request_id_purge_interval_s: float = 3600.0
 

@@ -116,6 +116,7 @@ class Metrics:
     pool_waiting: Gauge
     pool_capacity: Gauge
     pool_waits: Counter
+    loop_lag: Histogram
     port: int = 0
     _http: WSGIServer | None = None
     _sampler: asyncio.Task[None] | None = None
@@ -212,6 +213,13 @@ class Metrics:
             pool_waits=Counter(
                 "socialhub_db_pool_waits",
                 "Checkouts that had to wait for a connection.",
+                registry=own,
+            ),
+            loop_lag=Histogram(
+                "socialhub_event_loop_lag_seconds",
+                "How late the event loop ran a 0.1 s timer: what every call waited on top of "
+                "its own work (server/core/loopwatch.py).",
+                buckets=LATENCY_BUCKETS,
                 registry=own,
             ),
         )

@@ -152,6 +152,8 @@ def test_pool_and_up_gauges(metered: ServerThread) -> None:
     ):
         assert (name, ()) in samples, name
     assert ("socialhub_db_pool_waits_total", ()) in samples
+    # The loop watch beats every 0.1 s from the start: a server up for a while has lag samples.
+    assert value(samples, "socialhub_event_loop_lag_seconds_count") >= 1
 
 
 def test_waiting_for_a_connection_in_flight_and_shed(backing: Backing) -> None:

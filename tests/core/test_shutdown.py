@@ -54,8 +54,11 @@ def test_in_flight_call_completes_while_new_calls_are_refused(backing: Backing) 
         )
         _wait_until(
             lambda: (
+                # Blocked by this session's lock: other sessions of the shared database
+                # (another test's server) may be waiting on locks of their own.
                 blocker.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
                 ).fetchone()
                 == (1,)
             )
