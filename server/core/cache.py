@@ -60,6 +60,12 @@ return {version, redis.call('GET', ARGV[1] .. '@' .. version)}
 _READ_SCRIPT_SHA = hashlib.sha1(_READ_SCRIPT.encode()).hexdigest()
 
 
+def describe(error: BaseException) -> str:
+    """The error's class and message: redis-py 8's repr() drops the message, which is what
+    tells a connect timeout from a read timeout (its messages hold no credentials)."""
+    return f"{type(error).__name__}: {error}"[:300]
+
+
 def _new_version() -> str:
     return os.urandom(8).hex()
 
@@ -247,7 +253,9 @@ class Cache:
             except REDIS_FAILURES as error:
                 failures += 1
                 if failures == 1:
-                    log.warning("a lost invalidation is not settled yet: %r", error)
+                    log.warning(
+                        "a lost invalidation is not settled yet", extra={"error": describe(error)}
+                    )
                 # Fresh connections for the next try, should one be stuck.
                 await self._invalidator.connection_pool.disconnect()
                 await asyncio.sleep(SETTLE_RETRY_S)
@@ -278,7 +286,10 @@ class Cache:
             try:
                 await asyncio.wait_for(self._settle(), timeout=WIPE_ON_CLOSE_S)
             except REDIS_FAILURES as error:
-                log.error("a lost invalidation could not be settled before stopping: %r", error)
+                log.error(
+                    "a lost invalidation could not be settled before stopping",
+                    extra={"error": describe(error)},
+                )
         await self._fast.aclose()
 
     async def ping(self) -> bool:
@@ -341,5 +352,9 @@ class Cache:
         if was_up:
             log.warning(
                 "redis unavailable; serving from the database",
-                extra={"operation": operation, "error": repr(error), "errors": self.stats.errors},
+                extra={
+                    "operation": operation,
+                    "error": describe(error),
+                    "errors": self.stats.errors,
+                },
             )

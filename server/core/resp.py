@@ -15,7 +15,10 @@ configured it uses DEFAULT_TIMEOUT_S.
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -26,11 +29,17 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
+log = logging.getLogger("socialhub.cache")
+
 Arg = str | bytes | int | float
 
 # For a redis-py client configured without socket timeouts (its default): the cache would
 # rather serve from the database than wait longer than this for a read.
 DEFAULT_TIMEOUT_S = 1.0
+# How long the diagnostic lookup after a failed connection may take before it is reported.
+LOOKUP_PROBE_TIMEOUT_S = 15.0
+# The diagnostic lookups in flight (the loop keeps only weak references to tasks).
+_LOOKUPS: set[asyncio.Task[None]] = set()
 
 
 class UnsupportedRedisConnection(ValueError):
@@ -269,6 +278,7 @@ class RespClient:
     async def _open(self, slot: int) -> _Connection:
         loop = asyncio.get_running_loop()
         connection: _Connection | None = None
+        started = time.monotonic()
         try:
             # One bound for the whole of it: TCP, TLS handshake, credentials, AUTH and SELECT.
             async with asyncio.timeout(self._connect_timeout_s):
@@ -287,6 +297,8 @@ class RespClient:
         except BaseException as error:
             if connection is not None:
                 connection.fail(redis_errors.ConnectionError, "redis handshake failed")
+            if isinstance(error, Exception):
+                self._report_failed_connect(error, time.monotonic() - started, connection)
             # The builtin TimeoutError is an OSError, so it goes first.
             if isinstance(error, TimeoutError):
                 raise redis_errors.TimeoutError("timed out connecting to redis") from error
@@ -300,6 +312,44 @@ class RespClient:
             raise redis_errors.ConnectionError("redis client closed")
         self._slots[slot] = connection
         return connection
+
+    def _report_failed_connect(
+        self, error: Exception, after_s: float, connection: _Connection | None
+    ) -> None:
+        """A reconnect that fails is where a short Redis hiccup becomes seconds without the
+        cache: say how far it got and, for a host name, how long a name lookup takes now (a
+        container's resolver can stall for seconds while Redis itself answers others)."""
+        log.warning(
+            "redis connection failed",
+            extra={
+                "after_s": round(after_s, 3),
+                "stage": "connect" if connection is None else "handshake",
+                "error": f"{type(error).__name__}: {error}",
+            },
+        )
+        if self._path is None and not self._closed:
+            lookup = asyncio.create_task(self._time_lookup(), name="redis-lookup")
+            _LOOKUPS.add(lookup)
+            lookup.add_done_callback(_LOOKUPS.discard)
+
+    async def _time_lookup(self) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = self._address
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(LOOKUP_PROBE_TIMEOUT_S):
+                await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            outcome = "resolved"
+        except (OSError, TimeoutError) as error:
+            outcome = f"{type(error).__name__}: {error}"
+        log.warning(
+            "redis host name lookup after a failed connection",
+            extra={
+                "host": host,
+                "lookup_s": round(time.monotonic() - started, 3),
+                "outcome": outcome,
+            },
+        )
 
     async def _handshake(self) -> list[tuple[Arg, ...]]:
         """AUTH and SELECT for a new connection. Credentials are asked for on every connect,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -20,7 +22,12 @@ from redis.asyncio.sentinel import Sentinel
 from redis.credentials import CredentialProvider
 
 from server.core.embedded import EmbeddedRedis, redis_server_binary
-from server.core.resp import DEFAULT_TIMEOUT_S, RespClient, UnsupportedRedisConnection
+from server.core.resp import (
+    DEFAULT_TIMEOUT_S,
+    LOOKUP_PROBE_TIMEOUT_S,
+    RespClient,
+    UnsupportedRedisConnection,
+)
 from tests.harness import Backing
 from tests.tls_servers import TestCA, TlsRedis, test_ca
 
@@ -433,3 +440,33 @@ def test_over_tls_acl_users_authenticate_and_wrong_passwords_are_auth_errors(
             await wrong.aclose()
 
     run(main())
+
+
+def test_a_failed_connection_is_logged_with_how_long_a_name_lookup_takes(
+    run: Runner[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The compose drill's stale reads came with reconnects that failed for seconds while
+    Redis answered the other replicas: the log must tell a slow resolver from the rest."""
+    caplog.set_level(logging.WARNING, logger="socialhub.cache")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: connections are refused
+
+    async def main() -> None:
+        client = client_for(f"redis://localhost:{port}/0")
+        with pytest.raises(redis_errors.ConnectionError, match="cannot connect"):
+            await client._execute("PING")
+        for _ in range(100):  # the lookup runs in the background
+            if len(caplog.records) == 2:
+                break
+            await asyncio.sleep(0.02)
+        await client.aclose()
+
+    run(main())
+    failed, lookup = caplog.records
+    assert failed.getMessage() == "redis connection failed"
+    assert failed.stage == "connect"  # type: ignore[attr-defined]
+    assert "refused" in failed.error.lower()  # type: ignore[attr-defined]
+    assert lookup.getMessage() == "redis host name lookup after a failed connection"
+    assert (lookup.host, lookup.outcome) == ("localhost", "resolved")  # type: ignore[attr-defined]
+    assert 0 <= lookup.lookup_s < LOOKUP_PROBE_TIMEOUT_S  # type: ignore[attr-defined]

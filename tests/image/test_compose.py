@@ -261,7 +261,11 @@ def test_a_replica_stops_under_load_and_nothing_fails_or_goes_stale(stack: None)
     if load.stale:  # what the replicas said of Redis and the cache, to tell why
         for replica in REPLICAS:
             for entry in logs(replica):
-                if entry.get("level") in {"WARNING", "ERROR"} or "cache" in entry.get("logger", ""):
+                slow = entry.get("msg") in {"rpc", "rpc failed"} and (
+                    float(entry.get("duration_ms", 0)) > 500 or entry["msg"] == "rpc failed"
+                )
+                said_of_redis = "cache" in entry.get("logger", "")
+                if entry.get("level") in {"WARNING", "ERROR"} or said_of_redis or slow:
                     print(replica, json.dumps(entry)[:600])
     assert set(load.calls) <= {"OK", *(code.name for code in RETRIED)}, load.calls
     assert load.stale == []
