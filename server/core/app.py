@@ -12,12 +12,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic_settings import BaseSettings
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core import tls
 from server.core.auth import Authenticator
-from server.core.cache import Cache
+from server.core.cache import WARM_INVALIDATOR_CONNECTIONS, Cache
 from server.core.config import Settings
 from server.core.db import create_engine
 from server.core.domain import Domain, DomainContext, Job, Plugin, Worker
@@ -97,11 +97,17 @@ class Application:
             socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=30,
         )
-        self.invalidator = Redis.from_url(
-            self.redis_url,
-            socket_timeout=settings.redis_invalidate_timeout_s,
-            socket_connect_timeout=settings.redis_invalidate_timeout_s,
-            health_check_interval=30,
+        # A fixed set of connections opened at start: a write waits for a free one (up to
+        # its try's timeout) instead of dialing, and so looking up, a new one (Cache.connect).
+        self.invalidator = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                self.redis_url,
+                max_connections=WARM_INVALIDATOR_CONNECTIONS,
+                timeout=settings.redis_invalidate_timeout_s,
+                socket_timeout=settings.redis_invalidate_timeout_s,
+                socket_connect_timeout=settings.redis_invalidate_timeout_s,
+                health_check_interval=30,
+            )
         )
         self.cache = Cache(
             self.redis,
@@ -109,7 +115,7 @@ class Application:
             enabled=settings.cache_enabled,
             invalidator=self.invalidator,
         )
-        await self.cache.open_invalidator()
+        await self.cache.connect()
         tokens = PageTokens(settings.page_token_secret)
 
         self.metrics = Metrics.create() if settings.metrics_enabled else None

@@ -19,7 +19,6 @@ survives an outage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -46,6 +45,8 @@ INVALIDATE_ATTEMPTS = 3
 SETTLE_RETRY_S = 0.1
 # Past this many lost tags, settling wipes the namespace instead of re-versioning each.
 MAX_LOST_TAGS = 10_000
+# Invalidation connections opened at start (Cache.connect); app.py sizes its pool to them.
+WARM_INVALIDATOR_CONNECTIONS = 4
 
 # One round trip for a read: the tag's version (a new one if the tag is missing), then the
 # entry stored under it.
@@ -199,12 +200,35 @@ class Cache:
             flight.add_done_callback(lambda done: self._finish_flight(entry, done))
         return await asyncio.shield(flight)
 
-    async def open_invalidator(self) -> None:
-        """Connect the invalidation client before the first write needs it (best effort): a
-        connection is a name lookup and a handshake, which a busy host may not finish within
-        a write's tries (seen in the compose drill as a replica's first invalidations lost)."""
-        with contextlib.suppress(*REDIS_FAILURES):
-            await self._invalidator.ping()
+    async def connect(self) -> None:
+        """Open the read connections and up to WARM_INVALIDATOR_CONNECTIONS invalidation
+        connections before the replica takes calls (best effort: Redis may be down; the
+        cache then degrades as usual).
+
+        A new connection starts with a name lookup, and lookups can stall for seconds while
+        Redis itself answers: podman's resolver held every replica's lookups for 5 to 15 s
+        while a container joined or left the network (measured), and clusters' DNS has its
+        own 5 s timeouts. A replica that opened its connections on first use lost its
+        first writes' invalidations to that in the compose drill, and the other replicas
+        served the retired entries. With the connections open before the first call, and
+        an invalidation pool that waits for one of them rather than dial more (app.py), a
+        write needs a lookup only after Redis dropped a connection."""
+        pool = self._invalidator.connection_pool
+        warm = min(WARM_INVALIDATOR_CONNECTIONS, pool.max_connections)
+        opened = await asyncio.gather(
+            self._fast.connect(),
+            *(pool.get_connection() for _ in range(warm)),  # type: ignore[no-untyped-call]
+            return_exceptions=True,
+        )
+        failures = [error for error in opened if isinstance(error, BaseException)]
+        for connection in opened[1:]:
+            if not isinstance(connection, BaseException):
+                await pool.release(connection)
+        if failures:
+            log.warning(
+                "redis connections not opened at start; they open on first use",
+                extra={"error": describe(failures[0]), "failed": len(failures)},
+            )
 
     async def invalidate(self, *tags: str) -> None:
         """Give each tag a new version. Call after the write has committed.

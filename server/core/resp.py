@@ -252,6 +252,11 @@ class RespClient:
             # A restart or SCRIPT FLUSH emptied the script cache; EVAL runs and caches it again.
             return await self._execute("EVAL", script, len(keys), *keys, *args)
 
+    async def connect(self) -> None:
+        """Open every connection now instead of on first use; raises REDIS_FAILURES-like
+        errors (redis-py's ConnectionError or TimeoutError) for the first that fails."""
+        await asyncio.gather(*(self._connection(slot) for slot in range(len(self._slots))))
+
     async def aclose(self) -> None:
         """Fail pending requests and close every connection; later calls raise ConnectionError.
 

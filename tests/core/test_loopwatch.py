@@ -51,13 +51,20 @@ def test_a_stall_is_logged_with_what_held_the_loop(caplog: pytest.LogCaptureFixt
     assert sorted(lags.seen)[len(lags.seen) // 2] < 0.05  # the other beats were on time
 
 
+def _watch_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "loop-watch"}
+
+
 def test_stop_ends_the_thread_and_the_task() -> None:
+    others = _watch_threads()  # the session's servers run watches of their own
+
     async def scenario() -> None:
         watch = LoopWatch(stall_s=0.3, beat_s=0.05)
         watch.start()
         await asyncio.sleep(0.1)
+        assert len(_watch_threads() - others) == 1
         await watch.stop()
         assert not [task for task in asyncio.all_tasks() if task.get_name() == "loop-watch"]
 
     asyncio.run(scenario())
-    assert not [thread for thread in threading.enumerate() if thread.name == "loop-watch"]
+    assert _watch_threads() - others == set()
