@@ -13,6 +13,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from server.analytics.insights.features import Featurizer, clean
 from server.analytics.insights.keywords import KeywordMatcher
 from server.analytics.insights.language import LanguageModel
+from server.analytics.insights.lexicon import Lexicon
 from server.analytics.insights.linear import LinearModel
 from server.analytics.insights.models import MODEL_DIR
 from server.analytics.insights.taxonomy import CATEGORIES
@@ -72,10 +73,11 @@ class InsightModels:
         started = time.perf_counter()
         sentiment = LinearModel.load(MODEL_DIR / "sentiment.npz")
         category = LinearModel.load(MODEL_DIR / "category.npz")
+        built = Lexicon.load(MODEL_DIR / "lexicon.npz") if sentiment.spec.auto_lexicon else None
         return cls(
             language=LanguageModel(),
             sentiment=sentiment,
-            sentiment_features=Featurizer(sentiment.spec, SentimentIntensityAnalyzer()),
+            sentiment_features=Featurizer(sentiment.spec, SentimentIntensityAnalyzer(), built),
             category=category,
             category_features=Featurizer(category.spec, None),
             keywords=KeywordMatcher(),
