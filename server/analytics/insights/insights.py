@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -69,11 +70,12 @@ class InsightModels:
         self.load_seconds = load_seconds
 
     @classmethod
-    def load(cls) -> InsightModels:
+    def load(cls, directory: Path = MODEL_DIR) -> InsightModels:
+        """The shipped models, or (to measure a candidate) those written to `directory`."""
         started = time.perf_counter()
-        sentiment = LinearModel.load(MODEL_DIR / "sentiment.npz")
-        category = LinearModel.load(MODEL_DIR / "category.npz")
-        built = Lexicon.load(MODEL_DIR / "lexicon.npz") if sentiment.spec.auto_lexicon else None
+        sentiment = LinearModel.load(directory / "sentiment.npz")
+        category = LinearModel.load(directory / "category.npz")
+        built = Lexicon.load(directory / "lexicon.npz") if sentiment.spec.auto_lexicon else None
         return cls(
             language=LanguageModel(),
             sentiment=sentiment,

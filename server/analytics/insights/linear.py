@@ -32,13 +32,11 @@ class LinearModel:
         np.savez_compressed(
             path,
             classes=np.asarray(self.classes),
+            # The fourth number only for a model with the built lexicon: files of models
+            # without it stay as they were before it existed.
             spec=np.asarray(
-                [
-                    self.spec.word_bits,
-                    self.spec.char_bits,
-                    int(self.spec.lexicon),
-                    int(self.spec.auto_lexicon),
-                ]
+                [self.spec.word_bits, self.spec.char_bits, int(self.spec.lexicon)]
+                + ([1] if self.spec.auto_lexicon else [])
             ),
             quantised=quantised,
             scale=scale.astype(np.float32),
