@@ -2,6 +2,7 @@
 
     python -m bench.insights_train                    # both, about 3 minutes on one core
     python -m bench.insights_train --select-sentiment # the sentiment candidates compared
+    python -m bench.insights_train --select-lexicon   # the built lexicon's candidates
     python -m bench.insights_train --select-category  # how KEYWORD_WEIGHT was chosen
 
 Data (bench/insights_data.py, all public, pinned by commit):
@@ -10,8 +11,12 @@ Data (bench/insights_data.py, all public, pinned by commit):
   regression with balanced classes. An NB-SVM with a per-class bias, then TweetEval's emotion
   tweets (as positive or negative) and the multinomial model's scores plus some of an NB-SVM's
   were the other candidates (`--select-sentiment`, docs/ANALYTICS_MODELS.md); none is shipped.
-  TweetEval's test set (SemEval-2017) and XLM-T's test splits are only measured
-  (bench/insights.py), and any training tweet whose text is in them is dropped.
+  A lexicon built from Sentiment140's emoticon-labelled tweets (NRC-Canada style) and those
+  tweets as training rows were the fourth round's candidates (`--select-lexicon`); neither is
+  shipped. TweetEval's test set (SemEval-2017) and XLM-T's test splits are only measured
+  (bench/insights.py), and any training tweet whose text is in them is dropped. The fresh
+  English test set (Kaggle's Tweet Sentiment Extraction) is only measured too; there it is
+  the test tweets equal to a training tweet that `fresh_english` drops.
 - category: TweetTopicXL's train and validation splits (800 human-labelled tweets in en, es,
   el, ja) plus tweets of the sentiment sets above and TweetEval's emoji and offensive train
   sets, weakly labelled when they hit the keywords of exactly one category
