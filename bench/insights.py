@@ -25,6 +25,7 @@ import psutil
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from bench import insights_data as data
+from bench.insights_train import fresh_english
 
 Scores = dict[str, float]
 
@@ -118,6 +119,18 @@ def sentiment(analyze: Callable[[Sequence[str]], list[Any]]) -> dict[str, Any]:
             "vader_alone": _scores(gold, [vader_label(t) for t, _ in test]),
         }
     }
+    fresh, in_training, repeated = fresh_english()
+    gold = [y for _, y in fresh]
+    predicted = [i.sentiment for i in analyze([t for t, _ in fresh])]
+    result["english_fresh"] = {
+        "set": "Kaggle Tweet Sentiment Extraction (Figure Eight tweets of 2009), the fresh "
+        "English test set, less tweets equal to a training tweet and repeats",
+        "dropped_equal_to_training": in_training,
+        "dropped_repeats": repeated,
+        "model": _scores(gold, predicted),
+        "majority": _scores(gold, _majority(gold)),
+        "vader_alone": _scores(gold, [vader_label(t) for t, _ in fresh]),
+    }
     rows = list(data.xlmt_sentiment("test"))
     predicted = [i.sentiment for i in analyze([t for t, _, _ in rows])]
     per_language = {}
@@ -187,10 +200,11 @@ def speed(models: Any, texts: Sequence[str], batch: int = 256) -> dict[str, floa
 
 
 _FRESH = """
-import json, resource, time
+import json, resource, sys, time
+from pathlib import Path
 started = time.perf_counter()
 from server.analytics.insights import InsightModels
-models = InsightModels.load()
+models = InsightModels.load(Path(sys.argv[1]))
 models.analyze_many(["warm-up post, nothing more"])
 seconds = time.perf_counter() - started
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -198,10 +212,14 @@ print(json.dumps({"seconds_import_and_load": round(seconds, 2), "peak_rss_mb": r
 """
 
 
-def fresh_process() -> dict[str, float]:
+def fresh_process(directory: Path) -> dict[str, float]:
     """Load time and peak memory of a process that does nothing but load the models."""
     done = subprocess.run(
-        [sys.executable, "-c", _FRESH], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", _FRESH, str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -210,23 +228,46 @@ def fresh_process() -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results/insights.json"))
+    parser.add_argument(
+        "--models", type=Path, help="measure the models written there (a candidate's)"
+    )
+    parser.add_argument("--only-sentiment", action="store_true", help="the sentiment sets only")
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # one core, as the target is stated
-    fresh = fresh_process()
-    process = psutil.Process()
-    before = process.memory_info().rss
-    from server.analytics.insights import InsightModels
+    from server.analytics.insights.models import MODEL_DIR
 
-    models = InsightModels.load()
-    rss_mb = (process.memory_info().rss - before) / 2**20
+    directory = args.models or MODEL_DIR
     try:
-        report = measure(models, fresh, rss_mb)
+        if args.only_sentiment:
+            report = {"models": str(directory), "sentiment": sentiment(_batched(directory))}
+        else:
+            fresh = fresh_process(directory)
+            process = psutil.Process()
+            before = process.memory_info().rss
+            from server.analytics.insights import InsightModels
+
+            models = InsightModels.load(directory)
+            rss_mb = (process.memory_info().rss - before) / 2**20
+            report = measure(models, fresh, rss_mb)
     except data.DataUnavailable as error:
         sys.exit(str(error))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+def _batched(directory: Path) -> Callable[[Sequence[str]], list[Any]]:
+    from server.analytics.insights import InsightModels
+
+    models = InsightModels.load(directory)
+
+    def analyze(texts: Sequence[str]) -> list[Any]:
+        return [
+            i for s in range(0, len(texts), 512) for i in models.analyze_many(texts[s : s + 512])
+        ]
+
+    return analyze
 
 
 def measure(models: Any, fresh: dict[str, float], rss_mb: float) -> dict[str, Any]:
@@ -248,7 +289,15 @@ def measure(models: Any, fresh: dict[str, float], rss_mb: float) -> dict[str, An
         "category": category(analyze),
         "data": {
             r.name: r.commit
-            for r in (data.SEMEVAL, data.TWEETEVAL, data.XLMT, data.TOPICXL, data.LINGUA)
+            for r in (
+                data.SEMEVAL,
+                data.TWEETEVAL,
+                data.XLMT,
+                data.TOPICXL,
+                data.LINGUA,
+                data.TWEET_EXTRACTION,
+                data.SENTIMENT140,
+            )
         },
     }
 

@@ -8,6 +8,8 @@ committed: run `python -m bench.insights_data` once on a machine that reaches Gi
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -44,6 +46,27 @@ TWEETEVAL = Repo(
 XLMT = Repo("cardiffnlp/xlm-t", "874214d64d96599eb869a033c22ec2cc57d19256", "Apache-2.0 (code)")
 TOPICXL = Repo("anon7331/tweet_topicXL", "2b5db0d017f8084db65741b7868c327d32a6231e", "MIT")
 LINGUA = Repo("pemistahl/lingua-py", "754ce21122c083a7200763015fdaf7cda8d85453", "Apache-2.0")
+# Kaggle's "Tweet Sentiment Extraction" (2020) tweets and labels, from Figure Eight's "Data for
+# Everyone" set "Sentiment Analysis: Emotion in Text" (CC BY 4.0, as the competition states):
+# general-topic English tweets of 2009, negative / neutral / positive. This copy's test.csv is
+# the competition's test rows (3,534) then its train rows (27,480, selected_text left out, the
+# one empty row dropped): 31,014 distinct textIDs. The fresh English test set for sentiment,
+# pinned before any model was run on it (docs/ANALYTICS_MODELS.md): measured only.
+# Sentiment140 (Go, Bhayani & Huang 2009): tweets of 2009 labelled by the emoticon they held
+# (removed from the text). A redistributed sample, the first 50,000 negative and 50,000
+# positive tweets of its 1.6M training file; no licence is stated for the data (Sentiment140
+# offers it for research), the repository's code is MIT. Only for the built lexicon's
+# word scores (bench/insights_train.py): no tweet of it is a training row.
+SENTIMENT140 = Repo(
+    "geraldzakwan/iykra-sentiment-analysis",
+    "0f8dae787c1e4d239f8b03a04dccfd6ddb77a6cc",
+    "none stated (Sentiment140: for research), Twitter terms",
+)
+TWEET_EXTRACTION = Repo(
+    "spence998/Tweet-Sentiment-Predictor",
+    "16cc7c7d85ad379e93fab0fe4d4fa4f09d35604d",
+    "CC BY 4.0 (Figure Eight Data for Everyone), Twitter terms",
+)
 
 SEMEVAL_DIR = "语义计算与知识检索/hw2/2017_English_final/GOLD/Subtask_A"
 SEMEVAL_FILES = (
@@ -170,6 +193,8 @@ def read(repo: Repo, path: str) -> str:
 
 def _from_mirror(repo: Repo, path: str) -> str | None:
     git_dir = MIRRORS / repo.name.replace("/", "+") / "repo"
+    if (git_dir / ".git").is_dir():  # a mirror with a work tree
+        git_dir = git_dir / ".git"
     if not git_dir.is_dir():
         return None
     shown = subprocess.run(
@@ -236,6 +261,22 @@ def tweeteval_emotion_polarity(split: str) -> list[tuple[str, str]]:
     return [(t, _EMOTION_POLARITY[int(y)]) for t, y in zip(texts, labels, strict=True)]
 
 
+def sentiment140_sample() -> list[tuple[str, str]]:
+    """100,000 Sentiment140 tweets (half negative, half positive by emoticon): (tweet, label)."""
+    rows: list[tuple[str, str]] = []
+    for label in ("negative", "positive"):
+        lines = _lines(SENTIMENT140, f"data/tweets_100k/{label}.txt")
+        rows += [(line.strip(), label) for line in lines if line.strip()]
+    return rows
+
+
+def tweet_extraction() -> list[tuple[str, str]]:
+    """Kaggle's Tweet Sentiment Extraction tweets (train and test, 31,014): (tweet, label)."""
+    text = read(TWEET_EXTRACTION, "tweet-sentiment-extraction/test.csv")
+    rows = csv.DictReader(io.StringIO(text, newline=""))
+    return [(row["text"].strip(), row["sentiment"]) for row in rows]
+
+
 def xlmt_sentiment(split: str) -> Iterator[tuple[str, str, str]]:
     """XLM-T's multilingual tweet sentiment (UMSAB): (tweet, label, language)."""
     for folder, code in XLMT_LANGUAGES.items():
@@ -273,6 +314,8 @@ def main() -> None:
         for split in ("train", "validation", "test"):
             print(sum(1 for _ in topicxl(split)), "TweetTopicXL", split)
         print(sum(1 for _ in lingua_sentences()), "lingua test sentences")
+        print(len(tweet_extraction()), "Tweet Sentiment Extraction tweets")
+        print(len(sentiment140_sample()), "Sentiment140 tweets")
     except DataUnavailable as error:
         sys.exit(str(error))
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import mmh3
 import numpy as np
 import pytest
 
@@ -19,7 +20,14 @@ from server.analytics.insights import (
     Insight,
     InsightModels,
 )
-from server.analytics.insights.features import FeatureSpec, Featurizer, clean
+from server.analytics.insights.features import (
+    AUTO_LEXICON_WIDTH,
+    FeatureSpec,
+    Featurizer,
+    clean,
+)
+from server.analytics.insights.lexicon import BASE_SCALE, Lexicon, terms
+from server.analytics.insights.linear import LinearModel
 from server.analytics.insights.taxonomy import FROM_TWEETTOPIC
 
 
@@ -277,3 +285,46 @@ def test_serving_imports_neither_scikit_learn_nor_scipy() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_built_lexicon_marks_negated_terms() -> None:
+    unigrams, bigrams = terms("I don't like it, but @bob is GREAT http://x.co")
+    assert unigrams[:8] == ["i", "don", "'", "t", "like_neg", "it_neg", ",", "but"]
+    assert unigrams[8:] == ["@user", "is", "great", "httpurl"]
+    assert bigrams[4:6] == ["like_neg it_neg", "it_neg ,"]
+    assert terms("never ever good! good")[0] == ["never", "ever_neg", "good_neg", "!", "good"]
+
+
+def test_the_built_lexicon_features_and_file(tmp_path: Path) -> None:
+    scores = {mmh3.hash("good"): 1.5, mmh3.hash("bad"): -2.0, mmh3.hash("good bad"): 0.5}
+    Lexicon(scores, BASE_SCALE * 2).save(tmp_path / "lexicon.npz")
+    lexicon = Lexicon.load(tmp_path / "lexicon.npz")
+    assert lexicon.scores == scores
+    rows = lexicon.features(["Good good bad", "nothing known here", "not good"])
+    # unigrams: 2 positive, 1 negative, sum 1.0, max 1.5, min -2, last -2; bigrams: "good bad"
+    expected = np.asarray([2, 1, 1.0, 1.5, -2, -2, 1, 0, 0.5, 0.5, 0.5, 0.5]) * BASE_SCALE * 2
+    np.testing.assert_allclose(rows[0], expected, rtol=1e-6)
+    assert not rows[1].any()
+    assert not rows[2].any()  # good_neg is another term, unknown here
+
+    spec = FeatureSpec(4, 4, lexicon=False, auto_lexicon=True)
+    features = Featurizer(spec, None, lexicon).transform(["Good good bad", "nothing"])
+    assert features.shape == (2, 16 + 16 + AUTO_LEXICON_WIDTH)
+    dense = features.columns >= 32
+    np.testing.assert_allclose(features.values[dense], expected[expected != 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="built lexicon"):
+        Featurizer(spec, None)
+
+
+def test_a_model_saved_before_the_built_lexicon_still_loads(tmp_path: Path) -> None:
+    np.savez(
+        tmp_path / "old.npz",
+        classes=np.asarray(["a", "b"]),
+        spec=np.asarray([2, 2, 0]),
+        quantised=np.ones((8, 2), dtype=np.int8),
+        scale=np.ones(2, dtype=np.float32),
+        intercept=np.zeros(2, dtype=np.float32),
+    )
+    model = LinearModel.load(tmp_path / "old.npz")
+    assert model.spec == FeatureSpec(2, 2, lexicon=False, auto_lexicon=False)
+    assert model.weights.shape == (8, 2)

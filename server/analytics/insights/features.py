@@ -17,10 +17,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import mmh3
 import numpy as np
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+if TYPE_CHECKING:
+    from server.analytics.insights.lexicon import Lexicon
 
 _URL = re.compile(r"(?:https?://|www\.)\S+|\{\{URL\}\}", re.IGNORECASE)
 _MENTION = re.compile(r"@\w+|\{\{USERNAME\}\}|\{@[^@]*@\}")
@@ -57,6 +61,10 @@ def has_letters(text: str) -> bool:
     return _LETTER.search(text) is not None
 
 
+# Columns of the automatically built lexicon's features (lexicon.py).
+AUTO_LEXICON_WIDTH = 12
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """How a model's input columns were made; saved beside its weights and checked on load."""
@@ -64,10 +72,12 @@ class FeatureSpec:
     word_bits: int
     char_bits: int
     lexicon: bool  # four VADER columns appended (sentiment only)
+    auto_lexicon: bool = False  # then AUTO_LEXICON_WIDTH columns of models/lexicon.npz
 
     @property
     def width(self) -> int:
-        return int(2**self.word_bits + 2**self.char_bits + (4 if self.lexicon else 0))
+        dense = (4 if self.lexicon else 0) + (AUTO_LEXICON_WIDTH if self.auto_lexicon else 0)
+        return int(2**self.word_bits + 2**self.char_bits + dense)
 
 
 @dataclass(frozen=True)
@@ -138,13 +148,22 @@ def hashed_counts(grams: Sequence[list[str]], bits: int) -> tuple[np.ndarray, ..
 
 class Featurizer:
     """Stateless hashing features (word 1-2-grams, character 2-4-grams within words) and,
-    for sentiment, VADER's four scores: one row per text, `spec.width` columns."""
+    for sentiment, VADER's four scores and the built lexicon's columns: one row per text,
+    `spec.width` columns."""
 
-    def __init__(self, spec: FeatureSpec, vader: SentimentIntensityAnalyzer | None) -> None:
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        vader: SentimentIntensityAnalyzer | None,
+        auto_lexicon: Lexicon | None = None,
+    ) -> None:
         if spec.lexicon and vader is None:
             raise ValueError("a lexicon feature spec needs the VADER analyzer")
+        if spec.auto_lexicon and auto_lexicon is None:
+            raise ValueError("an auto_lexicon feature spec needs the built lexicon")
         self.spec = spec
         self._vader = vader
+        self._auto_lexicon = auto_lexicon
 
     def transform(self, texts: Sequence[str]) -> SparseRows:
         cleaned = [clean(t).lower() for t in texts]  # lowercased twice, as in training
@@ -152,11 +171,17 @@ class Featurizer:
         chars = hashed_counts([char_wb_ngrams(t) for t in cleaned], self.spec.char_bits)
         char_offset = 2**self.spec.word_bits
         blocks = [words, (chars[0], chars[1] + char_offset, chars[2])]
+        offset = char_offset + 2**self.spec.char_bits
+        dense = []
         if self.spec.lexicon:
-            lexicon = self.lexicon(texts)
-            rows, columns = np.nonzero(lexicon)
-            offset = char_offset + 2**self.spec.char_bits
-            blocks.append((rows.astype(np.int64), columns + offset, lexicon[rows, columns]))
+            dense.append(self.lexicon(texts))
+        if self.spec.auto_lexicon:
+            assert self._auto_lexicon is not None
+            dense.append(self._auto_lexicon.features(texts))
+        if dense:
+            stacked = np.hstack(dense)
+            rows, columns = np.nonzero(stacked)
+            blocks.append((rows.astype(np.int64), columns + offset, stacked[rows, columns]))
         return SparseRows(
             rows=np.concatenate([b[0] for b in blocks]),
             columns=np.concatenate([b[1] for b in blocks]),

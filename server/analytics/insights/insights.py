@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -13,6 +14,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from server.analytics.insights.features import Featurizer, clean
 from server.analytics.insights.keywords import KeywordMatcher
 from server.analytics.insights.language import LanguageModel
+from server.analytics.insights.lexicon import Lexicon
 from server.analytics.insights.linear import LinearModel
 from server.analytics.insights.models import MODEL_DIR
 from server.analytics.insights.taxonomy import CATEGORIES
@@ -68,14 +70,16 @@ class InsightModels:
         self.load_seconds = load_seconds
 
     @classmethod
-    def load(cls) -> InsightModels:
+    def load(cls, directory: Path = MODEL_DIR) -> InsightModels:
+        """The shipped models, or (to measure a candidate) those written to `directory`."""
         started = time.perf_counter()
-        sentiment = LinearModel.load(MODEL_DIR / "sentiment.npz")
-        category = LinearModel.load(MODEL_DIR / "category.npz")
+        sentiment = LinearModel.load(directory / "sentiment.npz")
+        category = LinearModel.load(directory / "category.npz")
+        built = Lexicon.load(directory / "lexicon.npz") if sentiment.spec.auto_lexicon else None
         return cls(
             language=LanguageModel(),
             sentiment=sentiment,
-            sentiment_features=Featurizer(sentiment.spec, SentimentIntensityAnalyzer()),
+            sentiment_features=Featurizer(sentiment.spec, SentimentIntensityAnalyzer(), built),
             category=category,
             category_features=Featurizer(category.spec, None),
             keywords=KeywordMatcher(),

@@ -32,7 +32,12 @@ class LinearModel:
         np.savez_compressed(
             path,
             classes=np.asarray(self.classes),
-            spec=np.asarray([self.spec.word_bits, self.spec.char_bits, int(self.spec.lexicon)]),
+            # The fourth number only for a model with the built lexicon: files of models
+            # without it stay as they were before it existed.
+            spec=np.asarray(
+                [self.spec.word_bits, self.spec.char_bits, int(self.spec.lexicon)]
+                + ([1] if self.spec.auto_lexicon else [])
+            ),
             quantised=quantised,
             scale=scale.astype(np.float32),
             intercept=self.intercept.astype(np.float32),
@@ -41,8 +46,10 @@ class LinearModel:
     @classmethod
     def load(cls, path: Path) -> LinearModel:
         with np.load(path, allow_pickle=False) as saved:
-            word_bits, char_bits, lexicon = (int(x) for x in saved["spec"])
-            spec = FeatureSpec(word_bits=word_bits, char_bits=char_bits, lexicon=bool(lexicon))
+            numbers = [int(x) for x in saved["spec"]]
+            numbers += [0] * (4 - len(numbers))  # saved before the built lexicon: three
+            word_bits, char_bits, lexicon, auto = numbers
+            spec = FeatureSpec(word_bits, char_bits, bool(lexicon), auto_lexicon=bool(auto))
             weights = saved["quantised"].astype(np.float32) * saved["scale"]
             if weights.shape[0] != spec.width:
                 raise ValueError(f"{path.name}: {weights.shape[0]} weights for {spec.width} inputs")
