@@ -73,7 +73,7 @@ POST_COLUMNS = (
 # --- ingestion -------------------------------------------------------------------------------
 
 
-# A batch of snapshots is four statements, each over the whole batch as arrays (unnest), so
+# A batch of snapshots is three statements, each over the whole batch as arrays (unnest), so
 # neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. The first locks the
 # batch's profiles (server.profiles.public.lock_profiles: FOR NO KEY UPDATE, in id order),
 # which every ingestion of a profile takes first: two batches of one profile run one after
@@ -83,30 +83,33 @@ POST_COLUMNS = (
 # Times travel as microseconds since the epoch (no datetime object per snapshot in Python).
 _EPOCH_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
 _US = "(extract(epoch FROM {}) * 1000000)::bigint"
-
-# The batch's new posts, with no metrics yet (observe_time the placeholder).
-_LOCK_POSTS = f"""
-INSERT INTO analytics_posts AS p
-    (profile_id, platform, external_id, publish_time, observe_time,
-     likes, comments, shares, saves, views, reach)
-SELECT k.profile_id, k.platform, k.external_id, {_EPOCH_US.format("k.publish_us")}, $5,
-       0, 0, 0, 0, 0, 0
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
-    AS k(profile_id, platform, external_id, publish_us)
-ORDER BY k.profile_id, k.platform, k.external_id
-ON CONFLICT (profile_id, platform, external_id) DO NOTHING
-"""
-
-# The batch's posts read (their ids and publish times come back, in the order given), and
-# the rows of the rollups they may move made with zeros where missing. A row made here gets
-# its deltas from an UPDATE, so a negative delta never meets the CHECK constraints of an
-# INSERT.
-_LOCK_ROLLUPS = f"""
-WITH batch AS MATERIALIZED (
+# The batch's posts found, the new ones inserted with no metrics yet (observe_time the
+# placeholder, $5), and the rows of the rollups they may move made with zeros where missing.
+# Found and inserted posts come back apart, as arrays (a join of the two CTEs would be a
+# nested loop: the planner guesses a few rows for each); the inserted ones by key. A rollup
+# row made here gets its deltas from an UPDATE in the next statement, so a negative delta
+# never meets the CHECK constraints of an INSERT.
+_POSTS_AND_ROLLUP_ROWS = f"""
+WITH k AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+        WITH ORDINALITY AS k(profile_id, platform, external_id, publish_us, ord)
+), found AS MATERIALIZED (
     SELECT k.ord, p.id, p.profile_id, p.platform, p.publish_time
-    FROM unnest($1::bigint[], $2::text[], $3::text[])
-        WITH ORDINALITY AS k(profile_id, platform, external_id, ord)
-    JOIN analytics_posts p USING (profile_id, platform, external_id)
+    FROM k JOIN analytics_posts p USING (profile_id, platform, external_id)
+), made AS (
+    INSERT INTO analytics_posts AS p
+        (profile_id, platform, external_id, publish_time, observe_time,
+         likes, comments, shares, saves, views, reach)
+    SELECT k.profile_id, k.platform, k.external_id, {_EPOCH_US.format("k.publish_us")}, $5,
+           0, 0, 0, 0, 0, 0
+    FROM k
+    ORDER BY k.profile_id, k.platform, k.external_id
+    ON CONFLICT (profile_id, platform, external_id) DO NOTHING
+    RETURNING p.id, p.profile_id, p.platform, p.external_id, p.publish_time
+), batch AS MATERIALIZED (
+    SELECT profile_id, platform, publish_time FROM found
+    UNION ALL
+    SELECT profile_id, platform, publish_time FROM made
 ), daily_rows AS (
     INSERT INTO analytics_daily AS d
         (profile_id, day, platform, posts, likes, comments, shares, saves, views, reach)
@@ -131,9 +134,13 @@ WITH batch AS MATERIALIZED (
     ORDER BY profile_id, platform
     ON CONFLICT (profile_id, platform) DO NOTHING
 )
-SELECT array_agg(id ORDER BY ord),
-       array_agg({_US.format("publish_time")} ORDER BY ord)
-FROM batch
+SELECT (SELECT array_agg(ord) FROM found),
+       (SELECT array_agg(id) FROM found),
+       (SELECT array_agg({_US.format("publish_time")}) FROM found),
+       (SELECT array_agg(id) FROM made),
+       (SELECT array_agg(profile_id) FROM made),
+       (SELECT array_agg(platform) FROM made),
+       (SELECT array_agg(external_id) FROM made)
 """
 
 # Everything else in one statement (its CTEs see one snapshot): the
@@ -229,6 +236,48 @@ class Applied:
     publish_us: list[int]
 
 
+async def _posts_and_rollup_rows(
+    conn: AsyncConnection,
+    first: dict[tuple[int, str, str], int],
+    publish_us: list[int],
+    placeholder_time: datetime,
+) -> tuple[list[int], list[int]]:
+    """The ids and publish times of the batch's posts (`first`'s keys, in its order), the new
+    ones inserted, and their rollup rows made."""
+    row: Any = (
+        await conn.exec_driver_sql(
+            _POSTS_AND_ROLLUP_ROWS,
+            (
+                [key[0] for key in first],
+                [key[1] for key in first],
+                [key[2] for key in first],
+                publish_us,
+                placeholder_time,
+            ),
+        )
+    ).one()
+    found_ords, found_ids, found_published, made_ids, *made_keys = row
+    if len(found_ids or ()) + len(made_ids or ()) != len(first):
+        # Only a post inserted by another transaction since this statement's snapshot could
+        # be neither (the profile locks rule that out): never write snapshots without it.
+        raise RuntimeError("a batch's post was neither found nor inserted")
+    post_ids = [0] * len(first)
+    published = list(publish_us)  # a new post's is its first snapshot's
+    for ord_, post_id, publish in zip(
+        found_ords or (), found_ids or (), found_published or (), strict=True
+    ):
+        post_ids[ord_ - 1] = post_id
+        published[ord_ - 1] = publish
+    made_profiles, made_platforms, made_external_ids = (column or () for column in made_keys)
+    for post_id, key in zip(
+        made_ids or (),
+        zip(made_profiles, made_platforms, made_external_ids, strict=True),
+        strict=True,
+    ):
+        post_ids[first[key]] = post_id
+    return post_ids, published
+
+
 async def apply_snapshots(
     conn: AsyncConnection, batch: SnapshotBatch, placeholder_time: datetime
 ) -> Applied:
@@ -240,18 +289,15 @@ async def apply_snapshots(
         for key in zip(batch.profile_ids, batch.platforms, batch.post_ids, strict=True)
     ]
     # A new post's publish time is its first snapshot's.
-    publish_us: list[int | None] = [None] * len(first)
-    for index, slot in enumerate(slots):
-        if publish_us[slot] is None:
-            publish_us[slot] = batch.publish_us[index]
-    keys = list(zip(*first, strict=True)) if first else [(), (), ()]
-    await conn.exec_driver_sql(_LOCK_POSTS, (*keys, publish_us, placeholder_time))
-    row: Any = (await conn.exec_driver_sql(_LOCK_ROLLUPS, tuple(keys))).one()
-    post_ids, published = row
+    publish_us = [0] * len(first)
+    for index in reversed(range(len(slots))):
+        publish_us[slots[index]] = batch.publish_us[index]
+    post_ids, published = await _posts_and_rollup_rows(conn, first, publish_us, placeholder_time)
     post_of = [post_ids[slot] for slot in slots]
-    row = (
+    row: Any = (
         await conn.exec_driver_sql(
-            _APPLY_SNAPSHOTS, (post_of, batch.observe_us, *batch.metrics, placeholder_time)
+            _APPLY_SNAPSHOTS,
+            (post_of, batch.observe_us, *batch.metrics, placeholder_time),
         )
     ).one()
     recorded_posts, recorded_us, moved_posts, moved_us, changes = row
