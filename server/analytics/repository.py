@@ -86,7 +86,8 @@ _US = "(extract(epoch FROM {}) * 1000000)::bigint"
 # The batch's posts found, the new ones inserted with no metrics yet (observe_time the
 # placeholder, $5), and the rows of the rollups they may move made with zeros where missing.
 # Found and inserted posts come back apart, as arrays (a join of the two CTEs would be a
-# nested loop: the planner guesses a few rows for each); the inserted ones by key. A rollup
+# nested loop: the planner guesses a few rows for each); the inserted ones by key. A CTE's
+# arrays are aggregated in one pass over it, so they pair up row by row with no sort. A rollup
 # row made here gets its deltas from an UPDATE in the next statement, so a negative delta
 # never meets the CHECK constraints of an INSERT.
 _POSTS_AND_ROLLUP_ROWS = f"""
@@ -134,13 +135,13 @@ WITH k AS (
     ORDER BY profile_id, platform
     ON CONFLICT (profile_id, platform) DO NOTHING
 )
-SELECT (SELECT array_agg(ord) FROM found),
-       (SELECT array_agg(id) FROM found),
-       (SELECT array_agg({_US.format("publish_time")}) FROM found),
-       (SELECT array_agg(id) FROM made),
-       (SELECT array_agg(profile_id) FROM made),
-       (SELECT array_agg(platform) FROM made),
-       (SELECT array_agg(external_id) FROM made)
+SELECT f.*, m.*
+FROM (SELECT array_agg(ord) AS ords, array_agg(id) AS ids,
+             array_agg({_US.format("publish_time")}) AS publish_us
+      FROM found) f,
+     (SELECT array_agg(id) AS ids, array_agg(profile_id) AS profile_ids,
+             array_agg(platform) AS platforms, array_agg(external_id) AS external_ids
+      FROM made) m
 """
 
 # Everything else in one statement (its CTEs see one snapshot): the
@@ -148,7 +149,8 @@ SELECT (SELECT array_agg(ord) FROM found),
 # the post's latest, becomes the latest, and the differences go to the rollups. Returns one
 # row of arrays: the snapshots recorded (post id, observe time), and the posts whose latest
 # moved, to which observe time and by how much engagement. (Arrays, not joins of the CTEs:
-# the planner guesses one row for each and nested loops over 1,000 rows each.)
+# the planner guesses one row for each and nested loops over 1,000 rows each. Unsorted: the
+# arrays of one CTE come from one pass over it, so they pair up; order matters to no one.)
 _APPLY_SNAPSHOTS = f"""
 WITH sent AS (
     SELECT post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
@@ -215,12 +217,14 @@ WITH sent AS (
     ) x
     WHERE (c.profile_id, c.platform) = (x.profile_id, x.platform)
 )
-SELECT (SELECT array_agg(post_id ORDER BY post_id, observe_time) FROM recorded),
-       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id, observe_time)
-        FROM recorded),
-       (SELECT array_agg(post_id ORDER BY post_id) FROM moved),
-       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id) FROM moved),
-       (SELECT array_agg(d_engagement ORDER BY post_id) FROM moved)
+SELECT r.*, m.*
+FROM (SELECT array_agg(post_id) AS post_ids,
+             array_agg({_US.format("observe_time")}) AS observe_us
+      FROM recorded) r,
+     (SELECT array_agg(post_id) AS post_ids,
+             array_agg({_US.format("observe_time")}) AS observe_us,
+             array_agg(d_engagement) AS engagement_changes
+      FROM moved) m
 """
 
 
