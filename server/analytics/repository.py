@@ -94,16 +94,20 @@ _POSTS_AND_ROLLUP_ROWS = f"""
 WITH k AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
         WITH ORDINALITY AS k(profile_id, platform, external_id, publish_us, ord)
-), found AS MATERIALIZED (
-    SELECT k.ord, p.id, p.profile_id, p.platform, p.publish_time
-    FROM k JOIN analytics_posts p USING (profile_id, platform, external_id)
+), looked_up AS MATERIALIZED (
+    SELECT k.*, p.id, p.publish_time
+    FROM k LEFT JOIN analytics_posts p USING (profile_id, platform, external_id)
+), found AS (
+    SELECT * FROM looked_up WHERE id IS NOT NULL
 ), made AS (
+    -- Only the posts not found: the others' keys are not looked up a second time.
     INSERT INTO analytics_posts AS p
         (profile_id, platform, external_id, publish_time, observe_time,
          likes, comments, shares, saves, views, reach)
     SELECT k.profile_id, k.platform, k.external_id, {_EPOCH_US.format("k.publish_us")}, $5,
            0, 0, 0, 0, 0, 0
-    FROM k
+    FROM looked_up k
+    WHERE k.id IS NULL
     ORDER BY k.profile_id, k.platform, k.external_id
     ON CONFLICT (profile_id, platform, external_id) DO NOTHING
     RETURNING p.id, p.profile_id, p.platform, p.external_id, p.publish_time
@@ -176,14 +180,17 @@ WITH sent AS (
            n.likes - p.likes AS d_likes, n.comments - p.comments AS d_comments,
            n.shares - p.shares AS d_shares, n.saves - p.saves AS d_saves,
            n.views - p.views AS d_views, n.reach - p.reach AS d_reach,
-           n.likes + n.comments + n.shares - p.engagement AS d_engagement
+           n.likes + n.comments + n.shares - p.engagement AS d_engagement,
+           p.ctid AS row
     FROM newest n JOIN analytics_posts p ON p.id = n.post_id
     WHERE n.observe_time > p.observe_time
 ), set_latest AS (
+    -- By the row moved read (this statement's snapshot: it is still there), not by the
+    -- primary key a second time.
     UPDATE analytics_posts p
     SET observe_time = m.observe_time, likes = m.likes, comments = m.comments,
         shares = m.shares, saves = m.saves, views = m.views, reach = m.reach
-    FROM moved m WHERE p.id = m.post_id
+    FROM moved m WHERE p.ctid = m.row
 ), add_to_daily AS (
     UPDATE analytics_daily d
     SET posts = d.posts + x.posts, likes = d.likes + x.likes,
