@@ -84,7 +84,9 @@ POST_COLUMNS = (
 _EPOCH_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
 _US = "(extract(epoch FROM {}) * 1000000)::bigint"
 # The batch's posts found, the new ones inserted with no metrics yet (observe_time the
-# placeholder, $5), and the rows of the rollups they may move made with zeros where missing.
+# placeholder, $5), and the rows of the rollups the new ones may move made with zeros where
+# missing. A post found has had its rollup rows since the statement that inserted it (they
+# go only with their profile, and so does the post), so only new posts' are looked for.
 # Found and inserted posts come back apart, as arrays (a join of the two CTEs would be a
 # nested loop: the planner guesses a few rows for each); the inserted ones by key. A CTE's
 # arrays are aggregated in one pass over it, so they pair up row by row with no sort. A rollup
@@ -112,8 +114,6 @@ WITH k AS (
     ON CONFLICT (profile_id, platform, external_id) DO NOTHING
     RETURNING p.id, p.profile_id, p.platform, p.external_id, p.publish_time
 ), batch AS MATERIALIZED (
-    SELECT profile_id, platform, publish_time FROM found
-    UNION ALL
     SELECT profile_id, platform, publish_time FROM made
 ), daily_rows AS (
     INSERT INTO analytics_daily AS d
