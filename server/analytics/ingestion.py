@@ -34,9 +34,6 @@ from server.core.errors import NotFound
 from server.core.names import format_name
 from server.profiles.public import lock_profiles
 
-# A post's row before its first snapshot is applied (in the same transaction): older than any
-# snapshot validation lets in, so the first snapshot always becomes the latest.
-NO_SNAPSHOT_YET = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_DAY = date(1970, 1, 1)
 DAY_US = 86_400 * 1_000_000
 
@@ -107,7 +104,7 @@ class Ingestion:
             # posts and rollup rows it changes (all of them these profiles') need no row
             # locks of their own (test_concurrent_* fail when this lock is shared).
             await lock_existing_profiles(conn, batch.profile_ids)
-            return await repository.apply_snapshots(conn, batch, NO_SNAPSHOT_YET)
+            return await repository.apply_snapshots(conn, batch)
 
     async def announce(self, batch: SnapshotBatch, applied: repository.Applied) -> None:
         """After the commit: the cached reports of the batch's profiles retired, and an event
