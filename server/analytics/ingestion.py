@@ -34,9 +34,6 @@ from server.core.errors import NotFound
 from server.core.names import format_name
 from server.profiles.public import lock_profiles
 
-# A post's row before its first snapshot is applied (in the same transaction): older than any
-# snapshot validation lets in, so the first snapshot always becomes the latest.
-NO_SNAPSHOT_YET = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_DAY = date(1970, 1, 1)
 DAY_US = 86_400 * 1_000_000
 
@@ -107,7 +104,7 @@ class Ingestion:
             # posts and rollup rows it changes (all of them these profiles') need no row
             # locks of their own (test_concurrent_* fail when this lock is shared).
             await lock_existing_profiles(conn, batch.profile_ids)
-            return await repository.apply_snapshots(conn, batch, NO_SNAPSHOT_YET)
+            return await repository.apply_snapshots(conn, batch)
 
     async def announce(self, batch: SnapshotBatch, applied: repository.Applied) -> None:
         """After the commit: the cached reports of the batch's profiles retired, and an event
@@ -146,11 +143,18 @@ class Ingestion:
 
 def _events(
     batch: SnapshotBatch, applied: repository.Applied, recorded: datetime
-) -> list[tuple[int, Event]]:
-    """An event per recorded snapshot, in the batch's order."""
-    record_seconds, record_nanos = divmod(epoch_us(recorded), 1_000_000)
-    names: dict[int, str] = {}
+) -> list[tuple[int, bytes]]:
+    """An event per recorded snapshot, in the batch's order, serialized. One message is
+    filled in and serialized again for each (every field is set each time, so each comes out
+    as a new message would): building a message per event cost more than serializing it."""
+    event = Event()
+    record_seconds, record_micros = divmod(epoch_us(recorded), 1_000_000)
+    event.record_time.seconds = record_seconds
+    event.record_time.nanos = record_micros * 1000
+    metrics = event.metrics
+    publish_time, observe_time = metrics.publish_time, metrics.observe_time
     likes, comments, shares, saves, views, reach = batch.metrics
+    names: dict[int, str] = {}
     events = []
     for index, latest, change, published in zip(
         applied.indexes,
@@ -163,8 +167,9 @@ def _events(
         name = names.get(profile_id)
         if name is None:
             name = names[profile_id] = format_name(PROFILE_COLLECTION, profile_id)
-        event = Event(profile=name, latest=latest, engagement_change=change)
-        metrics = event.metrics
+        event.profile = name
+        event.latest = latest
+        event.engagement_change = change
         metrics.platform = ENUM_BY_PLATFORM[batch.platforms[index]]  # type: ignore[assignment]
         metrics.post_id = batch.post_ids[index]
         metrics.likes = likes[index]
@@ -175,14 +180,12 @@ def _events(
         metrics.reach = reach[index]
         metrics.engagement = likes[index] + comments[index] + shares[index]
         seconds, micros = divmod(published, 1_000_000)
-        metrics.publish_time.seconds = seconds
-        metrics.publish_time.nanos = micros * 1000
+        publish_time.seconds = seconds
+        publish_time.nanos = micros * 1000
         seconds, micros = divmod(batch.observe_us[index], 1_000_000)
-        metrics.observe_time.seconds = seconds
-        metrics.observe_time.nanos = micros * 1000
-        event.record_time.seconds = record_seconds
-        event.record_time.nanos = record_nanos * 1000
-        events.append((profile_id, event))
+        observe_time.seconds = seconds
+        observe_time.nanos = micros * 1000
+        events.append((profile_id, event.SerializeToString()))
     return events
 
 

@@ -38,12 +38,18 @@ ZERO: EventId = (0, 0)
 RETRY_MAX_S = 2.0
 
 
-# KEYS: the streams; ARGV: MAXLEN, the idle expiry, then per event its stream's index in KEYS
-# and its bytes. Every event an XADD (MAXLEN ~), in order; then each stream's expiry.
+# KEYS: the streams; ARGV: MAXLEN, the idle expiry, then the events in one string: per event
+# "<its stream's index in KEYS> <its length> <its bytes>". Every event an XADD (MAXLEN ~), in
+# order; then each stream's expiry. One argument rather than two per event: redis-py encodes
+# and packs each argument in Python.
 _PUBLISH_SCRIPT = """
-local maxlen, ttl = ARGV[1], ARGV[2]
-for i = 3, #ARGV, 2 do
-    redis.call('XADD', KEYS[tonumber(ARGV[i])], 'MAXLEN', '~', maxlen, '*', 'e', ARGV[i + 1])
+local maxlen, ttl, events = ARGV[1], ARGV[2], ARGV[3]
+local at = 1
+while at <= #events do
+    local _, header_end, key, length = string.find(events, '^(%d+) (%d+) ', at)
+    at = header_end + tonumber(length) + 1
+    redis.call('XADD', KEYS[tonumber(key)], 'MAXLEN', '~', maxlen, '*', 'e',
+        string.sub(events, header_end + 1, at - 1))
 end
 for i = 1, #KEYS do
     redis.call('EXPIRE', KEYS[i], ttl)
@@ -139,18 +145,23 @@ class ProfileEvents:
 
     # ------------------------------------------------------------------ publishing
 
-    async def publish(self, events: Sequence[tuple[int, Event]]) -> None:
-        """XADD the events (already committed): best effort, never raises."""
+    async def publish(self, events: Sequence[tuple[int, bytes]]) -> None:
+        """XADD the events (already committed; per event its profile and its serialized
+        WatchProfileMetricsResponse): best effort, never raises."""
         if not events:
             return
         # One script call for the batch, not a pipeline of an XADD per event: redis-py packs
         # and parses each pipelined command in Python, which was 40% of an ingesting
         # server's CPU at 1,000 events a batch (bench/analytics_ingest.py).
         keys: dict[int, int] = {}  # profile id -> its stream's position in KEYS (from 1)
-        args: list[bytes | int] = [self.max_events, self.idle_ttl_s]
+        parts: list[bytes] = []
         for profile_id, event in events:
-            args.append(keys.setdefault(profile_id, len(keys) + 1))
-            args.append(event.SerializeToString())
+            key = keys.get(profile_id)
+            if key is None:
+                key = keys[profile_id] = len(keys) + 1
+            parts.append(b"%d %d " % (key, len(event)))
+            parts.append(event)
+        args = (self.max_events, self.idle_ttl_s, b"".join(parts))
         streams = [stream_key(profile_id) for profile_id in keys]
         try:
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
@@ -73,7 +73,7 @@ POST_COLUMNS = (
 # --- ingestion -------------------------------------------------------------------------------
 
 
-# A batch of snapshots is four statements, each over the whole batch as arrays (unnest), so
+# A batch of snapshots is three statements, each over the whole batch as arrays (unnest), so
 # neither SQLAlchemy's compiler nor a row-by-row round trip sees its rows. The first locks the
 # batch's profiles (server.profiles.public.lock_profiles: FOR NO KEY UPDATE, in id order),
 # which every ingestion of a profile takes first: two batches of one profile run one after
@@ -83,30 +83,31 @@ POST_COLUMNS = (
 # Times travel as microseconds since the epoch (no datetime object per snapshot in Python).
 _EPOCH_US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
 _US = "(extract(epoch FROM {}) * 1000000)::bigint"
-
-# The batch's new posts, with no metrics yet (observe_time the placeholder).
-_LOCK_POSTS = f"""
-INSERT INTO analytics_posts AS p
-    (profile_id, platform, external_id, publish_time, observe_time,
-     likes, comments, shares, saves, views, reach)
-SELECT k.profile_id, k.platform, k.external_id, {_EPOCH_US.format("k.publish_us")}, $5,
-       0, 0, 0, 0, 0, 0
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
-    AS k(profile_id, platform, external_id, publish_us)
-ORDER BY k.profile_id, k.platform, k.external_id
-ON CONFLICT (profile_id, platform, external_id) DO NOTHING
-"""
-
-# The batch's posts read (their ids and publish times come back, in the order given), and
-# the rows of the rollups they may move made with zeros where missing. A row made here gets
-# its deltas from an UPDATE, so a negative delta never meets the CHECK constraints of an
-# INSERT.
-_LOCK_ROLLUPS = f"""
-WITH batch AS MATERIALIZED (
-    SELECT k.ord, p.id, p.profile_id, p.platform, p.publish_time
-    FROM unnest($1::bigint[], $2::text[], $3::text[])
-        WITH ORDINALITY AS k(profile_id, platform, external_id, ord)
-    JOIN analytics_posts p USING (profile_id, platform, external_id)
+# The batch's posts looked up by key, ids taken for the new ones, and the rows of the rollups
+# the new ones may move made with zeros where missing. A new post's row is inserted by the
+# next statement, with its latest metrics: inserted here and updated there, as it was, a row
+# cost a second version with its three index entries, and the update of a row inserted by
+# the same transaction checks its foreign key again. A post found has had its rollup rows
+# since the batch that inserted it (they go only with their profile, and so does the post),
+# so only new posts' are looked for. Found and new posts come back apart, as arrays (a CTE's
+# arrays are aggregated in one pass over it, so they pair up row by row with no sort). A
+# rollup row made here gets its deltas from an UPDATE in the next statement, so a negative
+# delta never meets the CHECK constraints of an INSERT.
+_POSTS_AND_ROLLUP_ROWS = f"""
+WITH k AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+        WITH ORDINALITY AS k(profile_id, platform, external_id, publish_us, ord)
+), looked_up AS MATERIALIZED (
+    SELECT k.*, p.id, p.publish_time
+    FROM k LEFT JOIN analytics_posts p USING (profile_id, platform, external_id)
+), new AS MATERIALIZED (
+    -- The identity's own sequence: the next statement inserts these ids.
+    SELECT ord, nextval('analytics_posts_id_seq') AS id, profile_id, platform,
+           {_EPOCH_US.format("publish_us")} AS publish_time
+    FROM looked_up
+    WHERE id IS NULL
+), batch AS MATERIALIZED (
+    SELECT profile_id, platform, publish_time FROM new
 ), daily_rows AS (
     INSERT INTO analytics_daily AS d
         (profile_id, day, platform, posts, likes, comments, shares, saves, views, reach)
@@ -131,17 +132,23 @@ WITH batch AS MATERIALIZED (
     ORDER BY profile_id, platform
     ON CONFLICT (profile_id, platform) DO NOTHING
 )
-SELECT array_agg(id ORDER BY ord),
-       array_agg({_US.format("publish_time")} ORDER BY ord)
-FROM batch
+SELECT f.*, n.*
+FROM (SELECT array_agg(ord) AS ords, array_agg(id) AS ids,
+             array_agg({_US.format("publish_time")}) AS publish_us
+      FROM looked_up WHERE id IS NOT NULL) f,
+     (SELECT array_agg(ord) AS ords, array_agg(id) AS ids FROM new) n
 """
 
-# Everything else in one statement (its CTEs see one snapshot): the
-# snapshots not recorded before are inserted; per post the newest of those, if newer than
-# the post's latest, becomes the latest, and the differences go to the rollups. Returns one
+# Everything else in one statement (its CTEs see one snapshot): the new posts are inserted
+# with the metrics of their newest snapshot in the batch ($13 indexes the snapshot columns)
+# and all of them go to the rollups (posts + 1); the snapshots not recorded before are
+# inserted; per post found the newest of those, if newer than the post's latest, becomes the
+# latest, and the differences go to the rollups. (A new post's snapshots are all recorded:
+# its id is fresh and the batch has no repeats.) Returns one
 # row of arrays: the snapshots recorded (post id, observe time), and the posts whose latest
 # moved, to which observe time and by how much engagement. (Arrays, not joins of the CTEs:
-# the planner guesses one row for each and nested loops over 1,000 rows each.)
+# the planner guesses one row for each and nested loops over 1,000 rows each. Unsorted: the
+# arrays of one CTE come from one pass over it, so they pair up; order matters to no one.)
 _APPLY_SNAPSHOTS = f"""
 WITH sent AS (
     SELECT post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
@@ -149,6 +156,24 @@ WITH sent AS (
     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
                 $6::bigint[], $7::bigint[], $8::bigint[])
         AS i(post_id, observe_us, likes, comments, shares, saves, views, reach)
+), new_posts AS MATERIALIZED (
+    SELECT n.id, n.profile_id, n.platform, n.external_id,
+           {_EPOCH_US.format("n.publish_us")} AS publish_time,
+           {_EPOCH_US.format("($2::bigint[])[n.newest]")} AS observe_time,
+           ($3::bigint[])[n.newest] AS likes, ($4::bigint[])[n.newest] AS comments,
+           ($5::bigint[])[n.newest] AS shares, ($6::bigint[])[n.newest] AS saves,
+           ($7::bigint[])[n.newest] AS views, ($8::bigint[])[n.newest] AS reach
+    FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[],
+                $14::int[])
+        AS n(id, profile_id, platform, external_id, publish_us, newest)
+), made AS (
+    -- Not ON CONFLICT: the profiles are locked, so a key taken meanwhile is a bug to hear of.
+    INSERT INTO analytics_posts
+        (id, profile_id, platform, external_id, publish_time, observe_time,
+         likes, comments, shares, saves, views, reach)
+    SELECT id, profile_id, platform, external_id, publish_time, observe_time,
+           likes, comments, shares, saves, views, reach
+    FROM new_posts
 ), recorded AS MATERIALIZED (
     INSERT INTO analytics_metric_snapshots
         (post_id, observe_time, likes, comments, shares, saves, views, reach)
@@ -157,24 +182,39 @@ WITH sent AS (
     RETURNING post_id, observe_time, likes, comments, shares, saves, views, reach
 ), newest AS (
     SELECT DISTINCT ON (post_id) * FROM recorded ORDER BY post_id, observe_time DESC
-), moved AS MATERIALIZED (
+), moved_found AS MATERIALIZED (
+    -- Only the posts found: this statement's snapshot has no row of the new ones.
     SELECT n.post_id, n.observe_time, n.likes, n.comments, n.shares, n.saves, n.views,
-           n.reach, p.profile_id, p.platform,
-           (p.publish_time AT TIME ZONE 'UTC')::date AS day,
-           date_part('isodow', p.publish_time AT TIME ZONE 'UTC')::smallint AS weekday,
-           date_part('hour', p.publish_time AT TIME ZONE 'UTC')::smallint AS hour,
-           p.observe_time = $9 AS is_new,
+           n.reach, p.profile_id, p.platform, p.publish_time, false AS is_new,
            n.likes - p.likes AS d_likes, n.comments - p.comments AS d_comments,
            n.shares - p.shares AS d_shares, n.saves - p.saves AS d_saves,
            n.views - p.views AS d_views, n.reach - p.reach AS d_reach,
-           n.likes + n.comments + n.shares - p.engagement AS d_engagement
+           n.likes + n.comments + n.shares - p.engagement AS d_engagement,
+           p.ctid AS row
     FROM newest n JOIN analytics_posts p ON p.id = n.post_id
     WHERE n.observe_time > p.observe_time
+), moved AS MATERIALIZED (
+    SELECT post_id, observe_time, profile_id, platform,
+           (publish_time AT TIME ZONE 'UTC')::date AS day,
+           date_part('isodow', publish_time AT TIME ZONE 'UTC')::smallint AS weekday,
+           date_part('hour', publish_time AT TIME ZONE 'UTC')::smallint AS hour,
+           is_new, d_likes, d_comments, d_shares, d_saves, d_views, d_reach, d_engagement
+    FROM (
+        SELECT post_id, observe_time, profile_id, platform, publish_time, is_new, d_likes,
+               d_comments, d_shares, d_saves, d_views, d_reach, d_engagement
+        FROM moved_found
+        UNION ALL
+        SELECT id, observe_time, profile_id, platform, publish_time, true, likes, comments,
+               shares, saves, views, reach, likes + comments + shares
+        FROM new_posts
+    ) m
 ), set_latest AS (
+    -- By the row moved_found read (this statement's snapshot: it is still there), not by
+    -- the primary key a second time.
     UPDATE analytics_posts p
     SET observe_time = m.observe_time, likes = m.likes, comments = m.comments,
         shares = m.shares, saves = m.saves, views = m.views, reach = m.reach
-    FROM moved m WHERE p.id = m.post_id
+    FROM moved_found m WHERE p.ctid = m.row
 ), add_to_daily AS (
     UPDATE analytics_daily d
     SET posts = d.posts + x.posts, likes = d.likes + x.likes,
@@ -208,12 +248,14 @@ WITH sent AS (
     ) x
     WHERE (c.profile_id, c.platform) = (x.profile_id, x.platform)
 )
-SELECT (SELECT array_agg(post_id ORDER BY post_id, observe_time) FROM recorded),
-       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id, observe_time)
-        FROM recorded),
-       (SELECT array_agg(post_id ORDER BY post_id) FROM moved),
-       (SELECT array_agg({_US.format("observe_time")} ORDER BY post_id) FROM moved),
-       (SELECT array_agg(d_engagement ORDER BY post_id) FROM moved)
+SELECT r.*, m.*
+FROM (SELECT array_agg(post_id) AS post_ids,
+             array_agg({_US.format("observe_time")}) AS observe_us
+      FROM recorded) r,
+     (SELECT array_agg(post_id) AS post_ids,
+             array_agg({_US.format("observe_time")}) AS observe_us,
+             array_agg(d_engagement) AS engagement_changes
+      FROM moved) m
 """
 
 
@@ -229,29 +271,77 @@ class Applied:
     publish_us: list[int]
 
 
-async def apply_snapshots(
-    conn: AsyncConnection, batch: SnapshotBatch, placeholder_time: datetime
-) -> Applied:
-    """Apply a batch (the caller's transaction, its profiles locked): new posts get a row
-    whose observe_time is `placeholder_time`, older than any snapshot."""
+async def _posts_and_rollup_rows(
+    conn: AsyncConnection, first: dict[tuple[int, str, str], int], publish_us: list[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """The ids and publish times of the batch's posts (`first`'s keys, in its order), and
+    the indexes among them of the new ones (whose ids are taken, their rows not inserted
+    yet); their rollup rows made."""
+    row: Any = (
+        await conn.exec_driver_sql(
+            _POSTS_AND_ROLLUP_ROWS,
+            (
+                [key[0] for key in first],
+                [key[1] for key in first],
+                [key[2] for key in first],
+                publish_us,
+            ),
+        )
+    ).one()
+    found_ords, found_ids, found_published, new_ords, new_ids = (column or () for column in row)
+    post_ids = [0] * len(first)
+    published = list(publish_us)  # a new post's is its first snapshot's
+    for ord_, post_id, publish in zip(found_ords, found_ids, found_published, strict=True):
+        post_ids[ord_ - 1] = post_id
+        published[ord_ - 1] = publish
+    for ord_, post_id in zip(new_ords, new_ids, strict=True):
+        post_ids[ord_ - 1] = post_id
+    return post_ids, published, [ord_ - 1 for ord_ in new_ords]
+
+
+def _new_posts(
+    batch: SnapshotBatch,
+    keys: list[tuple[int, str, str]],
+    slots: list[int],
+    post_ids: list[int],
+    publish_us: list[int],
+    new: list[int],
+) -> tuple[list[int], list[int], list[str], list[str], list[int], list[int]]:
+    """The new posts' columns for _APPLY_SNAPSHOTS: id, profile, platform, external id,
+    publish time, and the index (from 1) of the post's newest snapshot in the batch."""
+    newest = dict.fromkeys(new, -1)
+    observe_us = batch.observe_us
+    for index, slot in enumerate(slots):
+        best = newest.get(slot)
+        if best is not None and (best < 0 or observe_us[index] > observe_us[best]):
+            newest[slot] = index
+    return (
+        [post_ids[slot] for slot in new],
+        [keys[slot][0] for slot in new],
+        [keys[slot][1] for slot in new],
+        [keys[slot][2] for slot in new],
+        [publish_us[slot] for slot in new],
+        [newest[slot] + 1 for slot in new],
+    )
+
+
+async def apply_snapshots(conn: AsyncConnection, batch: SnapshotBatch) -> Applied:
+    """Apply a batch (the caller's transaction, its profiles locked)."""
     first: dict[tuple[int, str, str], int] = {}  # post -> its index among the batch's posts
     slots = [
         first.setdefault(key, len(first))
         for key in zip(batch.profile_ids, batch.platforms, batch.post_ids, strict=True)
     ]
     # A new post's publish time is its first snapshot's.
-    publish_us: list[int | None] = [None] * len(first)
-    for index, slot in enumerate(slots):
-        if publish_us[slot] is None:
-            publish_us[slot] = batch.publish_us[index]
-    keys = list(zip(*first, strict=True)) if first else [(), (), ()]
-    await conn.exec_driver_sql(_LOCK_POSTS, (*keys, publish_us, placeholder_time))
-    row: Any = (await conn.exec_driver_sql(_LOCK_ROLLUPS, tuple(keys))).one()
-    post_ids, published = row
+    publish_us = [0] * len(first)
+    for index in reversed(range(len(slots))):
+        publish_us[slots[index]] = batch.publish_us[index]
+    post_ids, published, new = await _posts_and_rollup_rows(conn, first, publish_us)
     post_of = [post_ids[slot] for slot in slots]
-    row = (
+    new_posts = _new_posts(batch, list(first), slots, post_ids, publish_us, new)
+    row: Any = (
         await conn.exec_driver_sql(
-            _APPLY_SNAPSHOTS, (post_of, batch.observe_us, *batch.metrics, placeholder_time)
+            _APPLY_SNAPSHOTS, (post_of, batch.observe_us, *batch.metrics, *new_posts)
         )
     ).one()
     recorded_posts, recorded_us, moved_posts, moved_us, changes = row

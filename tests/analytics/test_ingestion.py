@@ -5,16 +5,21 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from socialhub.v1 import analytics_pb2, profile_pb2
 from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from server.analytics import validation
-from server.analytics.model import SnapshotBatch
+from server.analytics.ingestion import _events
+from server.analytics.live import Event
+from server.analytics.mapping import ENUM_BY_PLATFORM
+from server.analytics.model import SnapshotBatch, epoch_us
+from server.analytics.repository import Applied
 from server.core.errors import InvalidArgument
 from tests.analytics.support import DAY, NOW, at, batch, followers, profile, snapshot
 from tests.analytics.support import ts as ts_of
@@ -653,3 +658,56 @@ def test_the_fast_checks_give_what_the_full_checks_give() -> None:
         assert {v.field.split(".")[0] for v in fast_error.value.violations} == {
             "metric_snapshots[1]"
         }
+
+
+def test_each_live_event_is_serialized_as_a_fresh_message_would_be() -> None:
+    """The events of a batch are one message filled in again for each: nothing of an event
+    stays in the next (a zero, False or other value after a set one), and each comes out as
+    the message built for it alone."""
+    batch = SnapshotBatch(
+        received=3,
+        profile_ids=[7, 8, 7],
+        platforms=["x", "instagram", "x"],
+        post_ids=["first", "b", "c"],
+        publish_us=[1_700_000_000_123_456, 1_700_000_000_000_000, 1_700_000_000_000_001],
+        observe_us=[1_700_000_100_000_001, 1_700_000_200_000_000, 1_700_000_300_000_000],
+        metrics=([5, 0, 1], [4, 0, 0], [3, 0, 0], [2, 0, 0], [1, 0, 0], [9, 0, 2]),
+    )
+    applied = Applied(
+        indexes=[0, 1, 2],
+        latest=[True, False, True],
+        engagement_changes=[12, 0, -3],
+        publish_us=batch.publish_us,
+    )
+    recorded = datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC)
+
+    def stamp(us: int) -> Timestamp:
+        return Timestamp(seconds=us // 1_000_000, nanos=us % 1_000_000 * 1000)
+
+    def fresh(index: int) -> bytes:
+        likes, comments, shares, saves, views, reach = (m[index] for m in batch.metrics)
+        return Event(
+            profile=f"profiles/{batch.profile_ids[index]}",
+            latest=applied.latest[index],
+            engagement_change=applied.engagement_changes[index],
+            record_time=stamp(epoch_us(recorded)),
+            metrics=analytics_pb2.PostMetrics(
+                platform=ENUM_BY_PLATFORM[batch.platforms[index]],  # type: ignore[arg-type]
+                post_id=batch.post_ids[index],
+                publish_time=stamp(batch.publish_us[index]),
+                observe_time=stamp(batch.observe_us[index]),
+                likes=likes,
+                comments=comments,
+                shares=shares,
+                saves=saves,
+                views=views,
+                reach=reach,
+                engagement=likes + comments + shares,
+            ),
+        ).SerializeToString()
+
+    assert _events(batch, applied, recorded) == [
+        (7, fresh(0)),
+        (8, fresh(1)),
+        (7, fresh(2)),
+    ]
