@@ -39,8 +39,11 @@ run: $(INSTALLED)
 	$(BIN)/socialhub serve
 
 ## Lint, type-check, architecture rules (import-linter), buf lint, generated-code freshness and the whole pytest suite.
+# Each worker starts its own embedded PostgreSQL and Redis; most tests wait on servers,
+# timeouts and other processes, so two workers take about 60% of one's time even on 2 cores.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .
