@@ -43,8 +43,15 @@ async def total_posts(engine: AsyncEngine) -> int:
 
 async def queue_lacking(conn: AsyncConnection, post_ids: Sequence[int], version: str) -> int:
     """Queue those of `post_ids` with no insights (and their engagement, never recorded
-    either) or with another model version's; return how many."""
+    either) or with another model version's; return how many.
+
+    Dead-lettered posts are left as they are: queueing one for its text would make it live
+    again, and every run would spend MAX_FAILURES failing batches on each. An operator
+    requeues them deliberately (docs/ANALYTICS.md, "Dead letters")."""
     missing, stale = await repository.missing_or_stale(conn, post_ids, version)
+    dead = set(await repository.dead_lettered(conn, post_ids))
+    missing = [post_id for post_id in missing if post_id not in dead]
+    stale = [post_id for post_id in stale if post_id not in dead]
     await repository.enqueue(
         conn,
         [{"post_id": p, "needs_insight": True, "needs_metrics": True} for p in missing]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, text
+from sqlalchemy import Row, Select, case, delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,30 +31,92 @@ CONSISTENCY_WEEKS = 12
 
 async def enqueue(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Queue posts (one row per post, needs OR-ed with a row already queued). A row the worker
-    holds makes this wait for its batch to commit, then queue the post again."""
+    holds makes this wait for its batch to commit, then queue the post again.
+
+    A row queued for its text (created, edited, deleted) starts its failures afresh and leaves
+    the dead letters: the new text may well be analysed. One queued only for its engagement
+    keeps them: its text, the likely culprit, is unchanged."""
     if not rows:
         return
     statement = insert(queue).values(list(rows))
+    for_text = statement.excluded.needs_insight
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[queue.c.post_id],
             set_={
-                "needs_insight": queue.c.needs_insight | statement.excluded.needs_insight,
+                "needs_insight": queue.c.needs_insight | for_text,
                 "needs_metrics": queue.c.needs_metrics | statement.excluded.needs_metrics,
+                "failures": case((for_text, 0), else_=queue.c.failures),
+                "last_error": case((for_text, None), else_=queue.c.last_error),
+                "dead_lettered_at": case((for_text, None), else_=queue.c.dead_lettered_at),
             },
         )
     )
 
 
-async def claim(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
-    """The oldest queued posts no other worker holds, locked until this transaction ends."""
-    statement = (
+def claim_statement(limit: int) -> Select[Any]:
+    """The oldest live queued posts no other worker holds, in the claim index's order."""
+    return (
         select(queue.c.post_id, queue.c.needs_insight, queue.c.needs_metrics)
+        .where(queue.c.dead_lettered_at.is_(None))
         .order_by(queue.c.enqueued_at, queue.c.post_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+async def claim(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
+    """The oldest live queued posts no other worker holds, locked until this transaction
+    ends."""
+    return list(await conn.execute(claim_statement(limit)))
+
+
+async def claim_post(conn: AsyncConnection, post_id: int) -> list[Row[Any]]:
+    """The post's live queue row, if no other worker holds it (retrying a failed batch's posts
+    one at a time: it may have been handled, queued again or dead-lettered meanwhile)."""
+    statement = (
+        select(queue.c.post_id, queue.c.needs_insight, queue.c.needs_metrics)
+        .where(queue.c.post_id == post_id, queue.c.dead_lettered_at.is_(None))
+        .with_for_update(skip_locked=True)
+    )
     return list(await conn.execute(statement))
+
+
+async def record_failure(
+    conn: AsyncConnection, post_id: int, error: str, max_failures: int
+) -> Row[Any] | None:
+    """Count a failed handling of the post's live row, dead-lettering it at `max_failures`;
+    the row's (failures, dead_lettered_at), or None if it is no longer queued and live."""
+    failures = queue.c.failures + 1
+    statement = (
+        update(queue)
+        .where(queue.c.post_id == post_id, queue.c.dead_lettered_at.is_(None))
+        .values(
+            failures=failures,
+            last_error=error,
+            dead_lettered_at=case((failures >= literal(max_failures), func.now()), else_=None),
+        )
+        .returning(queue.c.failures, queue.c.dead_lettered_at)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def dead_lettered(conn: AsyncConnection, post_ids: Sequence[int] | None = None) -> list[int]:
+    """The dead-lettered posts (of `post_ids`, if given), by post id."""
+    statement = select(queue.c.post_id).where(queue.c.dead_lettered_at.is_not(None))
+    if post_ids is not None:
+        statement = statement.where(queue.c.post_id.in_(post_ids))
+    return list((await conn.execute(statement.order_by(queue.c.post_id))).scalars())
+
+
+async def requeue_dead_letters(conn: AsyncConnection, post_ids: Sequence[int]) -> int:
+    """Make dead-lettered posts live again with no failures; return how many."""
+    statement = (
+        update(queue)
+        .where(queue.c.post_id.in_(post_ids), queue.c.dead_lettered_at.is_not(None))
+        .values(failures=0, last_error=None, dead_lettered_at=None)
+    )
+    return (await conn.execute(statement)).rowcount
 
 
 async def dequeue(conn: AsyncConnection, post_ids: Sequence[int]) -> None:

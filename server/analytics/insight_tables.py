@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     String,
     Table,
     func,
@@ -31,6 +32,8 @@ CATEGORY_MAX = 40
 LANGUAGE_MAX = 8
 VERSION_MAX = 64
 HASH_MAX = 64
+# The last failure's "Class: message", cut to this many characters.
+ERROR_MAX = 300
 
 # The outbox feed's hook fills in the writing transaction (one row per post, however many
 # changes) and the insights worker empties, claiming rows with FOR UPDATE SKIP LOCKED.
@@ -43,8 +46,21 @@ analytics_feed_queue = Table(
     # Created or engaged with: its likes and comments must be recorded as a metric snapshot.
     Column("needs_metrics", Boolean, nullable=False),
     Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # The worker claims the oldest rows first.
-    Index("ix_analytics_feed_queue_enqueued_at", "enqueued_at"),
+    # Failed handlings of the post since it was last queued for its text (an outage of
+    # PostgreSQL or Redis is not one), and the last one's error class and message.
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", String(ERROR_MAX)),
+    # Set when `failures` reached the worker's bound: the row stays (nothing is lost) but is no
+    # longer claimed, until an edit of the post queues it again or an operator requeues it.
+    Column("dead_lettered_at", DateTime(timezone=True)),
+    # The worker claims the oldest live rows first, in this index's order (dead letters are
+    # not in it, so however many pile up, a claim never reads past them).
+    Index(
+        "ix_analytics_feed_queue_claim",
+        "enqueued_at",
+        "post_id",
+        postgresql_where=text("dead_lettered_at IS NULL"),
+    ),
 )
 
 analytics_post_insights = Table(

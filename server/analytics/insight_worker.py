@@ -10,6 +10,10 @@ deleted posts, recomputes the touched profiles' aggregates, removes the queue ro
 commits; then it invalidates the cached insights and analytics of those profiles and posts.
 A write to a post the worker holds waits for the batch to commit, then queues the post again.
 
+A batch that fails (outages aside) is tried again one post at a time, so the others go on and
+the post at fault has its failure counted; at MAX_FAILURES it is dead-lettered: left queued
+but no longer claimed, until an edit queues it for its text again or an operator requeues it.
+
 Engagement (likes and comments) of created or engaged-with posts, as read in the batch, is
 recorded after it commits through the ingestion use case, as metric snapshots of the platform
 "socialhub" observed when they were read. After, not inside: ingestion locks profiles, and a
@@ -28,14 +32,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Row
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.analytics import insight_repository as repository
 from server.analytics.cache_tags import post_insights_tag, profile_tag
 from server.analytics.ingestion import Ingestion
 from server.analytics.insight_models import text_hash
+from server.analytics.insight_tables import ERROR_MAX
 from server.analytics.model import Snapshot
 from server.core.cache import Cache
+from server.core.db import is_database_unavailable
 from server.core.errors import NotFound
 from server.core.tasks import stop_task
 from server.feed.public import PostChange, PostKind, PostState, posts_by_ids
@@ -64,8 +72,44 @@ async def enqueue_post_changes(conn: AsyncConnection, changes: Sequence[PostChan
     await repository.enqueue(conn, [rows[post_id] for post_id in sorted(rows)])
 
 
+# A queued post whose handling failed this many times (outages aside) is dead-lettered: it
+# stays queued but is no longer claimed (docs/ANALYTICS.md, "Dead letters").
+MAX_FAILURES = 5
+
+
 class ModelsUnavailable(Exception):
     """The content models could not be loaded."""
+
+
+def _posts_fault(error: BaseException) -> bool:
+    """Whether a failed handling may be its posts' fault: not when the models cannot load
+    (the replica's), nor when PostgreSQL is unreachable (a passing outage; the posts stay
+    queued, their failures uncounted). Redis is only used after the commit, so its outages
+    never reach here."""
+    return not isinstance(error, ModelsUnavailable) and not is_database_unavailable(error)
+
+
+def describe_error(error: BaseException) -> str:
+    """The "Class: message" of a failure, cut to fit the queue row. A database error is described
+    by the driver's error alone: SQLAlchemy's message also carries the statement's
+    parameters (posts' text), which do not belong in an operator's view of the queue."""
+    if isinstance(error, StatementError) and error.orig is not None:
+        error = error.orig.__cause__ or error.orig
+    message = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+    return text[:ERROR_MAX]
+
+
+@dataclass(frozen=True)
+class _Handled:
+    """What a committed batch leaves to do after its commit."""
+
+    claimed: int
+    analysed: list[PostState]
+    gone: list[int]
+    touched: list[int]
+    engaged: list[PostState]
+    observed: datetime
 
 
 @dataclass(frozen=True)
@@ -127,7 +171,8 @@ class InsightWorker:
                 )
                 return
             except Exception:
-                # A database or Redis outage: the batch rolled back and stays queued.
+                # A database or Redis outage (a post's own failure is counted in run_once, not
+                # here): the batch rolled back and stays queued.
                 log.exception("insights batch failed; retrying")
                 await asyncio.sleep(self._poll_s)
                 continue
@@ -146,49 +191,112 @@ class InsightWorker:
         return self._models
 
     async def run_once(self) -> BatchResult:
+        """One batch of the oldest live queued posts, in one transaction. If it fails for
+        anything but an outage, its posts are tried again one at a time, so the post at fault
+        is found (and its failure counted) while the others are handled."""
+        post_ids: list[int] = []
+        try:
+            async with self._engine.begin() as conn:
+                claimed = await repository.claim(conn, self._batch_size)
+                post_ids = [row.post_id for row in claimed]
+                handled = await self._handle(conn, claimed)
+        except Exception as error:
+            if not post_ids or not _posts_fault(error):
+                raise
+            log.warning(
+                "insights batch of %d posts failed; trying them one at a time",
+                len(post_ids),
+                exc_info=True,
+            )
+            return await self._one_at_a_time(post_ids)
+        return await self._finish(handled)
+
+    async def _one_at_a_time(self, post_ids: Sequence[int]) -> BatchResult:
+        """Each post in its own transaction; a failure is the post's own, and counted."""
+        analysed = removed = snapshots = 0
+        for post_id in post_ids:
+            try:
+                async with self._engine.begin() as conn:
+                    handled = await self._handle(conn, await repository.claim_post(conn, post_id))
+            except Exception as error:
+                if not _posts_fault(error):
+                    raise
+                await self._count_failure(post_id, error)
+                continue
+            done = await self._finish(handled)
+            analysed, removed = analysed + done.analysed, removed + done.removed
+            snapshots += done.snapshots
+        return BatchResult(len(post_ids), analysed, removed, snapshots)
+
+    async def _count_failure(self, post_id: int, error: BaseException) -> None:
+        description = describe_error(error)
         async with self._engine.begin() as conn:
-            claimed = await repository.claim(conn, self._batch_size)
-            if not claimed:
-                return BatchResult(0, 0, 0, 0)
-            post_ids = [row.post_id for row in claimed]
-            posts = await posts_by_ids(conn, post_ids)
-            observed = datetime.now(UTC)
-            stored = await repository.stored_versions(conn, post_ids)
-            engaged = [
-                posts[row.post_id] for row in claimed if row.needs_metrics and row.post_id in posts
-            ]
-            todo = [
-                posts[row.post_id]
-                for row in claimed
-                if row.needs_insight
-                and row.post_id in posts
-                and stored.get(row.post_id, (0, "", ""))[1:]
-                != (text_hash(posts[row.post_id].body), self._version)
-            ]
-            insights = (
-                await asyncio.to_thread(
-                    (await self._loaded_models()).analyze_many, [post.body for post in todo]
-                )
-                if todo
-                else []
+            row = await repository.record_failure(conn, post_id, description, MAX_FAILURES)
+        if row is None:
+            return  # handled, deleted or dead-lettered by another worker meanwhile
+        if row.dead_lettered_at is not None:
+            # Once: a dead letter is not claimed again until the post is queued for its text.
+            log.error(
+                "insights of post %d failed %d times; dead-lettered (last error: %s)",
+                post_id,
+                row.failures,
+                description,
             )
-            await repository.upsert_insights(
-                conn,
-                [self._row(post, insight) for post, insight in zip(todo, insights, strict=True)],
+        else:
+            log.warning(
+                "insights of post %d failed (%d of %d): %s",
+                post_id,
+                row.failures,
+                MAX_FAILURES,
+                description,
             )
-            gone = [post_id for post_id in post_ids if post_id not in posts and post_id in stored]
-            await repository.delete_insights(conn, gone)
-            touched = {post.author_id for post in todo} | {stored[p][0] for p in gone}
-            await repository.recompute_profiles(conn, sorted(touched))
-            await repository.dequeue(conn, post_ids)
-        # Committed: a read from now on must not be served what was cached before.
-        await self._cache.invalidate(
-            *(profile_tag(profile_id) for profile_id in sorted(touched)),
-            *(post_insights_tag(post.post_id) for post in todo),
-            *(post_insights_tag(post_id) for post_id in gone),
+
+    async def _handle(self, conn: AsyncConnection, claimed: Sequence[Row[Any]]) -> _Handled:
+        """Analyse, store and dequeue the claimed posts in the caller's transaction."""
+        post_ids = [row.post_id for row in claimed]
+        if not post_ids:
+            return _Handled(0, [], [], [], [], datetime.now(UTC))
+        posts = await posts_by_ids(conn, post_ids)
+        observed = datetime.now(UTC)
+        stored = await repository.stored_versions(conn, post_ids)
+        engaged = [
+            posts[row.post_id] for row in claimed if row.needs_metrics and row.post_id in posts
+        ]
+        todo = [
+            posts[row.post_id]
+            for row in claimed
+            if row.needs_insight
+            and row.post_id in posts
+            and stored.get(row.post_id, (0, "", ""))[1:]
+            != (text_hash(posts[row.post_id].body), self._version)
+        ]
+        insights = (
+            await asyncio.to_thread(
+                (await self._loaded_models()).analyze_many, [post.body for post in todo]
+            )
+            if todo
+            else []
         )
-        snapshots = await self._record_engagement(engaged, observed)
-        return BatchResult(len(claimed), len(todo), len(gone), snapshots)
+        await repository.upsert_insights(
+            conn,
+            [self._row(post, insight) for post, insight in zip(todo, insights, strict=True)],
+        )
+        gone = [post_id for post_id in post_ids if post_id not in posts and post_id in stored]
+        await repository.delete_insights(conn, gone)
+        touched = {post.author_id for post in todo} | {stored[p][0] for p in gone}
+        await repository.recompute_profiles(conn, sorted(touched))
+        await repository.dequeue(conn, post_ids)
+        return _Handled(len(post_ids), todo, gone, sorted(touched), engaged, observed)
+
+    async def _finish(self, handled: _Handled) -> BatchResult:
+        """After the commit: a read from now on must not be served what was cached before."""
+        await self._cache.invalidate(
+            *(profile_tag(profile_id) for profile_id in handled.touched),
+            *(post_insights_tag(post.post_id) for post in handled.analysed),
+            *(post_insights_tag(post_id) for post_id in handled.gone),
+        )
+        snapshots = await self._record_engagement(handled.engaged, handled.observed)
+        return BatchResult(handled.claimed, len(handled.analysed), len(handled.gone), snapshots)
 
     def _row(self, post: PostState, insight: Insight) -> dict[str, Any]:
         return {
