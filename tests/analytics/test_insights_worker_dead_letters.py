@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -26,6 +27,7 @@ from server.analytics import insight_repository
 from server.analytics.backfill import queue_lacking
 from server.analytics.ingestion import Ingestion
 from server.analytics.insight_models import model_version, shared_models
+from server.analytics.insight_tables import ERROR_MAX
 from server.analytics.insight_worker import (
     MAX_FAILURES,
     InsightWorker,
@@ -238,6 +240,73 @@ def test_an_operator_requeues_dead_letters(own_database: str, backing: Backing) 
         assert (await worker.run_once()).analysed == 1
 
     _run(own_database, backing, shared_models(), body)
+
+
+class OverlongCategory:
+    """The real models, but the poison text gets a category (quoting the text) longer than its
+    column: the row the worker writes is rejected by PostgreSQL, not by the models."""
+
+    def __init__(self, models: InsightModels) -> None:
+        self._models = models
+
+    def analyze_many(self, texts: Sequence[str]) -> list[Insight]:
+        insights = self._models.analyze_many(texts)
+        return [
+            replace(insight, category=f"Other: {text}" * 3) if text == POISON else insight
+            for text, insight in zip(texts, insights, strict=True)
+        ]
+
+
+def test_a_row_the_database_rejects_is_counted_without_the_posts_text(
+    own_database: str, backing: Backing
+) -> None:
+    good, poison = _posts(own_database, [GOOD[0], POISON])
+
+    async def body(engine: AsyncEngine, worker: InsightWorker) -> None:
+        await _queue(engine, [good, poison], PostKind.EDITED)
+        assert (await worker.run_once()).analysed == 1
+        failures, last_error, dead = _queue_row(own_database, poison)
+        assert (failures, dead) == (1, False)
+        assert last_error is not None
+        assert last_error.startswith("StringDataRightTruncationError: ")
+        # SQLAlchemy's message would carry the statement's parameters: the post's text.
+        assert POISON not in last_error
+        assert len(last_error) <= ERROR_MAX
+
+    _run(own_database, backing, OverlongCategory(shared_models()), body)
+    assert _analysed(own_database) == {good}
+
+
+def test_the_migration_keeps_queued_rows_both_ways(fresh_database: str) -> None:
+    migrate.upgrade(fresh_database, "0014_analytics_snapshots_no_fk")
+    with _sql(fresh_database) as conn:
+        conn.execute(
+            "INSERT INTO analytics_feed_queue (post_id, needs_insight, needs_metrics)"
+            " VALUES (1, true, false), (2, false, true)"
+        )
+    migrate.upgrade(fresh_database)
+    with _sql(fresh_database) as conn:
+        rows = conn.execute(
+            "SELECT post_id, failures, last_error, dead_lettered_at FROM analytics_feed_queue"
+            " ORDER BY post_id"
+        ).fetchall()
+        assert rows == [(1, 0, None, None), (2, 0, None, None)]
+        conn.execute(
+            "UPDATE analytics_feed_queue SET failures = 5, dead_lettered_at = now()"
+            " WHERE post_id = 1"
+        )
+    migrate.downgrade(fresh_database, "0014_analytics_snapshots_no_fk")
+    with _sql(fresh_database) as conn:
+        # The dead letter is an ordinary queued row again, and the old index is back.
+        assert conn.execute(
+            "SELECT post_id FROM analytics_feed_queue ORDER BY post_id"
+        ).fetchall() == [(1,), (2,)]
+        indexes = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'analytics_feed_queue'"
+        ).fetchall()
+        names = {name for (name,) in indexes}
+        assert "ix_analytics_feed_queue_enqueued_at" in names
+        assert "ix_analytics_feed_queue_claim" not in names
 
 
 class CuttingConnections:
