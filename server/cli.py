@@ -97,6 +97,12 @@ async def _serve(app: Application, on_ready: Callable[[int], None], watch: Teard
     except StopOverran:
         watch.arm(exit_code=1)
         raise SystemExit(1) from None
+    except Exception:
+        # In the JSON log like everything else (a traceback on stderr is missed by whoever
+        # reads the logs), and the loop's teardown still bounded.
+        log.exception("the graceful stop failed")
+        watch.arm(exit_code=1)
+        raise SystemExit(1) from None
     watch.arm(exit_code=0)
 
 
