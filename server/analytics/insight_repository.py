@@ -54,11 +54,17 @@ async def enqueue(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None
     )
 
 
+def _live_rows() -> Select[Any]:
+    """What a claim reads of the queued posts that are not dead letters."""
+    return select(queue.c.post_id, queue.c.needs_insight, queue.c.needs_metrics).where(
+        queue.c.dead_lettered_at.is_(None)
+    )
+
+
 def claim_statement(limit: int) -> Select[Any]:
     """The oldest live queued posts no other worker holds, in the claim index's order."""
     return (
-        select(queue.c.post_id, queue.c.needs_insight, queue.c.needs_metrics)
-        .where(queue.c.dead_lettered_at.is_(None))
+        _live_rows()
         .order_by(queue.c.enqueued_at, queue.c.post_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -74,11 +80,7 @@ async def claim(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
 async def claim_post(conn: AsyncConnection, post_id: int) -> list[Row[Any]]:
     """The post's live queue row, if no other worker holds it (retrying a failed batch's posts
     one at a time: it may have been handled, queued again or dead-lettered meanwhile)."""
-    statement = (
-        select(queue.c.post_id, queue.c.needs_insight, queue.c.needs_metrics)
-        .where(queue.c.post_id == post_id, queue.c.dead_lettered_at.is_(None))
-        .with_for_update(skip_locked=True)
-    )
+    statement = _live_rows().where(queue.c.post_id == post_id).with_for_update(skip_locked=True)
     return list(await conn.execute(statement))
 
 

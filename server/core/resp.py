@@ -38,8 +38,6 @@ Arg = str | bytes | int | float
 DEFAULT_TIMEOUT_S = 1.0
 # How long the diagnostic lookup after a failed connection may take before it is reported.
 LOOKUP_PROBE_TIMEOUT_S = 15.0
-# The diagnostic lookups in flight (the loop keeps only weak references to tasks).
-_LOOKUPS: set[asyncio.Task[None]] = set()
 
 
 class UnsupportedRedisConnection(ValueError):
@@ -192,6 +190,8 @@ class RespClient:
         self._opening: list[asyncio.Task[_Connection] | None] = [None] * connections
         self._next = 0
         self._closed = False
+        # The diagnostic lookups in flight (the loop keeps only weak references to tasks).
+        self._lookups: set[asyncio.Task[None]] = set()
 
     @classmethod
     def for_redis(cls, redis: Redis, connections: int = 2) -> RespClient:
@@ -334,8 +334,8 @@ class RespClient:
         )
         if self._path is None and not self._closed:
             lookup = asyncio.create_task(self._time_lookup(), name="redis-lookup")
-            _LOOKUPS.add(lookup)
-            lookup.add_done_callback(_LOOKUPS.discard)
+            self._lookups.add(lookup)
+            lookup.add_done_callback(self._lookups.discard)
 
     async def _time_lookup(self) -> None:
         loop = asyncio.get_running_loop()
