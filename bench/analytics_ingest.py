@@ -38,6 +38,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -317,6 +318,65 @@ CHECKS = {
 }
 
 
+class Timeline:
+    """Once a second during a phase: the database's commits (one per ingested message) and the
+    tables autovacuum is working on, to see whether a long run slows down, and when."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._stop = threading.Event()
+        self.samples: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Timeline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            while not self._stop.wait(1.0):
+                commits = conn.execute(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                ).fetchone()
+                vacuums = conn.execute(
+                    "SELECT coalesce(array_agg(relid::regclass::text), '{}')"
+                    " FROM pg_stat_progress_vacuum"
+                ).fetchone()
+                assert commits is not None
+                assert vacuums is not None
+                self.samples.append(
+                    {
+                        "s": round(time.perf_counter() - started, 1),
+                        "commits": commits[0],
+                        "vacuuming": vacuums[0],
+                    }
+                )
+
+
+def wal_counters(database_url: str) -> dict[str, float]:
+    """The cluster's WAL and checkpoint counters, whose deltas say what a phase wrote: a
+    checkpoint during it makes every page's next change log a full-page image."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        wal = conn.execute("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal").fetchone()
+        checkpoints = conn.execute(
+            "SELECT num_timed, num_requested FROM pg_stat_checkpointer"
+        ).fetchone()
+    assert wal is not None
+    assert checkpoints is not None
+    return {
+        "wal_records": float(wal[0]),
+        "wal_full_page_images": float(wal[1]),
+        "wal_bytes": float(wal[2]),
+        "checkpoints_timed": float(checkpoints[0]),
+        "checkpoints_requested": float(checkpoints[1]),
+    }
+
+
 def check(database_url: str, expected_snapshots: int) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         found: dict[str, Any] = {}
@@ -361,8 +421,9 @@ def create_profiles(address: str, count: int) -> list[str]:
 
 
 class CpuMeter:
-    """User + system CPU seconds of the server, PostgreSQL (postmaster and backends) and
-    Redis processes."""
+    """User + system CPU seconds of the server, PostgreSQL (postmaster and backends), Redis
+    and this client process, and of the whole machine (busy, all processes): a PostgreSQL
+    backend that exits during the phase takes its CPU with it, the machine's figure does not."""
 
     def __init__(self, server: Process, postgres_dir: Path, redis_url: str) -> None:
         postmaster = int((postgres_dir / "postmaster.pid").read_text().split()[0])
@@ -379,6 +440,7 @@ class CpuMeter:
                 if "redis-server" in (p.info["name"] or "")
                 and port in " ".join(p.info["cmdline"] or ())
             ],
+            "client": lambda: [psutil.Process(os.getpid())],
         }
 
     def sample(self) -> dict[str, float]:
@@ -392,6 +454,12 @@ class CpuMeter:
                 except psutil.NoSuchProcess:
                     pass
             result[name] = total
+        machine = psutil.cpu_times()
+        result["machine"] = sum(
+            getattr(machine, field, 0.0)
+            # Not "nice": niced processes are other work sharing the machine, not this run's.
+            for field in ("user", "system", "irq", "softirq", "steal")
+        )
         return result
 
 
@@ -429,10 +497,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         meter = CpuMeter(server, args.state_dir / "postgres", redis_url)
         xadds_before = xadd_calls(redis_url)
         cpu_before = meter.sample()
+        wal_before = wal_counters(database_url)
         say(f"streaming {args.snapshots} snapshots over {args.streams} stream(s)")
-        streaming = asyncio.run(stream_feeds(server.address, streamed))
+        with Timeline(database_url) as timeline:
+            streaming = asyncio.run(stream_feeds(server.address, streamed))
+        streaming["timeline"] = timeline.samples
         cpu_after = meter.sample()
+        wal_after = wal_counters(database_url)
         xadds = xadd_calls(redis_url) - xadds_before
+        streaming["wal"] = {name: round(wal_after[name] - wal_before[name]) for name in wal_after}
+        streaming["wal_bytes_per_snapshot"] = round(
+            streaming["wal"]["wal_bytes"] / streaming["snapshots"]
+        )
         streaming["cpu_us_per_snapshot"] = {
             name: round(1e6 * (cpu_after[name] - cpu_before[name]) / streaming["snapshots"], 1)
             for name in cpu_after
