@@ -313,6 +313,13 @@ CHECKS = {
         SELECT count(*) FROM expected e FULL JOIN kept s USING (profile_id, platform, weekday, hour)
         WHERE (e.posts, e.engagement) IS DISTINCT FROM (s.posts, s.engagement)
     """,
+    # The top posts' day bounds: at least the engagement of each post of the day now.
+    "day_bounds_below_a_post": """
+        SELECT count(*) FROM analytics_posts p JOIN analytics_daily d
+            ON (d.profile_id, d.day, d.platform)
+             = (p.profile_id, (p.publish_time AT TIME ZONE 'UTC')::date, p.platform)
+        WHERE d.max_engagement < p.engagement
+    """,
     "snapshots": "SELECT count(*) FROM analytics_metric_snapshots",
     "posts": "SELECT count(*) FROM analytics_posts",
 }
@@ -390,9 +397,22 @@ def check(database_url: str, expected_snapshots: int) -> dict[str, Any]:
         and found["daily_mismatches"] == 0
         and found["creators_mismatches"] == 0
         and found["slots_mismatches"] == 0
+        and found["day_bounds_below_a_post"] == 0
         and found["snapshots"] == expected_snapshots
     )
     return found
+
+
+def _post_updates(database_url: str) -> dict[str, int]:
+    """Updates of analytics_posts over the whole run, and how many were HOT (no index entry);
+    read once the server's backends have exited and so sent their statistics."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+            " WHERE relname = 'analytics_posts'"
+        ).fetchone()
+    assert row is not None
+    return {"updates": row[0], "hot_updates": row[1]}
 
 
 def xadd_calls(redis_url: str) -> int:
@@ -470,6 +490,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server_url = postgres.start()
     redis_url = redis_server.start()
     server: Process | None = None
+    database_url = ""
     try:
         database_url = fresh_database(server_url, "analytics_ingest_bench")
         redis.Redis.from_url(redis_url).flushall()
@@ -531,6 +552,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if server is not None:
             server.stop()
+        post_updates = _post_updates(database_url) if database_url else {}
         redis_server.stop()
         postgres.stop()
     return {
@@ -542,6 +564,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "streaming": streaming,
         "unary": unary_result,
         "checks": checks,
+        "post_updates": post_updates,
     }
 
 

@@ -315,8 +315,14 @@ async def load(database_url: str, args: argparse.Namespace) -> datetime:
         await _step(
             conn,
             "analytics_daily",
-            f"INSERT INTO analytics_daily (profile_id, day, platform, posts, {METRIC_COLUMNS}) "
-            + DAILY.format(sums=SUMS, posts="SELECT * FROM analytics_posts"),
+            "INSERT INTO analytics_daily"
+            f" (profile_id, day, platform, posts, {METRIC_COLUMNS}, max_engagement) "
+            # The bound of the day's posts' engagement (migration 0016): here, exactly their
+            # greatest.
+            + DAILY.format(
+                sums=f"{SUMS}, max(likes + comments + shares)::bigint",
+                posts="SELECT * FROM analytics_posts",
+            ),
         )
         await _step(
             conn,
@@ -596,7 +602,12 @@ async def explain(database_url: str, profile_id: int, anchor: datetime) -> str:
         ),
         "best hours and weekdays (the posts inside)": repository.slots_statement(query),
         "follower bounds": repository.follower_bounds_statement(query),
-        "top posts": repository.top_posts_statement(query, 10),
+        "top posts: the days' bounds": repository.day_bounds_statement(query),
+        "top posts: the posts of ten days": (
+            repository.top_posts_of_days_statement(
+                query, [query.last_day - timedelta(days=n) for n in range(0, 100, 10)], 10
+            )
+        ),
     }
     conn = await asyncpg.connect(_asyncpg_url(database_url))
     lines = []

@@ -84,6 +84,11 @@ class Reports:
         self, engine: AsyncEngine, cache: Cache, directory: DirectoryReader, ttl_s: int
     ) -> None:
         self._reads = autocommit_reads(engine)
+        # A profile report is several reads (periods, slots, top posts in two steps) that must
+        # agree with one another while ingestion writes: one read-only snapshot for them all.
+        self._snapshot_reads = engine.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
         self._cache = cache
         self._directory = directory
         self._ttl_s = ttl_s
@@ -134,7 +139,7 @@ class Reports:
     async def _profile_analytics(
         self, query: ReportQuery
     ) -> analytics_pb2.GetProfileAnalyticsResponse:
-        async with self._reads.connect() as conn:
+        async with self._snapshot_reads.connect() as conn:
             if not await profile_exists(conn, query.profile_id):
                 raise profile_not_found(query.profile_id)
             bounds = await repository.follower_bounds(conn, query)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Date,
+    DateTime,
     Integer,
     Row,
     String,
@@ -50,6 +51,7 @@ from server.analytics.tables import (
 )
 
 PLATFORM_NAMES = tuple(PLATFORM_BY_ENUM.values())
+ONE_DAY = timedelta(days=1)
 
 posts = analytics_posts
 snapshots = analytics_metric_snapshots
@@ -110,9 +112,10 @@ WITH k AS (
     SELECT profile_id, platform, publish_time FROM new
 ), daily_rows AS (
     INSERT INTO analytics_daily AS d
-        (profile_id, day, platform, posts, likes, comments, shares, saves, views, reach)
+        (profile_id, day, platform, posts, likes, comments, shares, saves, views, reach,
+         max_engagement)
     SELECT DISTINCT profile_id, (publish_time AT TIME ZONE 'UTC')::date, platform,
-           0, 0, 0, 0, 0, 0, 0
+           0, 0, 0, 0, 0, 0, 0, 0
     FROM batch
     ORDER BY 1, 2, 3
     ON CONFLICT (profile_id, day, platform) DO NOTHING
@@ -190,7 +193,7 @@ WITH sent AS (
            n.shares - p.shares AS d_shares, n.saves - p.saves AS d_saves,
            n.views - p.views AS d_views, n.reach - p.reach AS d_reach,
            n.likes + n.comments + n.shares - p.engagement AS d_engagement,
-           p.ctid AS row
+           n.likes + n.comments + n.shares AS engagement, p.ctid AS row
     FROM newest n JOIN analytics_posts p ON p.id = n.post_id
     WHERE n.observe_time > p.observe_time
 ), moved AS MATERIALIZED (
@@ -198,19 +201,22 @@ WITH sent AS (
            (publish_time AT TIME ZONE 'UTC')::date AS day,
            date_part('isodow', publish_time AT TIME ZONE 'UTC')::smallint AS weekday,
            date_part('hour', publish_time AT TIME ZONE 'UTC')::smallint AS hour,
-           is_new, d_likes, d_comments, d_shares, d_saves, d_views, d_reach, d_engagement
+           is_new, d_likes, d_comments, d_shares, d_saves, d_views, d_reach, d_engagement,
+           engagement
     FROM (
         SELECT post_id, observe_time, profile_id, platform, publish_time, is_new, d_likes,
-               d_comments, d_shares, d_saves, d_views, d_reach, d_engagement
+               d_comments, d_shares, d_saves, d_views, d_reach, d_engagement, engagement
         FROM moved_found
         UNION ALL
         SELECT id, observe_time, profile_id, platform, publish_time, true, likes, comments,
-               shares, saves, views, reach, likes + comments + shares
+               shares, saves, views, reach, likes + comments + shares,
+               likes + comments + shares
         FROM new_posts
     ) m
 ), set_latest AS (
     -- By the row moved_found read (this statement's snapshot: it is still there), not by
-    -- the primary key a second time.
+    -- the primary key a second time. No indexed column changes: a HOT update (migration
+    -- 0016), and the day's max_engagement below keeps the top posts findable.
     UPDATE analytics_posts p
     SET observe_time = m.observe_time, likes = m.likes, comments = m.comments,
         shares = m.shares, saves = m.saves, views = m.views, reach = m.reach
@@ -219,12 +225,14 @@ WITH sent AS (
     UPDATE analytics_daily d
     SET posts = d.posts + x.posts, likes = d.likes + x.likes,
         comments = d.comments + x.comments, shares = d.shares + x.shares,
-        saves = d.saves + x.saves, views = d.views + x.views, reach = d.reach + x.reach
+        saves = d.saves + x.saves, views = d.views + x.views, reach = d.reach + x.reach,
+        max_engagement = greatest(d.max_engagement, x.max_engagement)
     FROM (
         SELECT profile_id, day, platform, count(*) FILTER (WHERE is_new) AS posts,
                sum(d_likes)::bigint AS likes, sum(d_comments)::bigint AS comments,
                sum(d_shares)::bigint AS shares, sum(d_saves)::bigint AS saves,
-               sum(d_views)::bigint AS views, sum(d_reach)::bigint AS reach
+               sum(d_views)::bigint AS views, sum(d_reach)::bigint AS reach,
+               max(engagement) AS max_engagement
         FROM moved GROUP BY profile_id, day, platform
     ) x
     WHERE (d.profile_id, d.day, d.platform) = (x.profile_id, x.day, x.platform)
@@ -611,6 +619,10 @@ def _day_conditions(query: ReportQuery, table: Any) -> list[Any]:
     return conditions
 
 
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def _post_conditions(query: ReportQuery) -> list[Any]:
     conditions = [
         posts.c.profile_id == query.profile_id,
@@ -728,8 +740,9 @@ def slots_statement(query: ReportQuery) -> Any:
 def slots_from_rollup_statement(query: ReportQuery) -> Any:
     """What slots_statement returns, from the profile's slot rollup (at most 168 rows per
     platform) less its posts published outside the interval (two ranges of the
-    (profile_id, publish_time) index, which carries engagement). One statement, so both
-    parts see one snapshot. The average is the same numeric division avg() makes."""
+    (profile_id, publish_time) index, and those posts' rows for their engagement). One
+    statement, so both parts see one snapshot. The average is the same numeric division avg()
+    makes."""
     platform = [] if query.platform is None else [posting_slots.c.platform == query.platform]
     whole = select(
         cast(posting_slots.c.hour, Integer).label("hour"),
@@ -786,25 +799,78 @@ async def slots(conn: AsyncConnection, query: ReportQuery, inside: int) -> list[
     return list(await conn.execute(slots_statement(query)))
 
 
-def top_posts_statement(query: ReportQuery, limit: int) -> Any:
-    """The posts with the most engagement: chosen from the (profile_id, publish_time) index,
-    which carries engagement and id, then only those rows read."""
-    top = (
-        select(posts.c.id)
-        .where(*_post_conditions(query))
-        .order_by(posts.c.engagement.desc(), posts.c.id)
-        .limit(limit)
-        .subquery()
+def day_bounds_statement(query: ReportQuery) -> Any:
+    """The interval's days with posts, each with an upper bound of its posts' engagement (the
+    greatest max_engagement of its platforms) and its number of posts, highest bound first:
+    a primary-key range of the daily rollup, the rows a report's periods read too."""
+    bound = func.max(daily.c.max_engagement).label("bound")
+    return (
+        select(daily.c.day, bound, cast(func.sum(daily.c.posts), BigInteger).label("posts"))
+        .where(*_day_conditions(query, daily), daily.c.posts > 0)
+        .group_by(daily.c.day)
+        .order_by(bound.desc(), daily.c.day)
     )
+
+
+_DAY_STARTS = ARRAY(DateTime(timezone=True))
+
+
+def top_posts_of_days_statement(query: ReportQuery, days: Sequence[date], limit: int) -> Any:
+    """The posts with the most engagement among those published on `days` (UTC days of the
+    interval): one range of the (profile_id, publish_time) index per day."""
+    starts = [_midnight(day) for day in days]
+    ranges = (
+        func.unnest(
+            cast(bindparam("day_starts", starts, type_=_DAY_STARTS), _DAY_STARTS),
+            cast(
+                bindparam("day_ends", [s + ONE_DAY for s in starts], type_=_DAY_STARTS), _DAY_STARTS
+            ),
+        )
+        .table_valued("day_start", "day_end")
+        .render_derived(name="days")
+    )
+    conditions = [
+        posts.c.profile_id == query.profile_id,
+        posts.c.publish_time >= ranges.c.day_start,
+        posts.c.publish_time < ranges.c.day_end,
+    ]
+    if query.platform is not None:
+        conditions.append(posts.c.platform == query.platform)
     return (
         select(*POST_COLUMNS)
-        .join_from(posts, top, posts.c.id == top.c.id)
+        .join_from(ranges, posts, and_(*conditions))
         .order_by(posts.c.engagement.desc(), posts.c.id)
+        .limit(limit)
     )
 
 
 async def top_posts(conn: AsyncConnection, query: ReportQuery, limit: int) -> list[Row[Any]]:
-    return list(await conn.execute(top_posts_statement(query, limit)))
+    """The interval's `limit` posts with the most engagement (ties: the lower id first).
+
+    No index holds engagement (a post's latest metrics are HOT updates: migration 0016), so
+    the posts are ranked from the days whose bound can hold them: first the fewest days of
+    highest bound with `limit` posts among them, which gives a `limit`-th engagement v; a
+    post that beats or ties v can only be on a day whose bound is at least v, so the days with
+    such a bound, read in a second query when they are more than the first ones, hold the
+    answer. On a profile with 5,000 posts that reads a few days' posts, not all 5,000. Run in
+    the report's transaction, so both queries and the bounds see one snapshot when the caller
+    asks for it (repeatable read)."""
+    bounds = list(await conn.execute(day_bounds_statement(query)))
+    if not bounds:
+        return []
+    first, posts_so_far = 0, 0
+    while first < len(bounds) and posts_so_far < limit:
+        posts_so_far += bounds[first].posts
+        first += 1
+    days = [row.day for row in bounds[:first]]
+    top = list(await conn.execute(top_posts_of_days_statement(query, days, limit)))
+    # Too few posts (a day's count that includes posts since deleted): every day can hold one.
+    floor = top[-1].engagement if len(top) == limit else -1
+    wanted = sum(1 for row in bounds if row.bound >= floor)
+    if wanted <= first:
+        return top
+    days = [row.day for row in bounds[:wanted]]
+    return list(await conn.execute(top_posts_of_days_statement(query, days, limit)))
 
 
 async def post_by_key(

@@ -191,6 +191,24 @@ def _expected_latest(
     }
 
 
+def _day_bounds(
+    backing: Backing,
+) -> dict[tuple[int, str, str], tuple[int, int, int]]:
+    """Per daily row: its max_engagement, the greatest engagement its posts have now, and the
+    greatest any of their recorded snapshots had."""
+    with backing.sql() as conn:
+        rows = conn.execute(
+            "SELECT d.profile_id, d.day::text, d.platform, d.max_engagement,"
+            " max(p.engagement), max(s.likes + s.comments + s.shares)"
+            " FROM analytics_daily d"
+            " JOIN analytics_posts p ON p.profile_id = d.profile_id AND p.platform = d.platform"
+            " AND (p.publish_time AT TIME ZONE 'UTC')::date = d.day"
+            " JOIN analytics_metric_snapshots s ON s.post_id = p.id"
+            " GROUP BY 1, 2, 3, 4"
+        ).fetchall()
+    return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
+
+
 def assert_rollups_exact(
     backing: Backing, snapshots: list[analytics_pb2.MetricSnapshot], ids: dict[str, int]
 ) -> None:
@@ -198,6 +216,12 @@ def assert_rollups_exact(
     assert daily_rows(backing) == _expected(snapshots, ids)
     assert creator_rows(backing) == _expected_creators(snapshots, ids)
     assert slot_rows(backing) == _expected_slots(snapshots, ids)
+    # A day's bound of its posts' engagement (the top posts rely on it): at least what each
+    # has now, and never more than one of them ever had.
+    bounds = _day_bounds(backing)
+    assert bounds.keys() == daily_rows(backing).keys()
+    for key, (bound, now, ever) in bounds.items():
+        assert now <= bound <= ever, key
 
 
 def test_rollups_equal_a_recomputation_whatever_the_order_and_batching(

@@ -3,7 +3,8 @@ rollups, cached per profile and fresh after every ingestion for that profile."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
 
 import grpc
 import pytest
@@ -307,3 +308,79 @@ def test_audience_demographics_are_the_latest_per_platform(
         analytics_pb2.GetAudienceDemographicsRequest(profile=owner, platform=X)
     )
     assert [c.place for c in only_x.audiences[0].top_countries] == ["US"]
+
+
+def _top_by_every_post(
+    backing: Backing, owner: str, start: datetime, end: datetime, platform: str | None
+) -> list[tuple[str, int]]:
+    """The interval's ten posts with the most engagement, ranked over all of them."""
+    with backing.sql() as conn:
+        rows = conn.execute(
+            "SELECT external_id, engagement FROM analytics_posts"
+            " WHERE profile_id = %s AND publish_time >= %s AND publish_time < %s"
+            " AND (%s::text IS NULL OR platform = %s)"
+            " ORDER BY engagement DESC, id LIMIT 10",
+            (int(owner.split("/")[1]), start, end, platform, platform),
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_top_posts_equal_a_ranking_of_every_post_of_the_interval(
+    analytics: AnalyticsServiceStub, profiles: ProfileServiceStub, backing: Backing
+) -> None:
+    """The top posts are ranked from the days whose bound (analytics_daily.max_engagement,
+    raised at ingestion and never lowered) can still hold one (migration 0016): the same
+    posts in the same order as ranking every post, with ties, with posts whose engagement
+    fell after it raised their day's bound, and on intervals and platforms of few posts."""
+    rng = random.Random(17)
+    owner = profile(profiles)
+    first, second = [], []
+    for n in range(150):
+        published = at(rng.randrange(0, 24), DAY - timedelta(days=rng.randrange(0, 30)))
+        platform = rng.choice([IG, IG, X])
+        likes = rng.choice([0, 5, 5, 40, rng.randrange(0, 300)])
+        first.append(
+            snapshot(owner, f"p{n}", at(30), published=published, platform=platform, likes=likes)
+        )
+        if rng.random() < 0.4:  # observed again, often with less engagement than before
+            again = rng.choice([0, 5, likes // 3, likes + rng.randrange(0, 50)])
+            second.append(
+                snapshot(
+                    owner, f"p{n}", at(31), published=published, platform=platform, likes=again
+                )
+            )
+    # A day whose bound is far above what its posts have now: it is read first, and its posts
+    # set a low bar, so the other days must be read too.
+    fallen = at(12, DAY - timedelta(days=29))
+    first.append(snapshot(owner, "fallen", at(30), published=fallen, likes=10_000))
+    second.append(snapshot(owner, "fallen", at(31), published=fallen, likes=1))
+    analytics.BatchCreateMetricSnapshots(batch(*first))
+    analytics.BatchCreateMetricSnapshots(batch(*second))
+    intervals = [
+        (DAY - timedelta(days=30), NOW),
+        (DAY - timedelta(days=29), DAY - timedelta(days=28)),
+        (DAY - timedelta(days=10), DAY - timedelta(days=3)),
+        (DAY, NOW),
+        (NOW, NOW + timedelta(days=1)),  # no posts
+    ]
+    checked = 0
+    for start, end in intervals:
+        platforms: list[tuple[profile_pb2.Platform.ValueType, str | None]] = [
+            (profile_pb2.PLATFORM_UNSPECIFIED, None),
+            (IG, "instagram"),
+            (X, "x"),
+        ]
+        for platform, name in platforms:
+            result = analytics.GetProfileAnalytics(
+                analytics_pb2.GetProfileAnalyticsRequest(
+                    profile=owner,
+                    start_time=ts(start),
+                    end_time=ts(end),
+                    granularity=analytics_pb2.GRANULARITY_DAY,
+                    platform=platform,
+                )
+            )
+            expected = _top_by_every_post(backing, owner, start, end, name)
+            assert [(p.post_id, p.engagement) for p in result.top_posts] == expected
+            checked += len(expected)
+    assert checked > 60
