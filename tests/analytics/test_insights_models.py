@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +30,13 @@ from server.analytics.insights.features import (
 )
 from server.analytics.insights.lexicon import BASE_SCALE, Lexicon, terms
 from server.analytics.insights.linear import LinearModel
+from server.analytics.insights.models import MODEL_DIR
+from server.analytics.insights.stack import (
+    StackedModel,
+    stack_inputs,
+    surface_features,
+    vader_columns,
+)
 from server.analytics.insights.taxonomy import FROM_TWEETTOPIC
 
 
@@ -328,3 +337,86 @@ def test_a_model_saved_before_the_built_lexicon_still_loads(tmp_path: Path) -> N
     model = LinearModel.load(tmp_path / "old.npz")
     assert model.spec == FeatureSpec(2, 2, lexicon=False, auto_lexicon=False)
     assert model.weights.shape == (8, 2)
+
+
+def _stack_inputs_for(texts: list[str], inputs: str) -> np.ndarray:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    linear = LinearModel.load(MODEL_DIR / "sentiment.npz")
+    features = Featurizer(linear.spec, SentimentIntensityAnalyzer()).transform(texts)
+    return stack_inputs(
+        inputs, linear.scores(features), vader_columns(features, linear.spec), texts
+    )
+
+
+def test_the_stack_reads_vader_from_the_linear_features() -> None:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    texts = _varied_posts(300)
+    featurizer = Featurizer(FeatureSpec(6, 6, lexicon=True), SentimentIntensityAnalyzer())
+    np.testing.assert_array_equal(
+        vader_columns(featurizer.transform(texts), featurizer.spec), featurizer.lexicon(texts)
+    )
+    surface = surface_features(["WOW!! #great 😀", ""])
+    expected = [np.log1p(2), np.log1p(2), 0.0, 3 / 8, np.log1p(1), np.log1p(1)]
+    np.testing.assert_allclose(surface[0], expected, rtol=1e-6)
+    assert not surface[1].any()
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # converged or not, the same net
+@pytest.mark.parametrize("inputs", ["logits+vader", "logits+vader+surface", "probs+vader+surface"])
+def test_the_stack_equals_scikit_learns_mlp(inputs: str) -> None:
+    """Serving's numpy forward pass gives scikit-learn's MLPClassifier probabilities."""
+    neural = pytest.importorskip("sklearn.neural_network")
+    texts = _varied_posts(400)
+    x = _stack_inputs_for(texts, inputs)
+    labels = np.asarray(["negative", "neutral", "positive"])[x[:, :3].argmax(axis=1)]
+    labels[::7] = "neutral"  # not a function of the inputs alone
+    model = neural.MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+    model.fit(x, labels)
+    served = StackedModel(
+        classes=tuple(str(c) for c in model.classes_),
+        inputs=inputs,
+        english_only=True,
+        hidden=model.coefs_[0].astype(np.float32),
+        hidden_bias=model.intercepts_[0].astype(np.float32),
+        output=model.coefs_[1].astype(np.float32),
+        output_bias=model.intercepts_[1].astype(np.float32),
+    )
+    np.testing.assert_allclose(served.probabilities(x), model.predict_proba(x), atol=1e-5)
+
+
+def test_a_stacked_sentiment_model_loads_without_pickles_and_serves(tmp_path: Path) -> None:
+    """A combiner beside the linear model: for English posts only, when it says so."""
+    for name in ("sentiment.npz", "category.npz"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    rng = np.random.default_rng(0)
+    always_negative = StackedModel(
+        classes=("negative", "neutral", "positive"),
+        inputs="logits+vader+surface",
+        english_only=True,
+        hidden=rng.standard_normal((13, 8)).astype(np.float32),
+        hidden_bias=np.zeros(8, np.float32),
+        output=np.zeros((8, 3), np.float32),
+        output_bias=np.asarray([5.0, 0.0, 0.0], np.float32),
+    )
+    always_negative.save(tmp_path / "sentiment_stack.npz")
+    with np.load(tmp_path / "sentiment_stack.npz", allow_pickle=False) as saved:
+        assert all(saved[k].dtype != object for k in saved.files)
+    stacked = InsightModels.load(tmp_path)
+    english = "I absolutely love this, best day ever! Thank you all so much"
+    spanish = "Me encanta, es el mejor día de mi vida, gracias a todos"
+    shipped = InsightModels.load()
+    posts = [english, spanish, "", "😀😂🔥"]
+    got = stacked.analyze_many(posts)
+    assert got[0].language == "en"
+    assert got[0].sentiment == "negative"
+    assert got[0].sentiment_confidence > 0.9
+    assert got[1:] == shipped.analyze_many(posts[1:])
+    assert got == [stacked.analyze(p) for p in posts]
+    always_negative = dataclasses.replace(always_negative, english_only=False)
+    always_negative.save(tmp_path / "sentiment_stack.npz")
+    assert InsightModels.load(tmp_path).analyze(spanish).sentiment == "negative"
+    np.savez(tmp_path / "sentiment_stack.npz", hidden=np.zeros((3, 2)))
+    with pytest.raises(KeyError):
+        InsightModels.load(tmp_path)

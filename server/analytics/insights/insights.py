@@ -17,6 +17,7 @@ from server.analytics.insights.language import LanguageModel
 from server.analytics.insights.lexicon import Lexicon
 from server.analytics.insights.linear import LinearModel
 from server.analytics.insights.models import MODEL_DIR
+from server.analytics.insights.stack import StackedModel, stack_inputs, vader_columns
 from server.analytics.insights.taxonomy import CATEGORIES
 
 Sentiment = Literal["positive", "neutral", "negative"]
@@ -56,6 +57,7 @@ class InsightModels:
         category_features: Featurizer,
         keywords: KeywordMatcher,
         load_seconds: float,
+        sentiment_stack: StackedModel | None = None,
     ) -> None:
         if sentiment.classes != _SENTIMENTS:
             raise ValueError(f"sentiment model classes {sentiment.classes}")
@@ -68,6 +70,11 @@ class InsightModels:
         self._category_features = category_features
         self._keywords = keywords
         self.load_seconds = load_seconds
+        if sentiment_stack is not None and sentiment_stack.classes != _SENTIMENTS:
+            raise ValueError(f"sentiment stack classes {sentiment_stack.classes}")
+        if sentiment_stack is not None and not sentiment.spec.lexicon:
+            raise ValueError("the sentiment stack needs the linear model's VADER columns")
+        self._sentiment_stack = sentiment_stack
 
     @classmethod
     def load(cls, directory: Path = MODEL_DIR) -> InsightModels:
@@ -76,6 +83,8 @@ class InsightModels:
         sentiment = LinearModel.load(directory / "sentiment.npz")
         category = LinearModel.load(directory / "category.npz")
         built = Lexicon.load(directory / "lexicon.npz") if sentiment.spec.auto_lexicon else None
+        stack_path = directory / "sentiment_stack.npz"
+        stack = StackedModel.load(stack_path) if stack_path.exists() else None
         return cls(
             language=LanguageModel(),
             sentiment=sentiment,
@@ -84,6 +93,7 @@ class InsightModels:
             category_features=Featurizer(category.spec, None),
             keywords=KeywordMatcher(),
             load_seconds=time.perf_counter() - started,
+            sentiment_stack=stack,
         )
 
     def analyze(self, text: str) -> Insight:
@@ -95,13 +105,35 @@ class InsightModels:
         if not texts:
             return []
         texts = [text[:MAX_CHARS] for text in texts]
-        sentiments = self._sentiment.probabilities(self._sentiment_features.transform(texts))
-        categories = self._category.probabilities(self._category_features.transform(texts))
         languages = self._language.identify_many(texts)
+        sentiments = self._sentiments(texts, languages)
+        categories = self._category.probabilities(self._category_features.transform(texts))
         return [
             self._insight(text, s, c, language)
             for text, s, c, language in zip(texts, sentiments, categories, languages, strict=True)
         ]
+
+    def _sentiments(self, texts: list[str], languages: list[tuple[str, float]]) -> np.ndarray:
+        """The linear model's probabilities, or the stacked combiner's where it applies (every
+        post, or the posts identified as English)."""
+        features = self._sentiment_features.transform(texts)
+        stack = self._sentiment_stack
+        if stack is None:
+            return self._sentiment.probabilities(features)
+        scores = self._sentiment.scores(features)
+        probabilities = self._sentiment.probabilities(features, scores)
+        chosen = [
+            k for k, (code, _) in enumerate(languages) if not stack.english_only or code == "en"
+        ]
+        if chosen:
+            x = stack_inputs(
+                stack.inputs,
+                scores[chosen],
+                vader_columns(features, self._sentiment.spec)[chosen],
+                [texts[k] for k in chosen],
+            )
+            probabilities[chosen] = stack.probabilities(x)
+        return probabilities
 
     def _insight(
         self,

@@ -17,9 +17,14 @@ class LinearModel:
     weights: np.ndarray  # (features, classes) float32, dequantised once at load
     intercept: np.ndarray  # (classes,)
 
-    def probabilities(self, features: SparseRows) -> np.ndarray:
-        """Softmax over the classes, one row per input row."""
-        scores = features.dot(self.weights) + self.intercept
+    def scores(self, features: SparseRows) -> np.ndarray:
+        """The class scores (log-probabilities up to a constant), one row per input row."""
+        result: np.ndarray = features.dot(self.weights) + self.intercept
+        return result
+
+    def probabilities(self, features: SparseRows, scores: np.ndarray | None = None) -> np.ndarray:
+        """Softmax over the classes, one row per input row (of `scores` if given)."""
+        scores = (self.scores(features) if scores is None else scores).copy()
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
