@@ -602,7 +602,9 @@ async def explain(database_url: str, profile_id: int, anchor: datetime) -> str:
         ),
         "best hours and weekdays (the posts inside)": repository.slots_statement(query),
         "follower bounds": repository.follower_bounds_statement(query),
-        "top posts: the days' bounds": repository.day_bounds_statement(query),
+        "top posts: the days' bounds (by week or month; by day the periods' rows give them)": (
+            repository.day_bounds_statement(query)
+        ),
         "top posts: the posts of ten days": (
             repository.top_posts_of_days_statement(
                 query, [query.last_day - timedelta(days=n) for n in range(0, 100, 10)], 10
