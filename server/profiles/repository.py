@@ -11,6 +11,7 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
+    any_,
     bindparam,
     delete,
     func,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -227,9 +229,12 @@ async def exists(conn: AsyncConnection, profile_id: int, *, lock: bool = False) 
 
 
 async def lock_existing(conn: AsyncConnection, profile_ids: Sequence[int]) -> set[int]:
+    ids = bindparam("ids", sorted(set(profile_ids)), type_=ARRAY(BigInteger))
     statement = (
         select(profiles.c.id)
-        .where(profiles.c.id.in_(sorted(set(profile_ids))))
+        # = ANY of one array, not IN of one parameter per id: one statement text whatever
+        # the number of ids, compiled and prepared once (ingestion locks a batch's profiles).
+        .where(profiles.c.id == any_(ids))
         .order_by(profiles.c.id)
         .with_for_update(key_share=True)  # FOR NO KEY UPDATE
     )
