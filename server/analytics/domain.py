@@ -15,7 +15,7 @@ from server.analytics.ingestion import Ingestion
 from server.analytics.insight_models import model_version, shared_models
 from server.analytics.insight_reads import InsightReads
 from server.analytics.insight_tables import INSIGHT_TABLES
-from server.analytics.insight_worker import InsightWorker, enqueue_post_changes
+from server.analytics.insight_worker import InsightWorker, QueueGauges, enqueue_post_changes
 from server.analytics.live import ProfileEvents
 from server.analytics.partitions import Partitions
 from server.analytics.reports import Reports
@@ -75,6 +75,7 @@ def build(context: DomainContext) -> Plugin:
                 batch_size=settings.analytics_insights_batch_size,
                 poll_s=settings.analytics_insights_poll_s,
                 owns_engine=True,
+                gauges=None if context.metrics is None else QueueGauges.create(context.metrics),
             )
         )
     servicer = AnalyticsServicer(

@@ -129,6 +129,20 @@ async def queued(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(queue))).scalar_one())
 
 
+async def queue_counts(conn: AsyncConnection) -> tuple[int, int]:
+    """The posts queued to be handled, and the dead-lettered ones."""
+    dead = queue.c.dead_lettered_at.is_not(None)
+    row = (
+        await conn.execute(
+            select(
+                func.count().filter(~dead).label("live"),
+                func.count().filter(dead).label("dead"),
+            ).select_from(queue)
+        )
+    ).one()
+    return int(row.live), int(row.dead)
+
+
 # --- post insights ---------------------------------------------------------------------------
 
 

@@ -45,10 +45,13 @@ from server.analytics.model import Snapshot
 from server.core.cache import Cache
 from server.core.db import is_database_unavailable
 from server.core.errors import NotFound
+from server.core.metrics import Metrics
 from server.core.tasks import stop_task
 from server.feed.public import PostChange, PostKind, PostState, posts_by_ids
 
 if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
     # Types only: the package loads numpy (see insight_models.py).
     from server.analytics.insights import Insight, InsightModels
 
@@ -75,6 +78,9 @@ async def enqueue_post_changes(conn: AsyncConnection, changes: Sequence[PostChan
 # A queued post whose handling failed this many times (outages aside) is dead-lettered: it
 # stays queued but is no longer claimed (docs/ANALYTICS.md, "Dead letters").
 MAX_FAILURES = 5
+# How often a worker counts the queue for its gauges (a count of the queue's rows: cheap
+# while it is short, tens of milliseconds under a backfill of a million posts).
+QUEUE_REPORT_S = 15.0
 
 
 class ModelsUnavailable(Exception):
@@ -120,6 +126,33 @@ class BatchResult:
     snapshots: int
 
 
+@dataclass(frozen=True)
+class QueueGauges:
+    """The queue as Prometheus sees it: the posts waiting to be handled, and the dead letters
+    (an alert on the second is how an operator learns of a post that always fails)."""
+
+    queued: Gauge
+    dead_letters: Gauge
+
+    @classmethod
+    def create(cls, metrics: Metrics) -> QueueGauges:
+        # Every replica counts the same table: the fleet's figure is any replica's.
+        return cls(
+            queued=metrics.gauge(
+                "socialhub_analytics_insights_queued",
+                "Posts queued for their insights or engagement, not dead-lettered (the whole "
+                "fleet's queue, as this replica last counted it).",
+                multiprocess_mode="livemax",
+            ),
+            dead_letters=metrics.gauge(
+                "socialhub_analytics_insights_dead_letters",
+                f"Posts whose insights failed {MAX_FAILURES} times and are no longer tried "
+                "(docs/ANALYTICS.md, dead letters).",
+                multiprocess_mode="livemax",
+            ),
+        )
+
+
 class InsightWorker:
     """Plugin.workers' start/stop around a polling loop; `run_once` is one batch."""
 
@@ -134,6 +167,7 @@ class InsightWorker:
         batch_size: int,
         poll_s: float,
         owns_engine: bool = False,
+        gauges: QueueGauges | None = None,
     ) -> None:
         self._engine = engine
         self._owns_engine = owns_engine
@@ -144,6 +178,7 @@ class InsightWorker:
         self._version = version
         self._batch_size = batch_size
         self._poll_s = poll_s
+        self._gauges = gauges
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -160,7 +195,12 @@ class InsightWorker:
             await self._engine.dispose()
 
     async def _run(self) -> None:
+        reported = -QUEUE_REPORT_S
+        loop = asyncio.get_running_loop()
         while True:
+            if loop.time() - reported >= QUEUE_REPORT_S:
+                reported = loop.time()
+                await self.report_queue()
             try:
                 result = await self.run_once()
             except ModelsUnavailable:
@@ -178,6 +218,19 @@ class InsightWorker:
                 continue
             if result.claimed < self._batch_size:
                 await asyncio.sleep(self._poll_s)
+
+    async def report_queue(self) -> None:
+        """Count the queue into the gauges; an outage leaves them as they were."""
+        if self._gauges is None:
+            return
+        try:
+            async with self._engine.connect() as conn:
+                queued, dead = await repository.queue_counts(conn)
+        except Exception as error:
+            log.debug("insights queue not counted: %s", error)
+            return
+        self._gauges.queued.set(queued)
+        self._gauges.dead_letters.set(dead)
 
     async def _loaded_models(self) -> InsightModels:
         """The models, loaded (in a thread: the server answers meanwhile) when a post first

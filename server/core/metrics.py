@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("socialhub.metrics")
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# How a gauge's values from several `serve --workers` processes combine (prometheus-client's).
+MultiprocessMode = Literal["livemin", "livemax", "livesum", "liveall", "livemostrecent"]
 SAMPLE_INTERVAL_S = 1.0
 # Most calls take well under a millisecond (a cached GetProfile ~0.3 ms): the default
 # buckets, which start at 5 ms, would put nearly all of them in the first one.
@@ -118,6 +120,8 @@ class Metrics:
     pool_waits: Counter
     loop_lag: Histogram
     port: int = 0
+    # Where this process's metric objects register: None with `serve --workers` (files).
+    _own: CollectorRegistry | None = None
     _http: WSGIServer | None = None
     _sampler: asyncio.Task[None] | None = None
     _waits_seen: int = field(default=0, repr=False)
@@ -222,7 +226,13 @@ class Metrics:
                 buckets=LATENCY_BUCKETS,
                 registry=own,
             ),
+            _own=own,
         )
+
+    def gauge(self, name: str, documentation: str, *, multiprocess_mode: MultiprocessMode) -> Gauge:
+        """A domain's own gauge, registered as the process's others are (in `serve --workers`
+        mode, in the workers' files; `multiprocess_mode` says how their values combine)."""
+        return Gauge(name, documentation, registry=self._own, multiprocess_mode=multiprocess_mode)
 
     async def start(
         self,

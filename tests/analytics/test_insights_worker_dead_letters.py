@@ -31,6 +31,7 @@ from server.analytics.insight_tables import ERROR_MAX
 from server.analytics.insight_worker import (
     MAX_FAILURES,
     InsightWorker,
+    QueueGauges,
     enqueue_post_changes,
 )
 from server.analytics.insights import Insight, InsightModels
@@ -39,6 +40,7 @@ from server.analytics.settings import AnalyticsSettings
 from server.core import migrate
 from server.core.cache import Cache
 from server.core.db import create_engine, is_database_unavailable
+from server.core.metrics import Metrics
 from server.feed.public import PostChange, PostKind
 from tests.harness import Backing, test_settings
 
@@ -105,6 +107,7 @@ def _run(
     backing: Backing,
     models: Any,
     body: Callable[[AsyncEngine, InsightWorker], Awaitable[None]],
+    gauges: QueueGauges | None = None,
 ) -> None:
     """body(engine, worker) on an event loop of its own; the worker's models are `models`."""
 
@@ -121,6 +124,7 @@ def _run(
                 model_version(),
                 batch_size=10,
                 poll_s=0,
+                gauges=gauges,
             )
             await body(engine, worker)
         finally:
@@ -395,3 +399,34 @@ def test_the_claim_reads_its_partial_index_past_any_dead_letters(own_database: s
             assert not types & {"Sort", "Incremental Sort"}, kind
             scans = {node.get("Index Name") for node in nodes}
             assert "ix_analytics_feed_queue_claim" in scans, (kind, scans)
+
+
+def test_the_queue_s_gauges_count_waiting_posts_and_dead_letters(
+    own_database: str, backing: Backing
+) -> None:
+    """What an operator alerts on: socialhub_analytics_insights_dead_letters (and the queue's
+    length), counted from the table by every replica's worker."""
+    (poison,) = _posts(own_database, [POISON])
+    waiting = _posts(own_database, GOOD[:2])
+    metrics = Metrics.create()
+
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            metrics.registry.get_sample_value("socialhub_analytics_insights_queued"),
+            metrics.registry.get_sample_value("socialhub_analytics_insights_dead_letters"),
+        )
+
+    async def body(engine: AsyncEngine, worker: InsightWorker) -> None:
+        await _queue(engine, [poison], PostKind.EDITED)
+        await worker.report_queue()
+        assert gauges() == (1, 0)
+        for _ in range(MAX_FAILURES):
+            await worker.run_once()
+        await _queue(engine, waiting, PostKind.EDITED)
+        await worker.report_queue()
+        assert gauges() == (2, 1)
+        assert (await worker.run_once()).analysed == 2
+        await worker.report_queue()
+        assert gauges() == (0, 1)
+
+    _run(own_database, backing, Poisoned(shared_models()), body, QueueGauges.create(metrics))
