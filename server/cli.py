@@ -93,8 +93,8 @@ async def _serve(app: Application, on_ready: Callable[[int], None], watch: Teard
     port = await app.start()
     # What starting made (modules, descriptors, metadata, pools) lives as long as the process:
     # out of the collector's reach, so that a full collection scans only what calls make. A
-    # full collection of all of it paused a call for 30-50 ms now and then (a report reading
-    # a thousand rows, bench/analytics_reports.py's p99).
+    # full collection of all of it paused a call for tens of milliseconds now and then (a
+    # report reading a thousand rows: docs/ANALYTICS.md, "Reports at 10 million snapshots").
     gc.freeze()
     on_ready(port)
     await stop.wait()
