@@ -22,6 +22,11 @@ class Snapshot:
         return (self.profile_id, self.platform, self.post_id)
 
 
+def midnight(day: date) -> datetime:
+    """The start of a UTC day, as reports count days."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def epoch_us(value: datetime) -> int:
     """Microseconds since the Unix epoch (PostgreSQL keeps microseconds)."""
     delta = value - _EPOCH

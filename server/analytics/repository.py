@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
@@ -39,6 +39,7 @@ from server.analytics.model import (
     FollowerCountValues,
     ReportQuery,
     SnapshotBatch,
+    midnight,
 )
 from server.analytics.tables import (
     METRICS,
@@ -620,10 +621,6 @@ def _day_conditions(query: ReportQuery, table: Any) -> list[Any]:
     return conditions
 
 
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
 def _post_conditions(query: ReportQuery) -> list[Any]:
     conditions = [
         posts.c.profile_id == query.profile_id,
@@ -882,7 +879,7 @@ def _best_of_days_statement(on_platform: bool) -> Any:
 def top_posts_of_days_statement(query: ReportQuery, days: Sequence[date], limit: int) -> Any:
     """The posts with the most engagement among those published on `days` (UTC days of the
     interval), parameters bound."""
-    starts = [_midnight(day) for day in days]
+    starts = [midnight(day) for day in days]
     values: dict[str, Any] = {
         "day_starts": starts,
         "day_ends": [start + ONE_DAY for start in starts],

@@ -27,6 +27,7 @@ from server.analytics.model import (
     Snapshot,
     SnapshotBatch,
     epoch_us,
+    midnight,
 )
 from server.analytics.tables import METRICS, PLACE_MAX, POST_ID_MAX
 from server.core.errors import InvalidArgument, Violations
@@ -360,15 +361,11 @@ def report_query(request: analytics_pb2.GetProfileAnalyticsRequest) -> ReportQue
         first_day=first_day,
         last_day=last_day,
         # Whole UTC days, as the daily rollups count them.
-        start_time=_midnight(first_day),
-        end_time=_midnight(last_day + timedelta(days=1)),
+        start_time=midnight(first_day),
+        end_time=midnight(last_day + timedelta(days=1)),
         granularity=granularity,
         platform=platform or None,
     )
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _last_day(end: datetime) -> date:
