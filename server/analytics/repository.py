@@ -51,6 +51,7 @@ from server.analytics.tables import (
     analytics_posting_slots,
     analytics_posts,
 )
+from server.core.pg_arrays import int_array
 
 PLATFORM_NAMES = tuple(PLATFORM_BY_ENUM.values())
 ONE_DAY = timedelta(days=1)
@@ -99,7 +100,7 @@ _US = "(extract(epoch FROM {}) * 1000000)::bigint"
 # delta never meets the CHECK constraints of an INSERT.
 _POSTS_AND_ROLLUP_ROWS = f"""
 WITH k AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+    SELECT * FROM unnest($1::text::bigint[], $2::text[], $3::text[], $4::text::bigint[])
         WITH ORDINALITY AS k(profile_id, platform, external_id, publish_us, ord)
 ), looked_up AS MATERIALIZED (
     SELECT k.*, p.id, p.publish_time
@@ -145,7 +146,7 @@ FROM (SELECT array_agg(ord) AS ords, array_agg(id) AS ids,
 """
 
 # Everything else in one statement (its CTEs see one snapshot): the new posts are inserted
-# with the metrics of their newest snapshot in the batch ($13 indexes the snapshot columns)
+# with the metrics of their newest snapshot in the batch ($14, its ordinality in `sent`)
 # and all of them go to the rollups (posts + 1); the snapshots not recorded before are
 # inserted; per post found the newest of those, if newer than the post's latest, becomes the
 # latest, and the differences go to the rollups. (A new post's snapshots are all recorded:
@@ -156,21 +157,21 @@ FROM (SELECT array_agg(ord) AS ords, array_agg(id) AS ids,
 # arrays of one CTE come from one pass over it, so they pair up; order matters to no one.)
 _APPLY_SNAPSHOTS = f"""
 WITH sent AS (
-    SELECT post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
+    SELECT ord, post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
            likes, comments, shares, saves, views, reach
-    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                $6::bigint[], $7::bigint[], $8::bigint[])
-        AS i(post_id, observe_us, likes, comments, shares, saves, views, reach)
+    FROM unnest($1::text::bigint[], $2::text::bigint[], $3::text::bigint[],
+                $4::text::bigint[], $5::text::bigint[], $6::text::bigint[],
+                $7::text::bigint[], $8::text::bigint[])
+        WITH ORDINALITY AS i(post_id, observe_us, likes, comments, shares, saves, views, reach,
+                             ord)
 ), new_posts AS MATERIALIZED (
     SELECT n.id, n.profile_id, n.platform, n.external_id,
            {_EPOCH_US.format("n.publish_us")} AS publish_time,
-           {_EPOCH_US.format("($2::bigint[])[n.newest]")} AS observe_time,
-           ($3::bigint[])[n.newest] AS likes, ($4::bigint[])[n.newest] AS comments,
-           ($5::bigint[])[n.newest] AS shares, ($6::bigint[])[n.newest] AS saves,
-           ($7::bigint[])[n.newest] AS views, ($8::bigint[])[n.newest] AS reach
-    FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[],
-                $14::int[])
+           s.observe_time, s.likes, s.comments, s.shares, s.saves, s.views, s.reach
+    FROM unnest($9::text::bigint[], $10::text::bigint[], $11::text[], $12::text[],
+                $13::text::bigint[], $14::text::bigint[])
         AS n(id, profile_id, platform, external_id, publish_us, newest)
+        JOIN sent s ON s.ord = n.newest
 ), made AS (
     -- Not ON CONFLICT: the profiles are locked, so a key taken meanwhile is a bug to hear of.
     INSERT INTO analytics_posts
@@ -291,10 +292,10 @@ async def _posts_and_rollup_rows(
         await conn.exec_driver_sql(
             _POSTS_AND_ROLLUP_ROWS,
             (
-                [key[0] for key in first],
+                int_array([key[0] for key in first]),
                 [key[1] for key in first],
                 [key[2] for key in first],
-                publish_us,
+                int_array(publish_us),
             ),
         )
     ).one()
@@ -316,7 +317,7 @@ def _new_posts(
     post_ids: list[int],
     publish_us: list[int],
     new: list[int],
-) -> tuple[list[int], list[int], list[str], list[str], list[int], list[int]]:
+) -> tuple[str, str, list[str], list[str], str, str]:
     """The new posts' columns for _APPLY_SNAPSHOTS: id, profile, platform, external id,
     publish time, and the index (from 1) of the post's newest snapshot in the batch."""
     newest = dict.fromkeys(new, -1)
@@ -326,12 +327,12 @@ def _new_posts(
         if best is not None and (best < 0 or observe_us[index] > observe_us[best]):
             newest[slot] = index
     return (
-        [post_ids[slot] for slot in new],
-        [keys[slot][0] for slot in new],
+        int_array([post_ids[slot] for slot in new]),
+        int_array([keys[slot][0] for slot in new]),
         [keys[slot][1] for slot in new],
         [keys[slot][2] for slot in new],
-        [publish_us[slot] for slot in new],
-        [newest[slot] + 1 for slot in new],
+        int_array([publish_us[slot] for slot in new]),
+        int_array([newest[slot] + 1 for slot in new]),
     )
 
 
@@ -351,7 +352,13 @@ async def apply_snapshots(conn: AsyncConnection, batch: SnapshotBatch) -> Applie
     new_posts = _new_posts(batch, list(first), slots, post_ids, publish_us, new)
     row: Any = (
         await conn.exec_driver_sql(
-            _APPLY_SNAPSHOTS, (post_of, batch.observe_us, *batch.metrics, *new_posts)
+            _APPLY_SNAPSHOTS,
+            (
+                int_array(post_of),
+                int_array(batch.observe_us),
+                *map(int_array, batch.metrics),
+                *new_posts,
+            ),
         )
     ).one()
     recorded_posts, recorded_us, moved_posts, moved_us, changes = row
