@@ -18,15 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.analytics import repository
 from server.analytics.cache_tags import profile_tag
-from server.analytics.live import Event, ProfileEvents
-from server.analytics.mapping import ENUM_BY_PLATFORM, PROFILE_COLLECTION
+from server.analytics.live import ProfileEvents, events_of
 from server.analytics.model import (
     AudienceValues,
     FollowerCountValues,
     IngestResult,
     Snapshot,
     SnapshotBatch,
-    epoch_us,
 )
 from server.analytics.partitions import Partitions, month_start
 from server.core.cache import Cache
@@ -111,7 +109,7 @@ class Ingestion:
         per recorded snapshot for the live watchers (best effort, see live.py)."""
         await self._invalidate(batch.profile_ids)
         if self._live is not None and applied.indexes:
-            await self._live.publish(_events(batch, applied, datetime.now(UTC)))
+            await self._live.publish(events_of(batch, applied, datetime.now(UTC)))
 
     async def follower_counts(self, items: Sequence[FollowerCountValues]) -> int:
         latest = _latest_per_day(items)
@@ -139,54 +137,6 @@ class Ingestion:
         if self._cache is None:  # the demo load, before any replica serves
             return
         await self._cache.invalidate(*(profile_tag(i) for i in sorted(set(profile_ids))))
-
-
-def _events(
-    batch: SnapshotBatch, applied: repository.Applied, recorded: datetime
-) -> list[tuple[int, bytes]]:
-    """An event per recorded snapshot, in the batch's order, serialized. One message is
-    filled in and serialized again for each (every field is set each time, so each comes out
-    as a new message would): building a message per event cost more than serializing it."""
-    event = Event()
-    record_seconds, record_micros = divmod(epoch_us(recorded), 1_000_000)
-    event.record_time.seconds = record_seconds
-    event.record_time.nanos = record_micros * 1000
-    metrics = event.metrics
-    publish_time, observe_time = metrics.publish_time, metrics.observe_time
-    likes, comments, shares, saves, views, reach = batch.metrics
-    names: dict[int, str] = {}
-    events = []
-    for index, latest, change, published in zip(
-        applied.indexes,
-        applied.latest,
-        applied.engagement_changes,
-        applied.publish_us,
-        strict=True,
-    ):
-        profile_id = batch.profile_ids[index]
-        name = names.get(profile_id)
-        if name is None:
-            name = names[profile_id] = format_name(PROFILE_COLLECTION, profile_id)
-        event.profile = name
-        event.latest = latest
-        event.engagement_change = change
-        metrics.platform = ENUM_BY_PLATFORM[batch.platforms[index]]  # type: ignore[assignment]
-        metrics.post_id = batch.post_ids[index]
-        metrics.likes = likes[index]
-        metrics.comments = comments[index]
-        metrics.shares = shares[index]
-        metrics.saves = saves[index]
-        metrics.views = views[index]
-        metrics.reach = reach[index]
-        metrics.engagement = likes[index] + comments[index] + shares[index]
-        seconds, micros = divmod(published, 1_000_000)
-        publish_time.seconds = seconds
-        publish_time.nanos = micros * 1000
-        seconds, micros = divmod(batch.observe_us[index], 1_000_000)
-        observe_time.seconds = seconds
-        observe_time.nanos = micros * 1000
-        events.append((profile_id, event.SerializeToString()))
-    return events
 
 
 def _day(days: int) -> date:

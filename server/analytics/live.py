@@ -2,9 +2,13 @@
 
 Ingestion XADDs an event per recorded snapshot after its transaction commits (MAXLEN ~
 trimming bounds each stream); a failure there is logged and the ingestion still succeeds,
-only live watchers miss that event. Each replica runs one reader task that XREADs the
-streams of every profile its clients watch, from its own cursor per profile, and fans each
-entry out to the local subscribers' queues: 1,000 watchers cost one blocking read, not 1,000.
+only live watchers miss that event. An entry holds the event's numbers in one fixed-size
+record and its post's id; the reader that delivers it builds the message. Most events have
+no watcher, and building a message per event was an eighth of an ingesting server's CPU.
+
+Each replica runs one reader task that XREADs the streams of every profile its clients
+watch, from its own cursor per profile, and fans each entry out to the local subscribers'
+queues: 1,000 watchers cost one blocking read, not 1,000.
 
 A watcher registers first, then replays (XRANGE) from its resume id to the stream's end;
 what the reader delivers meanwhile is skipped by id, so nothing is lost or repeated. A
@@ -17,17 +21,25 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import struct
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 from socialhub.v1 import analytics_pb2
 
+from server.analytics.mapping import ENUM_BY_PLATFORM, PROFILE_COLLECTION
+from server.analytics.model import SnapshotBatch, epoch_us
+from server.analytics.repository import Applied
 from server.core.cache import REDIS_FAILURES
 from server.core.errors import OutOfRange, Unavailable
+from server.core.names import format_name
 from server.core.tasks import stop_task
 
 log = logging.getLogger("socialhub.analytics")
@@ -38,18 +50,40 @@ ZERO: EventId = (0, 0)
 RETRY_MAX_S = 2.0
 
 
-# KEYS: the streams; ARGV: MAXLEN, the idle expiry, then the events in one string: per event
-# "<its stream's index in KEYS> <its length> <its bytes>". Every event an XADD (MAXLEN ~), in
-# order; then each stream's expiry. One argument rather than two per event: redis-py encodes
-# and packs each argument in Python.
+# An event as its stream entry keeps it: field "r", these numbers as little-endian int64s;
+# field "p", its post's id (the profile is the stream's).
+RECORD_FIELDS = (
+    "platform",
+    "latest",
+    "engagement_change",
+    "likes",
+    "comments",
+    "shares",
+    "saves",
+    "views",
+    "reach",
+    "publish_us",
+    "observe_us",
+    "record_us",
+)
+_RECORD = struct.Struct(f"<{len(RECORD_FIELDS)}q")
+
+# KEYS: the streams; ARGV: MAXLEN, the idle expiry, the record size, then the batch's events
+# as three strings: their records one after the other, each one's stream (its index in KEYS)
+# separated by spaces, and their post ids each ended by a NUL (which no post id holds). Every
+# event an XADD (MAXLEN ~), in order; then each stream's expiry. A few strings rather than
+# arguments per event: redis-py encodes and packs each argument in Python.
 _PUBLISH_SCRIPT = """
-local maxlen, ttl, events = ARGV[1], ARGV[2], ARGV[3]
-local at = 1
-while at <= #events do
-    local _, header_end, key, length = string.find(events, '^(%d+) (%d+) ', at)
-    at = header_end + tonumber(length) + 1
-    redis.call('XADD', KEYS[tonumber(key)], 'MAXLEN', '~', maxlen, '*', 'e',
-        string.sub(events, header_end + 1, at - 1))
+local maxlen, ttl, size = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local records, streams, posts = ARGV[4], ARGV[5], ARGV[6]
+local record, post = 1, 1
+for key in string.gmatch(streams, '%d+') do
+    local post_end = string.find(posts, '%z', post)
+    redis.call('XADD', KEYS[tonumber(key)], 'MAXLEN', '~', maxlen, '*',
+        'r', string.sub(records, record, record + size - 1),
+        'p', string.sub(posts, post, post_end - 1))
+    record = record + size
+    post = post_end + 1
 end
 for i = 1, #KEYS do
     redis.call('EXPIRE', KEYS[i], ttl)
@@ -145,23 +179,23 @@ class ProfileEvents:
 
     # ------------------------------------------------------------------ publishing
 
-    async def publish(self, events: Sequence[tuple[int, bytes]]) -> None:
-        """XADD the events (already committed; per event its profile and its serialized
-        WatchProfileMetricsResponse): best effort, never raises."""
-        if not events:
+    async def publish(self, events: EventBatch) -> None:
+        """XADD the events (already committed): best effort, never raises."""
+        if not events.profile_ids:
             return
         # One script call for the batch, not a pipeline of an XADD per event: redis-py packs
         # and parses each pipelined command in Python, which was 40% of an ingesting
         # server's CPU at 1,000 events a batch (bench/analytics_ingest.py).
         keys: dict[int, int] = {}  # profile id -> its stream's position in KEYS (from 1)
-        parts: list[bytes] = []
-        for profile_id, event in events:
-            key = keys.get(profile_id)
-            if key is None:
-                key = keys[profile_id] = len(keys) + 1
-            parts.append(b"%d %d " % (key, len(event)))
-            parts.append(event)
-        args = (self.max_events, self.idle_ttl_s, b"".join(parts))
+        positions = [keys.setdefault(p, len(keys) + 1) for p in events.profile_ids]
+        args = (
+            self.max_events,
+            self.idle_ttl_s,
+            _RECORD.size,
+            events.records,
+            " ".join(map(str, positions)),
+            "\0".join(events.post_ids) + "\0",
+        )
         streams = [stream_key(profile_id) for profile_id in keys]
         try:
             try:
@@ -172,7 +206,7 @@ class ProfileEvents:
             log.warning(
                 "live analytics events lost (Redis unavailable): %s",
                 error,
-                extra={"events": len(events)},
+                extra={"events": len(events.profile_ids)},
             )
 
     # ------------------------------------------------------------------ watching
@@ -208,7 +242,7 @@ class ProfileEvents:
                             subscriber.queue.get_nowait()
                         await self._check_kept_or_down(key, profile_id, last)
                     replay = False
-                    for event_id, event in await self._range_or_down(key, last):
+                    for event_id, event in await self._range_or_down(key, profile_id, last):
                         yield event
                         last = event_id
                     continue
@@ -241,11 +275,17 @@ class ProfileEvents:
             except REDIS_FAILURES:
                 await asyncio.sleep(0.5)  # an outage mid-stream: the watcher waits
 
-    async def _range_or_down(self, key: str, after: EventId) -> list[tuple[EventId, Event]]:
+    async def _range_or_down(
+        self, key: str, profile_id: int, after: EventId
+    ) -> list[tuple[EventId, Event]]:
         while True:
             try:
                 entries: Any = await self.redis.xrange(key, f"({_format(after)}", "+")
-                return [decoded for entry in entries if (decoded := _decode(entry)) is not None]
+                return [
+                    decoded
+                    for entry in entries
+                    if (decoded := _decode(entry, profile_id)) is not None
+                ]
             except REDIS_FAILURES:
                 await asyncio.sleep(0.5)
 
@@ -289,7 +329,7 @@ class ProfileEvents:
                 if profile_id not in self._cursors:
                     continue  # its last watcher left during the read
                 for entry in entries:
-                    decoded = _decode(entry)
+                    decoded = _decode(entry, profile_id)
                     if decoded is None:
                         continue
                     event_id, event = decoded
@@ -300,13 +340,86 @@ class ProfileEvents:
                         subscriber.offer(event_id, event)
 
 
-def _decode(entry: Any) -> tuple[EventId, Event] | None:
+@dataclass(frozen=True)
+class EventBatch:
+    """A batch's events as their entries keep them: per event its profile and its post's
+    id, and `records`, their RECORD_FIELDS one record after the other."""
+
+    profile_ids: list[int]
+    post_ids: list[str]
+    records: bytes
+
+
+def events_of(batch: SnapshotBatch, applied: Applied, recorded: datetime) -> EventBatch:
+    """An event per snapshot recorded, in the batch's order: numpy fills the records column
+    by column, with no Python object per event."""
+    chosen = applied.indexes
+    at = np.asarray(chosen, dtype=np.intp)
+    records = np.empty((len(chosen), len(RECORD_FIELDS)), dtype="<i8")
+    records[:, 0] = [ENUM_BY_PLATFORM[batch.platforms[i]] for i in chosen]
+    records[:, 1] = applied.latest
+    records[:, 2] = applied.engagement_changes
+    for column, metric in enumerate(batch.metrics, start=3):
+        records[:, column] = np.asarray(metric, dtype=np.int64)[at]
+    records[:, 9] = applied.publish_us
+    records[:, 10] = np.asarray(batch.observe_us, dtype=np.int64)[at]
+    records[:, 11] = epoch_us(recorded)
+    return EventBatch(
+        profile_ids=[batch.profile_ids[i] for i in chosen],
+        post_ids=[batch.post_ids[i] for i in chosen],
+        records=records.tobytes(),
+    )
+
+
+def _stamp(us: int) -> Timestamp:
+    seconds, micros = divmod(us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def _event(profile_id: int, post_id: bytes, record: bytes) -> Event:
+    (platform, latest, change, likes, comments, shares, saves, views, reach) = (
+        numbers := _RECORD.unpack(record)
+    )[:9]
+    publish_us, observe_us, record_us = numbers[9:]
+    return Event(
+        profile=format_name(PROFILE_COLLECTION, profile_id),
+        latest=bool(latest),
+        engagement_change=change,
+        record_time=_stamp(record_us),
+        metrics=analytics_pb2.PostMetrics(
+            platform=platform,
+            post_id=post_id.decode(),
+            publish_time=_stamp(publish_us),
+            observe_time=_stamp(observe_us),
+            likes=likes,
+            comments=comments,
+            shares=shares,
+            saves=saves,
+            views=views,
+            reach=reach,
+            engagement=likes + comments + shares,
+        ),
+    )
+
+
+def _field(fields: Any, name: str) -> bytes | None:
+    value = fields.get(name.encode(), fields.get(name))
+    return value.encode() if isinstance(value, str) else value
+
+
+def _decode(entry: Any, profile_id: int) -> tuple[EventId, Event] | None:
     raw_id: Any = entry[0]
     fields: Any = entry[1]
     event_id = parse_event_id(_text(raw_id))
-    payload = fields.get(b"e", fields.get("e"))
-    if event_id is None or payload is None:
+    if event_id is None:
         return None
-    event = Event.FromString(payload if isinstance(payload, bytes) else payload.encode())
+    record, post_id = _field(fields, "r"), _field(fields, "p")
+    if record is not None and post_id is not None and len(record) == _RECORD.size:
+        event = _event(profile_id, post_id, record)
+    elif (serialized := _field(fields, "e")) is not None:
+        # Written as a whole message by a replica of an earlier version (a rolling upgrade).
+        event = Event.FromString(serialized)
+    else:
+        return None
     event.event_id = _format(event_id)
     return event_id, event

@@ -15,8 +15,7 @@ from socialhub.v1.analytics_pb2_grpc import AnalyticsServiceStub
 from socialhub.v1.profile_pb2_grpc import ProfileServiceStub
 
 from server.analytics import validation
-from server.analytics.ingestion import _events
-from server.analytics.live import Event
+from server.analytics.live import Event, _decode, events_of
 from server.analytics.mapping import ENUM_BY_PLATFORM
 from server.analytics.model import SnapshotBatch, epoch_us
 from server.analytics.repository import Applied
@@ -684,10 +683,10 @@ def test_the_fast_checks_give_what_the_full_checks_give() -> None:
         }
 
 
-def test_each_live_event_is_serialized_as_a_fresh_message_would_be() -> None:
-    """The events of a batch are one message filled in again for each: nothing of an event
-    stays in the next (a zero, False or other value after a set one), and each comes out as
-    the message built for it alone."""
+def test_each_live_event_reads_back_as_the_message_built_for_it_alone() -> None:
+    """The events of a batch are stored as records filled column by column: each reads back
+    as the message built for it alone (nothing of an event leaks into the next: a zero,
+    False or other value after a set one; negative changes and full microseconds kept)."""
     batch = SnapshotBatch(
         received=3,
         profile_ids=[7, 8, 7],
@@ -708,9 +707,10 @@ def test_each_live_event_is_serialized_as_a_fresh_message_would_be() -> None:
     def stamp(us: int) -> Timestamp:
         return Timestamp(seconds=us // 1_000_000, nanos=us % 1_000_000 * 1000)
 
-    def fresh(index: int) -> bytes:
+    def fresh(index: int, event_id: str) -> bytes:
         likes, comments, shares, saves, views, reach = (m[index] for m in batch.metrics)
         return Event(
+            event_id=event_id,
             profile=f"profiles/{batch.profile_ids[index]}",
             latest=applied.latest[index],
             engagement_change=applied.engagement_changes[index],
@@ -730,8 +730,22 @@ def test_each_live_event_is_serialized_as_a_fresh_message_would_be() -> None:
             ),
         ).SerializeToString()
 
-    assert _events(batch, applied, recorded) == [
-        (7, fresh(0)),
-        (8, fresh(1)),
-        (7, fresh(2)),
+    events = events_of(batch, applied, recorded)
+    assert events.profile_ids == [7, 8, 7]
+    assert events.post_ids == ["first", "b", "c"]
+    size = len(events.records) // 3
+    entries = [
+        (f"{n + 1}-0".encode(), {b"r": events.records[n * size : (n + 1) * size], b"p": post})
+        for n, post in enumerate([b"first", b"b", b"c"])
     ]
+    read = [
+        _decode(entry, profile_id) for entry, profile_id in zip(entries, [7, 8, 7], strict=True)
+    ]
+    assert None not in read
+    assert [(got[0], got[1].SerializeToString()) for got in read if got is not None] == [
+        ((n + 1, 0), fresh(n, f"{n + 1}-0")) for n in range(3)
+    ]
+    # An entry written as a whole message (by a replica of an earlier version) still reads.
+    earlier = _decode((b"9-0", {b"e": fresh(1, "")}), 8)
+    assert earlier is not None
+    assert (earlier[0], earlier[1].SerializeToString()) == ((9, 0), fresh(1, "9-0"))
