@@ -1,4 +1,4 @@
-"""Integer arrays bound to a statement: asyncpg's binary encoding against a text literal.
+"""Arrays bound to a statement: asyncpg's binary encoding against a text literal.
 
     .venv/bin/python -m bench.pg_arrays            # 8 arrays of 1,000 values, 1,000 calls
 
@@ -18,6 +18,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,13 @@ import asyncpg
 import psutil
 
 from server.core.embedded import EmbeddedPostgres
-from server.core.pg_arrays import int_array
+from server.core.pg_arrays import int_array, text_array
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _statement(arrays: int, cast: str) -> str:
+    # Counted, so that what is measured is binding, sending and parsing the arrays.
     counted = " + ".join(f"cardinality(${n}{cast})" for n in range(1, arrays + 1))
     return f"SELECT {counted}"
 
@@ -41,19 +43,33 @@ async def _measure(url: str, arrays: int, values: int, calls: int) -> dict[str, 
     try:
         backend = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()"))
         rng = random.Random(1)
-        columns = [[rng.randrange(10**12) for _ in range(values)] for _ in range(arrays)]
-        ways = {
-            "asyncpg binary (list -> $n::bigint[])": (
+        numbers = [[rng.randrange(10**12) for _ in range(values)] for _ in range(arrays)]
+        # Post ids as feeds send them: short, no quote or backslash (text_array's fast path).
+        texts = [[f"post-{rng.randrange(10**9)}" for _ in range(values)] for _ in range(arrays)]
+        ways: dict[str, tuple[Any, list[Any], Callable[[Any], Any]]] = {
+            "bigint[]: asyncpg binary (list -> $n::bigint[])": (
                 await conn.prepare(_statement(arrays, "::bigint[]")),
+                numbers,
                 lambda column: column,
             ),
-            "text literal (int_array -> $n::text::bigint[])": (
+            "bigint[]: text literal (int_array -> $n::text::bigint[])": (
                 await conn.prepare(_statement(arrays, "::text::bigint[]")),
+                numbers,
                 int_array,
+            ),
+            "text[]: asyncpg binary (list -> $n::text[])": (
+                await conn.prepare(_statement(arrays, "::text[]")),
+                texts,
+                lambda column: column,
+            ),
+            "text[]: text literal (text_array -> $n::text::text[])": (
+                await conn.prepare(_statement(arrays, "::text::text[]")),
+                texts,
+                text_array,
             ),
         }
         result: dict[str, Any] = {}
-        for name, (statement, bind) in ways.items():
+        for name, (statement, columns, bind) in ways.items():
             for _ in range(calls // 10):  # warm up
                 await statement.fetchval(*map(bind, columns))
             client, server = time.process_time(), sum(backend.cpu_times()[:2])

@@ -51,7 +51,7 @@ from server.analytics.tables import (
     analytics_posting_slots,
     analytics_posts,
 )
-from server.core.pg_arrays import int_array
+from server.core.pg_arrays import int_array, text_array
 
 PLATFORM_NAMES = tuple(PLATFORM_BY_ENUM.values())
 ONE_DAY = timedelta(days=1)
@@ -100,7 +100,8 @@ _US = "(extract(epoch FROM {}) * 1000000)::bigint"
 # delta never meets the CHECK constraints of an INSERT.
 _POSTS_AND_ROLLUP_ROWS = f"""
 WITH k AS (
-    SELECT * FROM unnest($1::text::bigint[], $2::text[], $3::text[], $4::text::bigint[])
+    SELECT * FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[],
+                         $4::text::bigint[])
         WITH ORDINALITY AS k(profile_id, platform, external_id, publish_us, ord)
 ), looked_up AS MATERIALIZED (
     SELECT k.*, p.id, p.publish_time
@@ -168,7 +169,7 @@ WITH sent AS (
     SELECT n.id, n.profile_id, n.platform, n.external_id,
            {_EPOCH_US.format("n.publish_us")} AS publish_time,
            s.observe_time, s.likes, s.comments, s.shares, s.saves, s.views, s.reach
-    FROM unnest($9::text::bigint[], $10::text::bigint[], $11::text[], $12::text[],
+    FROM unnest($9::text::bigint[], $10::text::bigint[], $11::text::text[], $12::text::text[],
                 $13::text::bigint[], $14::text::bigint[])
         AS n(id, profile_id, platform, external_id, publish_us, newest)
         JOIN sent s ON s.ord = n.newest
@@ -293,8 +294,8 @@ async def _posts_and_rollup_rows(
             _POSTS_AND_ROLLUP_ROWS,
             (
                 int_array([key[0] for key in first]),
-                [key[1] for key in first],
-                [key[2] for key in first],
+                text_array([key[1] for key in first]),
+                text_array([key[2] for key in first]),
                 int_array(publish_us),
             ),
         )
@@ -317,7 +318,7 @@ def _new_posts(
     post_ids: list[int],
     publish_us: list[int],
     new: list[int],
-) -> tuple[str, str, list[str], list[str], str, str]:
+) -> tuple[str, ...]:
     """The new posts' columns for _APPLY_SNAPSHOTS: id, profile, platform, external id,
     publish time, and the index (from 1) of the post's newest snapshot in the batch."""
     newest = dict.fromkeys(new, -1)
@@ -329,8 +330,8 @@ def _new_posts(
     return (
         int_array([post_ids[slot] for slot in new]),
         int_array([keys[slot][0] for slot in new]),
-        [keys[slot][1] for slot in new],
-        [keys[slot][2] for slot in new],
+        text_array([keys[slot][1] for slot in new]),
+        text_array([keys[slot][2] for slot in new]),
         int_array([publish_us[slot] for slot in new]),
         int_array([newest[slot] + 1 for slot in new]),
     )

@@ -203,14 +203,13 @@ def snapshot_batch(
             platform not in INGESTED_PLATFORMS
             or not 0 < len(post_id) <= POST_ID_MAX
             or "\x00" in post_id
-            or not item.HasField("publish_time")
-            or not item.HasField("observe_time")
         ):
             break
         published, observed = item.publish_time, item.observe_time
         if not (0 <= published.nanos < 1_000_000_000 and 0 <= observed.nanos < 1_000_000_000):
             break
-        # As Timestamp.ToDatetime: nanoseconds truncated to microseconds.
+        # As Timestamp.ToDatetime: nanoseconds truncated to microseconds. An unset time
+        # reads as the epoch, before EARLIEST: the range check below sends it to the full checks.
         published_us = published.seconds * 1_000_000 + published.nanos // 1000
         observed_us = observed.seconds * 1_000_000 + observed.nanos // 1000
         if not (earliest <= published_us <= observed_us and earliest_observed <= observed_us):

@@ -1,4 +1,4 @@
-"""Integer arrays for PostgreSQL as text literals, for statements that take thousands of values.
+"""Arrays for PostgreSQL as text literals, for statements that take thousands of values.
 
 asyncpg encodes a list bound to a `bigint[]` parameter value by value in the binary format,
 with an `isinstance` check against `collections.abc` for each (to find nested arrays), and it
@@ -19,3 +19,17 @@ def int_array(values: list[int]) -> str:
     parameter cast with `::text::bigint[]` (or `int[]`, `smallint[]`)."""
     # "[1, 2]" -> "{1, 2}": array_in takes the spaces around elements.
     return "{" + str(values)[1:-1] + "}"
+
+
+def text_array(values: list[str]) -> str:
+    """The literal of `values` (no NUL in any, as PostgreSQL's text has none), for a
+    parameter cast with `::text::text[]`."""
+    if not values:
+        return "{}"
+    # Every element quoted, so commas, braces, spaces and NULL mean nothing in it; only a
+    # quote or a backslash needs escaping, and one scan of the joined text finds either (its
+    # separators hold two quotes each).
+    joined = '","'.join(values)
+    if joined.count('"') != 2 * (len(values) - 1) or "\\" in joined:
+        joined = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return '{"' + joined + '"}'
