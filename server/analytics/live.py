@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -353,6 +352,10 @@ class EventBatch:
 def events_of(batch: SnapshotBatch, applied: Applied, recorded: datetime) -> EventBatch:
     """An event per snapshot recorded, in the batch's order: numpy fills the records column
     by column, with no Python object per event."""
+    # Here, not at import: numpy's OpenBLAS starts threads at import, and `serve --workers N`
+    # forks its workers from a process that must have none (see insight_models.py).
+    import numpy as np
+
     chosen = applied.indexes
     at = np.asarray(chosen, dtype=np.intp)
     records = np.empty((len(chosen), len(RECORD_FIELDS)), dtype="<i8")
