@@ -1,14 +1,15 @@
 """Arrays for PostgreSQL as text literals, for statements that take thousands of values.
 
-asyncpg encodes a list bound to a `bigint[]` parameter value by value in the binary format,
-with an `isinstance` check against `collections.abc` for each (to find nested arrays), and it
-accepts no custom codec for array types. The text literal of a list of ints is built by
-`str()` in C and PostgreSQL parses it (`$1::text::bigint[]`). Measured on the project's
-machine (`python -m bench.pg_arrays`, 8 arrays of 1,000 values): binary 0.19 µs of the
-client's CPU per value and 0.02 µs of PostgreSQL's; text 0.10 and 0.08. A little less CPU all
-told, and half as much on the server's event loop, which every call of a replica shares;
-in the ingestion benchmark, 1.2-2.4 µs less server CPU per snapshot (docs/ANALYTICS.md).
-Worth it where a statement binds thousands of values, as ingestion's do.
+asyncpg encodes a list bound to an array parameter value by value in the binary format, with
+an `isinstance` check against `collections.abc` for each (to find nested arrays), and it
+accepts no custom codec for array types. A literal is built in C instead (`str()` of a list
+of ints; one `join` of texts), and PostgreSQL parses it (`$1::text::bigint[]`,
+`$1::text::text[]`). Measured on the project's machine (`python -m bench.pg_arrays`, 8 arrays
+of 1,000 values, µs of CPU per value, client / PostgreSQL): bigint binary 0.19 / 0.02, text
+0.10 / 0.08; text[] binary 0.33 / 0.07, literal 0.04 / 0.06. Less CPU all told, and much less
+on the server's event loop, which every call of a replica shares: in the ingestion
+benchmark, 1.2-2.4 µs less server CPU per snapshot (docs/ANALYTICS.md). Worth it where a
+statement binds thousands of values, as ingestion's do.
 """
 
 from __future__ import annotations
