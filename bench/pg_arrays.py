@@ -46,28 +46,21 @@ async def _measure(url: str, arrays: int, values: int, calls: int) -> dict[str, 
         numbers = [[rng.randrange(10**12) for _ in range(values)] for _ in range(arrays)]
         # Post ids as feeds send them: short, no quote or backslash (text_array's fast path).
         texts = [[f"post-{rng.randrange(10**9)}" for _ in range(values)] for _ in range(arrays)]
-        ways: dict[str, tuple[Any, list[Any], Callable[[Any], Any]]] = {
-            "bigint[]: asyncpg binary (list -> $n::bigint[])": (
-                await conn.prepare(_statement(arrays, "::bigint[]")),
-                numbers,
+        ways: dict[str, tuple[Any, list[Any], Callable[[Any], Any]]] = {}
+        for kind, columns, literal in (
+            ("bigint[]", numbers, int_array),
+            ("text[]", texts, text_array),
+        ):
+            ways[f"{kind}: asyncpg binary (list -> $n::{kind})"] = (
+                await conn.prepare(_statement(arrays, f"::{kind}")),
+                columns,
                 lambda column: column,
-            ),
-            "bigint[]: text literal (int_array -> $n::text::bigint[])": (
-                await conn.prepare(_statement(arrays, "::text::bigint[]")),
-                numbers,
-                int_array,
-            ),
-            "text[]: asyncpg binary (list -> $n::text[])": (
-                await conn.prepare(_statement(arrays, "::text[]")),
-                texts,
-                lambda column: column,
-            ),
-            "text[]: text literal (text_array -> $n::text::text[])": (
-                await conn.prepare(_statement(arrays, "::text::text[]")),
-                texts,
-                text_array,
-            ),
-        }
+            )
+            ways[f"{kind}: text literal ({literal.__name__} -> $n::text::{kind})"] = (
+                await conn.prepare(_statement(arrays, f"::text::{kind}")),
+                columns,
+                literal,
+            )
         result: dict[str, Any] = {}
         for name, (statement, columns, bind) in ways.items():
             for _ in range(calls // 10):  # warm up

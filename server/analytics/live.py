@@ -36,6 +36,7 @@ from socialhub.v1 import analytics_pb2
 from server.analytics.mapping import ENUM_BY_PLATFORM, PROFILE_COLLECTION
 from server.analytics.model import SnapshotBatch, epoch_us
 from server.analytics.repository import Applied
+from server.analytics.tables import METRICS
 from server.core.cache import REDIS_FAILURES
 from server.core.errors import OutOfRange, Unavailable
 from server.core.names import format_name
@@ -358,15 +359,22 @@ def events_of(batch: SnapshotBatch, applied: Applied, recorded: datetime) -> Eve
 
     chosen = applied.indexes
     at = np.asarray(chosen, dtype=np.intp)
+
+    def picked(column: list[int]) -> Any:
+        return np.asarray(column, dtype=np.int64)[at]
+
+    columns: dict[str, Any] = {
+        "platform": [ENUM_BY_PLATFORM[batch.platforms[i]] for i in chosen],
+        "latest": applied.latest,
+        "engagement_change": applied.engagement_changes,
+        **dict(zip(METRICS, map(picked, batch.metrics), strict=True)),
+        "publish_us": applied.publish_us,
+        "observe_us": picked(batch.observe_us),
+        "record_us": epoch_us(recorded),
+    }
     records = np.empty((len(chosen), len(RECORD_FIELDS)), dtype="<i8")
-    records[:, 0] = [ENUM_BY_PLATFORM[batch.platforms[i]] for i in chosen]
-    records[:, 1] = applied.latest
-    records[:, 2] = applied.engagement_changes
-    for column, metric in enumerate(batch.metrics, start=3):
-        records[:, column] = np.asarray(metric, dtype=np.int64)[at]
-    records[:, 9] = applied.publish_us
-    records[:, 10] = np.asarray(batch.observe_us, dtype=np.int64)[at]
-    records[:, 11] = epoch_us(recorded)
+    for number, name in enumerate(RECORD_FIELDS):
+        records[:, number] = columns[name]
     return EventBatch(
         profile_ids=[batch.profile_ids[i] for i in chosen],
         post_ids=[batch.post_ids[i] for i in chosen],
@@ -380,10 +388,20 @@ def _stamp(us: int) -> Timestamp:
 
 
 def _event(profile_id: int, post_id: bytes, record: bytes) -> Event:
-    (platform, latest, change, likes, comments, shares, saves, views, reach) = (
-        numbers := _RECORD.unpack(record)
-    )[:9]
-    publish_us, observe_us, record_us = numbers[9:]
+    (
+        platform,
+        latest,
+        change,
+        likes,
+        comments,
+        shares,
+        saves,
+        views,
+        reach,
+        publish_us,
+        observe_us,
+        record_us,
+    ) = _RECORD.unpack(record)  # RECORD_FIELDS
     return Event(
         profile=format_name(PROFILE_COLLECTION, profile_id),
         latest=bool(latest),
