@@ -550,11 +550,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         checks["live_events_match_created"] = xadds == streaming["created"]
         checks["ok"] = checks["ok"] and checks["live_events_match_created"]
     finally:
-        if server is not None:
-            server.stop()
-        post_updates = _post_updates(database_url) if database_url else {}
-        redis_server.stop()
-        postgres.stop()
+        try:
+            if server is not None:
+                server.stop()
+            post_updates = _post_updates(database_url) if database_url else {}
+        finally:
+            # Whatever failed above, a run that dies leaves no server of its own running.
+            redis_server.stop()
+            postgres.stop()
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
