@@ -147,7 +147,7 @@ FROM (SELECT array_agg(ord) AS ords, array_agg(id) AS ids,
 """
 
 # Everything else in one statement (its CTEs see one snapshot): the new posts are inserted
-# with the metrics of their newest snapshot in the batch ($14, its ordinality in `sent`)
+# with the metrics of their newest snapshot in the batch ($14-$20, picked in Python)
 # and all of them go to the rollups (posts + 1); the snapshots not recorded before are
 # inserted; per post found the newest of those, if newer than the post's latest, becomes the
 # latest, and the differences go to the rollups. (A new post's snapshots are all recorded:
@@ -158,21 +158,23 @@ FROM (SELECT array_agg(ord) AS ords, array_agg(id) AS ids,
 # arrays of one CTE come from one pass over it, so they pair up; order matters to no one.)
 _APPLY_SNAPSHOTS = f"""
 WITH sent AS (
-    SELECT ord, post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
+    SELECT post_id, {_EPOCH_US.format("observe_us")} AS observe_time,
            likes, comments, shares, saves, views, reach
     FROM unnest($1::text::bigint[], $2::text::bigint[], $3::text::bigint[],
                 $4::text::bigint[], $5::text::bigint[], $6::text::bigint[],
                 $7::text::bigint[], $8::text::bigint[])
-        WITH ORDINALITY AS i(post_id, observe_us, likes, comments, shares, saves, views, reach,
-                             ord)
+        AS i(post_id, observe_us, likes, comments, shares, saves, views, reach)
 ), new_posts AS MATERIALIZED (
-    SELECT n.id, n.profile_id, n.platform, n.external_id,
-           {_EPOCH_US.format("n.publish_us")} AS publish_time,
-           s.observe_time, s.likes, s.comments, s.shares, s.saves, s.views, s.reach
+    SELECT id, profile_id, platform, external_id,
+           {_EPOCH_US.format("publish_us")} AS publish_time,
+           {_EPOCH_US.format("observe_us")} AS observe_time,
+           likes, comments, shares, saves, views, reach
     FROM unnest($9::text::bigint[], $10::text::bigint[], $11::text::text[], $12::text::text[],
-                $13::text::bigint[], $14::text::bigint[])
-        AS n(id, profile_id, platform, external_id, publish_us, newest)
-        JOIN sent s ON s.ord = n.newest
+                $13::text::bigint[], $14::text::bigint[], $15::text::bigint[],
+                $16::text::bigint[], $17::text::bigint[], $18::text::bigint[],
+                $19::text::bigint[], $20::text::bigint[])
+        AS n(id, profile_id, platform, external_id, publish_us, observe_us,
+             likes, comments, shares, saves, views, reach)
 ), made AS (
     -- Not ON CONFLICT: the profiles are locked, so a key taken meanwhile is a bug to hear of.
     INSERT INTO analytics_posts
@@ -320,7 +322,8 @@ def _new_posts(
     new: list[int],
 ) -> tuple[str, ...]:
     """The new posts' columns for _APPLY_SNAPSHOTS: id, profile, platform, external id,
-    publish time, and the index (from 1) of the post's newest snapshot in the batch."""
+    publish time, and the observe time and metrics of the post's newest snapshot in the
+    batch."""
     newest = dict.fromkeys(new, -1)
     observe_us = batch.observe_us
     for index, slot in enumerate(slots):
@@ -333,7 +336,10 @@ def _new_posts(
         text_array([keys[slot][1] for slot in new]),
         text_array([keys[slot][2] for slot in new]),
         int_array([publish_us[slot] for slot in new]),
-        int_array([newest[slot] + 1 for slot in new]),
+        *(
+            int_array([column[newest[slot]] for slot in new])
+            for column in (observe_us, *batch.metrics)
+        ),
     )
 
 
