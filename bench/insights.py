@@ -26,6 +26,7 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from bench import insights_data as data
 from bench.insights_train import fresh_english
+from bench.intervals import macro_recall_interval
 
 Scores = dict[str, float]
 
@@ -40,6 +41,12 @@ def _scores(gold: Sequence[str], predicted: Sequence[str]) -> Scores:
             float(recall_score(gold, predicted, labels=labels, average="macro")), 4
         ),
     }
+
+
+def _with_interval(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:
+    """The scores, and the 95 % bootstrap band of the macro-recall (bench/intervals.py)."""
+    low, high = macro_recall_interval(gold, predicted)
+    return {**_scores(gold, predicted), "macro_recall_95": [low, high]}
 
 
 def _majority(gold: Sequence[str]) -> list[str]:
@@ -114,7 +121,7 @@ def sentiment(analyze: Callable[[Sequence[str]], list[Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "english": {
             "set": "TweetEval sentiment test = SemEval-2017 Task 4A test (12,284 tweets)",
-            "model": _scores(gold, predicted),
+            "model": _with_interval(gold, predicted),
             "majority": _scores(gold, _majority(gold)),
             "vader_alone": _scores(gold, [vader_label(t) for t, _ in test]),
         }
@@ -127,7 +134,7 @@ def sentiment(analyze: Callable[[Sequence[str]], list[Any]]) -> dict[str, Any]:
         "English test set, less tweets equal to a training tweet and repeats",
         "dropped_equal_to_training": in_training,
         "dropped_repeats": repeated,
-        "model": _scores(gold, predicted),
+        "model": _with_interval(gold, predicted),
         "majority": _scores(gold, _majority(gold)),
         "vader_alone": _scores(gold, [vader_label(t) for t, _ in fresh]),
     }
@@ -138,7 +145,7 @@ def sentiment(analyze: Callable[[Sequence[str]], list[Any]]) -> dict[str, Any]:
         index = [k for k, r in enumerate(rows) if r[2] == code]
         gold = [rows[k][1] for k in index]
         per_language[code] = {
-            "model": _scores(gold, [predicted[k] for k in index]),
+            "model": _with_interval(gold, [predicted[k] for k in index]),
             "majority": _scores(gold, _majority(gold)),
         }
     result["xlm_t"] = {"set": "XLM-T (UMSAB) test, 870 tweets a language", **per_language}
