@@ -347,6 +347,55 @@ def backfill_insights(
         _run(run(backing))
 
 
+@insights.command("dead-letters")
+def list_dead_letters(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per post.")] = False,
+) -> None:
+    """The posts whose insights failed too often to be tried again (docs/ANALYTICS.md, "Dead
+    letters"), oldest first: post id, failures, last error, when."""
+    from server.analytics.insight_repository import dead_letters
+
+    rows = [
+        {
+            "post_id": row.post_id,
+            "failures": row.failures,
+            "dead_lettered_time": _when(row.dead_lettered_at),
+            "last_error": row.last_error or "",
+        }
+        for row in _on_database(dead_letters)
+    ]
+    _echo_rows(rows, ("post_id", "failures", "dead_lettered_time", "last_error"), as_json)
+
+
+@insights.command("requeue")
+def requeue_dead_letters(
+    post: Annotated[
+        list[int] | None, typer.Option(help="A dead-lettered post's id; repeatable.")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+) -> None:
+    """Make dead letters live again, once what failed them is fixed: the workers take them at
+    their next poll, with their failures counted afresh."""
+    from server.analytics.insight_repository import requeue_dead_letters
+
+    if bool(post) == every:
+        typer.echo("socialhub: give --post (repeatable) or --all, not both", err=True)
+        raise typer.Exit(2)
+    named = None if every else sorted(set(post or ()))
+
+    async def requeue(conn: AsyncConnection) -> list[int]:
+        return await requeue_dead_letters(conn, named)
+
+    requeued = _on_database(requeue)
+    typer.echo(f"requeued {len(requeued)} dead letters: {_ids(requeued)}")
+    if named is not None and (left := sorted(set(named) - set(requeued))):
+        typer.echo(f"socialhub: not dead letters, left as they are: {_ids(left)}", err=True)
+
+
+def _ids(ids: Sequence[int]) -> str:
+    return ", ".join(map(str, ids)) or "none"
+
+
 keys = typer.Typer(
     help="API keys: shown once at creation, stored as a hash, revoked within API_KEY_CACHE_TTL_S.",
     no_args_is_help=True,
@@ -436,11 +485,17 @@ def list_keys(
         }
         for key in stored
     ]
+    _echo_rows(
+        rows, ("id", "name", "prefix", "state", "scopes", "tenants", "last_used_time"), as_json
+    )
+
+
+def _echo_rows(rows: list[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    """A listing: one JSON object per row, or these columns as a table under a header."""
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))
         return
-    columns = ("id", "name", "prefix", "state", "scopes", "tenants", "last_used_time")
     table = [[str(c).upper() for c in columns]] + [
         [",".join(v) if isinstance(v := row[c], list) else str(v) for c in columns] for row in rows
     ]

@@ -111,14 +111,30 @@ async def dead_lettered(conn: AsyncConnection, post_ids: Sequence[int] | None = 
     return list((await conn.execute(statement.order_by(queue.c.post_id))).scalars())
 
 
-async def requeue_dead_letters(conn: AsyncConnection, post_ids: Sequence[int]) -> int:
-    """Make dead-lettered posts live again with no failures; return how many."""
+async def dead_letters(conn: AsyncConnection) -> list[Row[Any]]:
+    """Every dead letter's post id, failures, last error and time, oldest first."""
+    statement = (
+        select(queue.c.post_id, queue.c.failures, queue.c.last_error, queue.c.dead_lettered_at)
+        .where(queue.c.dead_lettered_at.is_not(None))
+        .order_by(queue.c.dead_lettered_at, queue.c.post_id)
+    )
+    return list(await conn.execute(statement))
+
+
+async def requeue_dead_letters(
+    conn: AsyncConnection, post_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Make dead-lettered posts (those of `post_ids`, or all) live again with no failures;
+    return their ids."""
     statement = (
         update(queue)
-        .where(queue.c.post_id.in_(post_ids), queue.c.dead_lettered_at.is_not(None))
+        .where(queue.c.dead_lettered_at.is_not(None))
         .values(failures=0, last_error=None, dead_lettered_at=None)
+        .returning(queue.c.post_id)
     )
-    return (await conn.execute(statement)).rowcount
+    if post_ids is not None:
+        statement = statement.where(queue.c.post_id.in_(post_ids))
+    return sorted((await conn.execute(statement)).scalars())
 
 
 async def dequeue(conn: AsyncConnection, post_ids: Sequence[int]) -> None:

@@ -239,7 +239,7 @@ def test_an_operator_requeues_dead_letters(own_database: str, backing: Backing) 
                 await insight_repository.record_failure(conn, post_id, "Bug: fixed", MAX_FAILURES)
         assert (await worker.run_once()).claimed == 0
         async with engine.begin() as conn:
-            assert await insight_repository.requeue_dead_letters(conn, [post_id]) == 1
+            assert await insight_repository.requeue_dead_letters(conn, [post_id]) == [post_id]
         assert _queue_row(own_database, post_id) == (0, None, False)
         assert (await worker.run_once()).analysed == 1
 
