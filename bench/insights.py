@@ -26,7 +26,7 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from bench import insights_data as data
 from bench.insights_train import fresh_english
-from bench.intervals import macro_recall_interval
+from bench.intervals import macro_f1_difference_interval, macro_recall_interval
 
 Scores = dict[str, float]
 
@@ -183,6 +183,12 @@ def category(analyze: Callable[[Sequence[str]], list[Any]]) -> dict[str, Any]:
                 sum(labels[k] in rows[k][1] for k in range(len(rows))) / len(rows), 4
             ),
         }
+    low, high = macro_f1_difference_interval(
+        gold,
+        [systems["model"][k] for k in single],
+        [systems["keywords_alone"][k] for k in single],
+    )
+    result["model_minus_keywords_macro_f1_95"] = [low, high]
     return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.intervals import macro_recall_interval
+from bench.intervals import macro_f1_difference_interval, macro_recall_interval
 
 CLASSES = ("negative", "neutral", "positive")
 
@@ -50,3 +50,25 @@ def test_a_label_outside_the_gold_classes_is_a_miss() -> None:
 def test_unequal_or_empty_inputs_are_refused(gold: list[str], predicted: list[str]) -> None:
     with pytest.raises(ValueError, match="equally long"):
         macro_recall_interval(gold, predicted)
+
+
+def test_a_system_against_itself_differs_by_nothing_and_against_all_wrong_by_one() -> None:
+    gold, predicted = _answers(100, 70)
+    assert macro_f1_difference_interval(gold, predicted, predicted) == (0.0, 0.0)
+    all_wrong = ["mixed"] * len(gold)
+    assert macro_f1_difference_interval(gold, gold, all_wrong) == (1.0, 1.0)
+
+
+def test_the_paired_band_holds_the_difference_of_the_macro_f1s() -> None:
+    # Class a: 1 right of 2, 1 answered: F1 2/3; class b: 2 of 2, 3 answered: F1 4/5.
+    gold = ["a", "a", "b", "b"] * 2500
+    predicted = ["a", "b", "b", "b"] * 2500
+    low, high = macro_f1_difference_interval(gold, gold, predicted)
+    assert low < 1 - (2 / 3 + 4 / 5) / 2 < high
+    assert high - low < 0.03
+    assert macro_f1_difference_interval(gold, predicted, gold) == (-high, -low)
+
+
+def test_the_difference_refuses_answers_of_another_length() -> None:
+    with pytest.raises(ValueError, match="equally long"):
+        macro_f1_difference_interval(["a", "b"], ["a", "b"], ["a"])
