@@ -119,10 +119,17 @@ class ServerThread:
     options: dict[str, Any] = field(default_factory=dict)
     app: Application | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    # The tasks the app's stop left running, by name (cancelled before the loop closed).
+    leftover_tasks: list[str] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _stop: asyncio.Event | None = None
     _error: BaseException | None = None
+
+    @property
+    def error(self) -> BaseException | None:
+        """What the app's start or stop raised, if anything."""
+        return self._error
 
     @property
     def address(self) -> str:
@@ -145,6 +152,7 @@ class ServerThread:
             self._error = error
             self._ready.set()
         finally:
+            self.leftover_tasks = _cancel_leftovers(self.loop)
             self.loop.close()
 
     async def _main(self) -> None:
@@ -165,6 +173,21 @@ class ServerThread:
             self.loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(30)
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Cancel the tasks still pending and let them finish, as asyncio.run does before it
+    closes its loop (a task left to the garbage collector runs its cleanup without a loop);
+    return their names."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+
+    async def finished() -> None:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    loop.run_until_complete(finished())
+    return sorted(task.get_name() for task in tasks)
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from server.core.leader import JobLeadership
 from server.core.loopwatch import LoopWatch
 from server.core.metrics import Metrics
 from server.core.pagination import PageTokens
+from server.core.stopping import PartStops
 from server.core.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -230,39 +231,49 @@ class Application:
     async def stop(self) -> None:
         """Flip health to NOT_SERVING first (so load balancers and clients start moving
         away), hand the jobs over and keep serving for the rest of the drain time, then
-        refuse new calls with UNAVAILABLE, let in-flight ones finish, and close the pools."""
+        refuse new calls with UNAVAILABLE, let in-flight ones finish, and close the pools.
+
+        A part whose stop fails (its database gone, say) does not keep the others running:
+        every part is stopped, and the failures are raised together at the end."""
+        parts = PartStops()
         drain_ends = asyncio.get_running_loop().time() + self.settings.shutdown_drain_s
         if self.health is not None:
-            await self.health.stop()
+            await parts.stop("the health service", self.health.stop())
         if self.leadership is not None:
-            await self.leadership.stop()
+            await parts.stop("the jobs' leadership", self.leadership.stop())
         # The workers' own grace (sends in flight) runs beside the drain and the calls' grace,
         # so a stop takes the longer of the two, not their sum.
         workers = asyncio.gather(
-            *(worker.stop() for worker in (self.workers() if self.run_workers else []))
+            *(
+                parts.stop(f"the worker {type(worker).__name__}", worker.stop())
+                for worker in (self.workers() if self.run_workers else [])
+            )
         )
         remaining = drain_ends - asyncio.get_running_loop().time()
         if self.health is not None and remaining > 0:
             await asyncio.sleep(remaining)
         if self.server is not None:
-            await self.server.stop(self.settings.shutdown_grace_s)
+            await parts.stop("the gRPC server", self.server.stop(self.settings.shutdown_grace_s))
         await workers
-        if self.metrics is not None:
-            await self.metrics.stop()
-        if self.loop_watch is not None:
-            await self.loop_watch.stop()
-        if self.tracing is not None:
-            await self.tracing.stop()
-        if self.auth is not None:
-            await self.auth.stop()
-        if self.cache is not None:
-            await self.cache.aclose()
-        if self.redis is not None:
-            await self.redis.aclose()
-        if self.invalidator is not None:
-            await self.invalidator.aclose()
-        if self.engine is not None:
-            await self.engine.dispose()
-        if self.jobs_engine is not None:
-            await self.jobs_engine.dispose()
+        closers: list[tuple[str, Callable[[], Awaitable[object]] | None]] = [
+            ("the metrics", None if self.metrics is None else self.metrics.stop),
+            ("the event-loop watch", None if self.loop_watch is None else self.loop_watch.stop),
+            ("tracing", None if self.tracing is None else self.tracing.stop),
+            ("the API keys' authenticator", None if self.auth is None else self.auth.stop),
+            ("the cache", None if self.cache is None else self.cache.aclose),
+            ("the Redis client", None if self.redis is None else self.redis.aclose),
+            (
+                "the cache invalidator's Redis client",
+                None if self.invalidator is None else self.invalidator.aclose,
+            ),
+            ("the database pool", None if self.engine is None else self.engine.dispose),
+            (
+                "the jobs' database pool",
+                None if self.jobs_engine is None else self.jobs_engine.dispose,
+            ),
+        ]
+        for part, close in closers:
+            if close is not None:
+                await parts.stop(part, close())
+        parts.raise_failures("the server")
         log.info("server stopped")

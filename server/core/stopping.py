@@ -14,13 +14,35 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger("socialhub")
 
 # Frames shown per task or thread: enough to see which await or call it sits in.
 STACK_FRAMES = 12
+
+
+class PartStops:
+    """The stops of a whole made of parts: each part is stopped whatever the stops before it
+    raised (a part whose database is gone must not keep the others running), and the
+    failures, each noted with its part, are raised together at the end."""
+
+    def __init__(self) -> None:
+        self.failures: list[Exception] = []
+
+    async def stop(self, part: str, stop: Awaitable[object]) -> None:
+        try:
+            await stop
+        except Exception as error:
+            error.add_note(f"while stopping {part}")
+            self.failures.append(error)
+
+    def raise_failures(self, whole: str) -> None:
+        if self.failures:
+            raise ExceptionGroup(
+                f"stopping {whole} failed in {len(self.failures)} part(s)", self.failures
+            )
 
 
 class StopOverran(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.core.config import DEV_PAGE_TOKEN_SECRET, Settings
 from server.core.db import async_url
 from server.core.domain import Domain, DomainContext, Job, Plugin, Service
+from server.core.stopping import PartStops
 from server.publishing import repository
 from server.publishing.accounts import AccountService
 from server.publishing.adapters import build_adapters
@@ -68,9 +68,12 @@ class PublishingRuntime:
         self._publisher.start()
 
     async def stop(self) -> None:
-        await self._publisher.stop()
-        await self._changes.stop()
-        await asyncio.gather(*(adapter.aclose() for adapter in self._adapters.values()))
+        parts = PartStops()
+        await parts.stop("the publishing worker", self._publisher.stop())
+        await parts.stop("the publishing notifications' listener", self._changes.stop())
+        for platform, adapter in self._adapters.items():
+            await parts.stop(f"the {platform} adapter's HTTP client", adapter.aclose())
+        parts.raise_failures("publishing")
 
 
 def build(context: DomainContext) -> Plugin:
