@@ -1,10 +1,16 @@
 """`socialhub top` and `socialhub watch`: live terminal views of AnalyticsService's streams,
 through the Python client's channel (API key, TLS or plaintext as every client sets them).
-Ctrl-C quits."""
+q or Ctrl-C quits."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import sys
+import termios
+import threading
+import tty
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,7 +43,7 @@ RECENT_EVENTS = 20
 def _channel(address: str, key: str | None, plaintext: bool, ca_file: str | None) -> grpc.Channel:
     api_key = key or os.environ.get("SOCIALHUB_KEY") or None
     tls = None if plaintext else (Tls(ca_file=ca_file) if ca_file else SYSTEM_ROOTS)
-    # Streams run until Ctrl-C: no deadline.
+    # Streams run until the user quits: no deadline.
     return connect(address, api_key=api_key, tls=tls, timeout=None, stream_timeout=None)
 
 
@@ -79,7 +85,7 @@ def events_view(
     profile: str, events: deque[analytics_pb2.WatchProfileMetricsResponse], total: int
 ) -> Group:
     header = Text(
-        f"socialhub watch {profile}  {total} events  (newest first; Ctrl-C quits)", style="bold"
+        f"socialhub watch {profile}  {total} events  (newest first; q quits)", style="bold"
     )
     table = Table(expand=True)
     for name in ("event", "platform", "post", "observed", "likes", "comments", "shares"):
@@ -104,10 +110,44 @@ def events_view(
     return Group(header, table)
 
 
+QUIT_KEYS = (b"q", b"Q")
+
+
+@contextlib.contextmanager
+def _quit_key(call: Any) -> Iterator[None]:
+    """While the view runs on a terminal, q cancels the call, as Ctrl-C does. The terminal
+    reads keys unbuffered and unechoed meanwhile (Ctrl-C still signals), and gets its
+    settings back after."""
+    if not sys.stdin.isatty():
+        yield
+        return
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    done = threading.Event()
+
+    def read_keys() -> None:
+        while not done.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready and os.read(fd, 1) in QUIT_KEYS:
+                call.cancel()
+                return
+
+    tty.setcbreak(fd)
+    reader = threading.Thread(target=read_keys, name="quit-key", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reader.join(1)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
 def _until_interrupted(call: Any, items: Iterator[Any], show: Any) -> None:
     try:
-        for item in items:
-            show(item)
+        with _quit_key(call):
+            for item in items:
+                show(item)
     except KeyboardInterrupt:
         call.cancel()
     except grpc.RpcError as error:
@@ -124,7 +164,7 @@ def top(
     interval: Annotated[float, typer.Option(help="Seconds between updates.")] = 2.0,
     fleet: Annotated[bool, typer.Option(help="Every replica's calls, not one replica's.")] = False,
 ) -> None:
-    """A live view of the service's metrics (WatchServiceMetrics). Ctrl-C quits.
+    """A live view of the service's metrics (WatchServiceMetrics). q or Ctrl-C quits.
 
     Calls/s, errors and p50/p99 latency per method, cache hit ratio, database pool."""
     seconds, nanos = divmod(round(interval * 1e9), 10**9)
@@ -149,7 +189,7 @@ def watch(
     ca_file: CaFile = None,
     resume: Annotated[str, typer.Option(help="Start after this event id.")] = "",
 ) -> None:
-    """A live view of a profile's metric snapshots (WatchProfileMetrics). Ctrl-C quits."""
+    """A live view of a profile's metric snapshots (WatchProfileMetrics). q or Ctrl-C quits."""
     name = profile if "/" in profile else f"profiles/{profile}"
     request = analytics_pb2.WatchProfileMetricsRequest(profile=name, resume_event_id=resume)
     events: deque[analytics_pb2.WatchProfileMetricsResponse] = deque(maxlen=RECENT_EVENTS)

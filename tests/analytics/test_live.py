@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -317,14 +318,36 @@ def test_a_negative_interval_is_invalid(analytics: AnalyticsServiceStub) -> None
 TMUX = shutil.which("tmux")
 
 
+@dataclass(frozen=True)
+class Pane:
+    """A tmux session running one command: called, it returns what the screen shows."""
+
+    tmux: str
+    name: str
+
+    def __call__(self) -> str:
+        return subprocess.run(
+            [self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+        ).stdout
+
+    def press(self, key: str) -> None:
+        subprocess.run([self.tmux, "send-keys", "-t", self.name, key], check=True)
+
+    def is_open(self) -> bool:
+        # The session ends when its command exits.
+        found = subprocess.run([self.tmux, "has-session", "-t", self.name], capture_output=True)
+        return found.returncode == 0
+
+
 @pytest.fixture
-def terminal(backing: Backing) -> Iterator[Callable[[list[str]], Callable[[], str]]]:
-    """Start a `socialhub` command in a detached tmux session; return a screen reader."""
+def terminal(backing: Backing) -> Iterator[Callable[[list[str]], Pane]]:
+    """Start a `socialhub` command in a detached tmux session; return its pane."""
     if TMUX is None:
         pytest.fail("tmux is needed (apt-get install -y tmux)")
     sessions: list[str] = []
 
-    def run(args: list[str]) -> Callable[[], str]:
+    def run(args: list[str]) -> Pane:
+        assert TMUX is not None
         name = f"socialhub-live-{len(sessions)}-{time.monotonic_ns()}"
         command = shlex.join([sys.executable, "-m", "server", *args])
         subprocess.run(
@@ -333,11 +356,7 @@ def terminal(backing: Backing) -> Iterator[Callable[[list[str]], Callable[[], st
             env={"SOCIALHUB_KEY": backing.admin_key, "PATH": "/usr/bin:/bin", "TERM": "xterm"},
         )
         sessions.append(name)
-        return lambda: (
-            subprocess.run(
-                [TMUX, "capture-pane", "-p", "-t", name], capture_output=True, text=True
-            ).stdout
-        )
+        return Pane(TMUX, name)
 
     yield run
     for name in sessions:
@@ -377,6 +396,20 @@ def test_socialhub_top_shows_the_methods_called(
     assert "calls/s" in shown
     assert "p99" in shown
     assert "db pool" in shown
+
+
+@pytest.mark.parametrize("view", ["top", "watch"])
+def test_q_quits_the_terminal_views(
+    server: ServerThread, owner: str, terminal: Any, view: str
+) -> None:
+    args = ["top"] if view == "top" else ["watch", owner]
+    pane = terminal([*args, "--address", server.address, "--plaintext"])
+    _screen_shows(pane, f"socialhub {view}")
+    pane.press("x")  # not a quit key
+    time.sleep(0.5)
+    assert pane.is_open()
+    pane.press("q")
+    wait_for(lambda: not pane.is_open(), 10, what=f"socialhub {view} to quit on q")
 
 
 def test_socialhub_watch_shows_each_event(
