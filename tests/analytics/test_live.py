@@ -4,6 +4,7 @@ on the same PostgreSQL and Redis, and the `socialhub top` / `socialhub watch` te
 from __future__ import annotations
 
 import queue
+import re
 import shlex
 import shutil
 import subprocess
@@ -316,6 +317,7 @@ def test_a_negative_interval_is_invalid(analytics: AnalyticsServiceStub) -> None
 # ------------------------------------------------------------------ the terminal views
 
 TMUX = shutil.which("tmux")
+EXITED = "socialhub-exited-with:"
 
 
 @dataclass(frozen=True)
@@ -333,10 +335,10 @@ class Pane:
     def press(self, key: str) -> None:
         subprocess.run([self.tmux, "send-keys", "-t", self.name, key], check=True)
 
-    def is_open(self) -> bool:
-        # The session ends when its command exits.
-        found = subprocess.run([self.tmux, "has-session", "-t", self.name], capture_output=True)
-        return found.returncode == 0
+    def exit_status(self) -> int | None:
+        """The command's exit status once it has exited, else None."""
+        found = re.search(rf"{EXITED}(\d+)", self())
+        return None if found is None else int(found.group(1))
 
 
 @pytest.fixture
@@ -349,11 +351,18 @@ def terminal(backing: Backing) -> Iterator[Callable[[list[str]], Pane]]:
     def run(args: list[str]) -> Pane:
         assert TMUX is not None
         name = f"socialhub-live-{len(sessions)}-{time.monotonic_ns()}"
-        command = shlex.join([sys.executable, "-m", "server", *args])
+        # The key goes on the command line: a session gets the environment of the tmux
+        # server, which the first test to start one (maybe another xdist worker's, with its
+        # own database and key) started, not the environment of this `tmux` call.
+        command = f"SOCIALHUB_KEY={shlex.quote(backing.admin_key)} " + shlex.join(
+            [sys.executable, "-m", "server", *args]
+        )
+        # The pane outlives the command, to show its exit status and last screen.
+        command += f"; echo {EXITED}$?; sleep 60"
         subprocess.run(
             [TMUX, "new-session", "-d", "-s", name, "-x", "160", "-y", "40", command],
             check=True,
-            env={"SOCIALHUB_KEY": backing.admin_key, "PATH": "/usr/bin:/bin", "TERM": "xterm"},
+            env={"PATH": "/usr/bin:/bin", "TERM": "xterm"},
         )
         sessions.append(name)
         return Pane(TMUX, name)
@@ -407,9 +416,12 @@ def test_q_quits_the_terminal_views(
     _screen_shows(pane, f"socialhub {view}")
     pane.press("x")  # not a quit key
     time.sleep(0.5)
-    assert pane.is_open()
+    assert pane.exit_status() is None, pane()
     pane.press("q")
-    wait_for(lambda: not pane.is_open(), 10, what=f"socialhub {view} to quit on q")
+    wait_for(lambda: pane.exit_status() == 0, 10, what=f"socialhub {view} to quit on q")
+    if view == "watch":
+        # The call was cancelled, not just abandoned: the server lets go of the profile.
+        wait_for(lambda: hub(server).watched_profiles == 0, what="the server to end the watch")
 
 
 def test_socialhub_watch_shows_each_event(
