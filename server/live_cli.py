@@ -128,7 +128,12 @@ def _quit_key(call: Any) -> Iterator[None]:
     def read_keys() -> None:
         while not done.is_set():
             ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready and os.read(fd, 1) in QUIT_KEYS:
+            if not ready:
+                continue
+            key = os.read(fd, 1)
+            if not key:
+                return  # the terminal is gone: nothing more to read (select would spin)
+            if key in QUIT_KEYS:
                 call.cancel()
                 return
 

@@ -252,20 +252,31 @@ def test_database_and_acl_user_come_from_the_redis_py_settings(
         sync_redis.acl_deluser("resp-test")
 
 
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
+
+
 def test_unix_socket(tmp_path: Path, run: Runner[Any]) -> None:
-    socket = tmp_path / "redis.sock"
+    path = tmp_path / "redis.sock"
     server = subprocess.Popen(
-        [redis_server_binary(), "--port", "0", "--unixsocket", str(socket), "--save", ""],
+        [redis_server_binary(), "--port", "0", "--unixsocket", str(path), "--save", ""],
         stdout=subprocess.DEVNULL,
     )
     try:
+        # The socket's file appears when redis binds it, a moment before it listens (a
+        # connection in between is refused): wait for a connection to be accepted.
         deadline = time.monotonic() + 10
-        while not socket.exists():
-            assert time.monotonic() < deadline, "redis did not create its socket"
+        while not _accepts(path):
+            assert time.monotonic() < deadline, "redis did not listen on its socket"
             time.sleep(0.02)
 
         async def main() -> Any:
-            client = client_for(f"unix://{socket}?db=1")
+            client = client_for(f"unix://{path}?db=1")
             try:
                 await client._execute("SET", "k", "over a unix socket")
                 return await client._execute("GET", "k")
