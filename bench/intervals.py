@@ -10,7 +10,7 @@ than the two bands side by side.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -39,6 +39,22 @@ def _macro_f1(classes: int, truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(2 * right[present] / (support[present] + answered[present])))
 
 
+def _band(
+    size: int,
+    score: Callable[[np.ndarray], float],
+    level: float,
+    resamples: int,
+    seed: int,
+) -> tuple[float, float]:
+    """The central `level` percentile interval of `score` over `resamples` draws of `size`
+    indexes with replacement (deterministic for a given seed)."""
+    rng = np.random.default_rng(seed)
+    scores = [score(rng.integers(0, size, size=size)) for _ in range(resamples)]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(scores, [tail, 100 - tail])
+    return round(float(low), 4), round(float(high), 4)
+
+
 def macro_f1_difference_interval(
     gold: Sequence[str],
     first: Sequence[str],
@@ -51,20 +67,13 @@ def macro_f1_difference_interval(
     """The central `level` paired percentile bootstrap interval of macro-F1(first) -
     macro-F1(second) over the gold classes: both systems scored on the same resamples."""
     classes, truth, (a, b) = _encoded(gold, first, second)
-    rng = np.random.default_rng(seed)
-    differences = np.empty(resamples)
-    for r in range(resamples):
-        drawn = rng.integers(0, len(truth), size=len(truth))
-        differences[r] = _macro_f1(classes, truth[drawn], a[drawn]) - _macro_f1(
+
+    def difference(drawn: np.ndarray) -> float:
+        return _macro_f1(classes, truth[drawn], a[drawn]) - _macro_f1(
             classes, truth[drawn], b[drawn]
         )
-    return _percentiles(differences, level)
 
-
-def _percentiles(scores: np.ndarray, level: float) -> tuple[float, float]:
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(scores, [tail, 100 - tail])
-    return round(float(low), 4), round(float(high), 4)
+    return _band(len(truth), difference, level, resamples, seed)
 
 
 def macro_recall_interval(
@@ -80,13 +89,12 @@ def macro_recall_interval(
     Deterministic for a given seed."""
     classes, truth, (answers,) = _encoded(gold, predicted)
     hits = (truth == answers).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    scores = np.empty(resamples)
-    for r in range(resamples):
-        drawn = rng.integers(0, len(truth), size=len(truth))
+
+    def macro_recall(drawn: np.ndarray) -> float:
         counts = np.bincount(truth[drawn], minlength=classes)
         hit_counts = np.bincount(truth[drawn], weights=hits[drawn], minlength=classes)
         # A class no resample drew has no recall: the mean is over the classes drawn.
         present = counts > 0
-        scores[r] = np.mean(hit_counts[present] / counts[present])
-    return _percentiles(scores, level)
+        return float(np.mean(hit_counts[present] / counts[present]))
+
+    return _band(len(truth), macro_recall, level, resamples, seed)
